@@ -1,0 +1,71 @@
+"""Prompt templates and ``build_prompt``: the one place a prompt's bytes are decided.
+
+The Asclepius template is byte-for-byte the one on the model card (its spelling "languge" and the
+single space after ``[Instruction End]`` included). Baseline templates are the ones the Asclepius
+authors used for their comparisons.
+"""
+
+from __future__ import annotations
+
+ASCLEPIUS = """You are an intelligent clinical languge model.
+Below is a snippet of patient's discharge summary and a following instruction from healthcare professional.
+Write a response that appropriately completes the instruction.
+The response should provide the accurate answer to the instruction, while being concise.
+
+[Discharge Summary Begin]
+{note}
+[Discharge Summary End]
+
+[Instruction Begin]
+{question}
+[Instruction End] 
+"""
+
+ALPACA = (
+    "Below is an instruction that describes a task, paired with an input that provides further context. "
+    "Write a response that appropriately completes the request.\n\n"
+    "### Instruction:\n{question}\n\n### Input:\n{note}\n\n### Response:"
+)
+
+MEDALPACA = (
+    "Below is an instruction that describes a task, paired with an input that provides further context. "
+    "Write a response that appropriately completes the request."
+    "\n\n### Instruction:\n{question}\n\n### Input:\n{note}\n\n### Response:\n"
+)
+
+VICUNA = """
+A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, detailed, and polite answers to the user's questions. USER: [The start of the Discharge Summary]
+{note}
+[The end of the Discharge Summary]
+{question} ASSISTANT: 
+"""
+
+TEMPLATES: dict[str, str] = {
+    "asclepius": ASCLEPIUS,
+    "alpaca": ALPACA,
+    "medalpaca": MEDALPACA,
+    "vicuna": VICUNA,
+}
+
+
+def template_names() -> list[str]:
+    """Names accepted by ``build_prompt(template=...)``."""
+    return list(TEMPLATES)
+
+
+def build_prompt(note: str, question: str, template: str = "asclepius") -> str:
+    """Format ``note`` and ``question`` into the named template.
+
+    Note and question are stripped of surrounding newlines first, as in training. No BOS is added
+    here: the tokenizer adds it exactly once.
+    """
+    try:
+        fmt = TEMPLATES[template]
+    except KeyError:
+        raise ValueError(f"unknown template {template!r}; choose one of {', '.join(TEMPLATES)}") from None
+    return fmt.format(note=note.strip("\r\n"), question=question.strip("\r\n"))
+
+
+def prompt_overhead(template: str = "asclepius") -> str:
+    """The template with empty note and question: the fixed text every prompt carries."""
+    return build_prompt("", "", template)

@@ -1,0 +1,104 @@
+"""The 8 Asclepius tasks plus a free question: label, instruction template and the argument each needs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Task:
+    """One task: ``instruction`` may hold ``{arg}``, which the user supplies (``arg_label`` says what)."""
+
+    key: str
+    label: str
+    instruction: str
+    arg_label: str | None = None
+    arg_placeholder: str = ""
+
+    def needs_arg(self) -> bool:
+        return self.arg_label is not None
+
+
+FREE = "free"
+
+TASKS: dict[str, Task] = {
+    t.key: t
+    for t in [
+        Task(
+            "ner",
+            "Named entity recognition",
+            "Identify all named entities related to the patient's {arg} mentioned in this discharge summary.",
+            "Entity type",
+            "medical conditions, medications, procedures",
+        ),
+        Task(
+            "abbreviation",
+            "Abbreviation expansion",
+            "What is the expanded form of the abbreviation '{arg}' as used in this discharge summary?",
+            "Abbreviation",
+            "e.g. CHF",
+        ),
+        Task(
+            "relation",
+            "Relation extraction",
+            "What relations between {arg} and other treatments, tests or problems are described in this "
+            "discharge summary?",
+            "Entity",
+            "e.g. metoprolol",
+        ),
+        Task(
+            "temporal",
+            "Temporal information extraction",
+            "When did {arg} happen relative to the patient's admission, and what is the timeline of related "
+            "events in this discharge summary?",
+            "Event",
+            "e.g. the chest pain",
+        ),
+        Task(
+            "coreference",
+            "Coreference resolution",
+            "Which earlier mentions in this discharge summary does '{arg}' refer to?",
+            "Expression",
+            "e.g. the procedure",
+        ),
+        Task(
+            "paraphrasing",
+            "Paraphrasing",
+            "Paraphrase the {arg} of this discharge summary in plain language that the patient can understand.",
+            "Section",
+            "hospital course",
+        ),
+        Task(
+            "summarization",
+            "Summarization",
+            "Summarize the key findings, treatments and discharge plan from this discharge summary.",
+        ),
+        Task(
+            "qa",
+            "Question answering",
+            "{arg}",
+            "Question",
+            "e.g. Why was the patient started on warfarin?",
+        ),
+        Task(FREE, "Free question", "{arg}", "Question", "Ask anything about the note"),
+    ]
+}
+
+
+def task_labels() -> list[str]:
+    return [t.label for t in TASKS.values()]
+
+
+def by_label(label: str) -> Task:
+    for t in TASKS.values():
+        if t.label == label or t.key == label:
+            return t
+    raise ValueError(f"unknown task {label!r}")
+
+
+def fill_instruction(task: Task, arg: str = "") -> str:
+    """The instruction for ``task`` with its argument filled in; empty when a needed argument is missing."""
+    arg = arg.strip()
+    if task.needs_arg() and not arg:
+        return "" if task.instruction == "{arg}" else task.instruction.replace("{arg}", f"<{task.arg_label.lower()}>")
+    return task.instruction.format(arg=arg)

@@ -1,0 +1,1 @@
+"""Data pipeline and training scripts for Asclepius-style models."""
