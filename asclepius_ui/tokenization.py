@@ -1,0 +1,96 @@
+"""Token counting and the context budget: pure functions over a tokenizer, no model needed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .prompts import build_prompt
+
+
+def encode_prompt(tokenizer, prompt: str) -> list[int]:
+    """Token ids for ``prompt`` with the tokenizer's BOS exactly once (never doubled)."""
+    ids = list(tokenizer(prompt, add_special_tokens=True)["input_ids"])
+    bos = tokenizer.bos_token_id
+    if bos is not None:
+        while len(ids) > 1 and ids[0] == bos and ids[1] == bos:
+            ids.pop(0)
+    return ids
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How a prompt plus the answer it asks for fits the model's context."""
+
+    prompt_tokens: int
+    max_new_tokens: int
+    context_length: int
+
+    @property
+    def total(self) -> int:
+        return self.prompt_tokens + self.max_new_tokens
+
+    @property
+    def fits(self) -> bool:
+        return self.total <= self.context_length
+
+    @property
+    def overflow(self) -> int:
+        return max(0, self.total - self.context_length)
+
+    def describe(self) -> str:
+        """One line for the page: prompt tokens + answer tokens against the context."""
+        state = "fits" if self.fits else f"over by {self.overflow} tokens"
+        return (f"Prompt {self.prompt_tokens} + answer up to {self.max_new_tokens} = {self.total} "
+                f"of {self.context_length} tokens ({state})")
+
+
+@dataclass(frozen=True)
+class Truncation:
+    """The result of cutting a note to fit: what was kept and exactly what was cut."""
+
+    kept: str
+    cut: str
+    cut_tokens: int
+
+
+def budget_for(tokenizer, note: str, question: str, template: str, max_new_tokens: int,
+               context_length: int) -> Budget:
+    """The budget for ``note`` and ``question`` formatted with ``template``."""
+    prompt = build_prompt(note, question, template)
+    return Budget(len(encode_prompt(tokenizer, prompt)), max_new_tokens, context_length)
+
+
+def truncate_note(tokenizer, note: str, question: str, template: str, max_new_tokens: int,
+                  context_length: int, keep: str = "start") -> Truncation:
+    """Cut ``note`` (from the end by default, or the start with ``keep="end"``) so the prompt fits.
+
+    Cuts on token boundaries of the note and returns the removed text so the caller can show it.
+    Raises ``ValueError`` when even an empty note does not fit.
+    """
+    if budget_for(tokenizer, note, question, template, max_new_tokens, context_length).fits:
+        return Truncation(note, "", 0)
+    if not budget_for(tokenizer, "", question, template, max_new_tokens, context_length).fits:
+        raise ValueError("The instruction and max new tokens alone exceed the model's context; "
+                         "shorten the instruction or lower max new tokens.")
+    try:
+        offsets = tokenizer(note, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    except (NotImplementedError, ValueError, KeyError, TypeError):  # slow tokenizer: cut on characters
+        offsets = [(i, i + 1) for i in range(len(note))]
+    n = len(offsets)
+
+    def piece(k: int) -> tuple[str, str]:
+        if keep == "end":
+            start = offsets[n - k][0] if k else len(note)
+            return note[start:], note[:start]
+        end = offsets[k - 1][1] if k else 0
+        return note[:end], note[end:]
+
+    lo, hi = 0, n  # largest k tokens of the note that fit
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if budget_for(tokenizer, piece(mid)[0], question, template, max_new_tokens, context_length).fits:
+            lo = mid
+        else:
+            hi = mid - 1
+    kept, cut = piece(lo)
+    return Truncation(kept, cut, n - lo)
