@@ -1,0 +1,51 @@
+"""What every page of the app gets: the loaded engines and the app's settings."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class AppContext:
+    """Shared by the pages. ``engine`` answers in the chat; ``contenders`` are extra engines for compare mode.
+
+    ``storage`` and ``users`` are set when ratings are enabled (``--db``, ``--auth``).
+    """
+
+    engine: Any
+    contenders: dict[str, Any] = field(default_factory=dict)
+    storage: Any = None
+    users: Any = None
+    db_url: str | None = None
+    demo: bool = False
+    max_concurrent: int = 1
+    _stops: dict[str, threading.Event] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def all_engines(self) -> dict[str, Any]:
+        """The chat engine and the compare contenders by display name."""
+        return {self.engine.model_id: self.engine, **self.contenders}
+
+    def new_request(self) -> tuple[str, threading.Event]:
+        """A fresh stop event for one generation request, with the id the page keeps to stop it."""
+        rid = uuid.uuid4().hex
+        event = threading.Event()
+        with self._lock:
+            self._stops[rid] = event
+        return rid, event
+
+    def stop(self, rid: str | None) -> bool:
+        """Stop the request ``rid`` (only that one)."""
+        with self._lock:
+            event = self._stops.get(rid or "")
+        if event is None:
+            return False
+        event.set()
+        return True
+
+    def finish(self, rid: str) -> None:
+        with self._lock:
+            self._stops.pop(rid, None)

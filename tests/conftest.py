@@ -1,0 +1,122 @@
+"""Shared fixtures: tiny models built once per session, a real Gradio server on loopback, a real browser."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def corpus() -> list[str]:
+    from asclepius_ui.prompts import build_prompt
+    from train.notes import make_notes
+
+    notes = make_notes(120, seed=1)
+    texts = [n.text for n in notes]
+    texts += [build_prompt(n.text, q) + a for n in notes[:30] for _, q, a in n.qa]
+    return texts
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir(tmp_path_factory, corpus) -> Path:
+    from train.tokenizer import train_sentencepiece
+
+    return train_sentencepiece(corpus, tmp_path_factory.mktemp("tok"), vocab_size=400)
+
+
+def _copy_tokenizer(src: Path, dst: Path) -> None:
+    for f in src.iterdir():
+        (dst / f.name).write_bytes(f.read_bytes())
+
+
+@pytest.fixture(scope="session")
+def tiny_bin_model(tmp_path_factory, tokenizer_dir) -> Path:
+    """A random tiny LLaMA in the Asclepius-7B layout: fp32 sharded .bin + index, slow sentencepiece tokenizer."""
+    from train.tiny_model import init_model, save_sharded_bin, tiny_llama_config
+
+    out = tmp_path_factory.mktemp("tiny-bin")
+    save_sharded_bin(init_model(tiny_llama_config(400, context=1024)), out, shards=2)
+    _copy_tokenizer(tokenizer_dir, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_safetensors_model(tmp_path_factory, tokenizer_dir) -> Path:
+    """The same kind of model saved the newer way: safetensors (and tokenizer.json written by transformers)."""
+    from transformers import AutoTokenizer
+
+    from train.tiny_model import init_model, tiny_llama_config
+
+    out = tmp_path_factory.mktemp("tiny-st")
+    init_model(tiny_llama_config(400, context=1024), seed=1).save_pretrained(out)
+    AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_engine(tiny_bin_model):
+    from asclepius_ui.engine import LoadOptions, load_engine
+
+    return load_engine(LoadOptions(str(tiny_bin_model), precision="fp32", device="cpu"))
+
+
+@pytest.fixture(scope="session")
+def launch_app():
+    """Start ``build_app(ctx)`` on a free loopback port; returns its URL. All servers close at session end."""
+    from asclepius_ui.ui.app import build_app
+    from asclepius_ui.ui.theme import CSS, offline_theme
+
+    started = []
+
+    def _launch(ctx, auth=None) -> str:
+        demo = build_app(ctx)
+        port = free_port()
+        demo.queue(default_concurrency_limit=4).launch(
+            server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, auth=auth,
+            theme=offline_theme(), css=CSS, footer_links=[], ssr_mode=False, show_error=True)
+        started.append(demo)
+        return f"http://127.0.0.1:{port}/"
+
+    yield _launch
+    for demo in started:
+        demo.close()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium driven by Playwright (never a downloaded browser)."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture()
+def page(browser):
+    """A fresh page that records every request URL in ``page.seen_urls``."""
+    context = browser.new_context()
+    pg = context.new_page()
+    pg.seen_urls = []
+    pg.on("request", lambda r: pg.seen_urls.append(r.url))
+    yield pg
+    context.close()
