@@ -1,0 +1,197 @@
+"""Batch answers with the app's own engine: ``python -m eval.generate --model M --input q.jsonl --out a.jsonl``.
+
+Rows need ``note``, ``question`` and ``task`` (``id`` optional). Each output row keeps the input fields and adds
+``answer``, ``model``, ``template``, ``precision``, ``new_tokens`` and ``seconds``. A row whose id is already in
+the output file is skipped, so an interrupted run picks up where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from asclepius_ui.engine import PRECISIONS, GenerationError, GenerationSettings, LoadOptions, ModelLoadError
+from asclepius_ui.prompts import TEMPLATES
+
+from .rows import InputError, JsonlAppender, iter_batches, read_done, read_rows, row_id
+
+REQUIRED = ("note", "question", "task")
+
+
+@dataclass
+class RunSummary:
+    """What a run did."""
+
+    done_before: int
+    written: int
+    failed: list[tuple[str, str]]
+
+
+def model_name(engine) -> str:
+    """The name used for ``answer_<model>`` columns: the registry name of a known model, else the folder or id."""
+    spec = getattr(engine, "spec", None)
+    if spec is not None and getattr(spec, "known", False):
+        return spec.name
+    return Path(str(engine.model_id).rstrip("/")).name or str(engine.model_id)
+
+
+def output_row(row: dict, engine, name: str, result) -> dict:
+    """An input row plus the answer and how it was produced."""
+    out = dict(row)
+    out["id"] = row_id(row)
+    out.update(answer=result.text, model=name, template=engine.template,
+               precision=getattr(engine, "precision", "remote"), new_tokens=result.new_tokens,
+               seconds=round(result.seconds, 4))
+    return out
+
+
+def _check_fit(engine, prompt: str, settings: GenerationSettings) -> str | None:
+    if not hasattr(engine, "encode"):  # remote: the server decides
+        return None
+    n = len(engine.encode(prompt))
+    if n + settings.max_new_tokens > engine.context_length:
+        return (f"prompt has {n} tokens; with {settings.max_new_tokens} new tokens it exceeds the context of "
+                f"{engine.context_length}")
+    return None
+
+
+def generate_rows(engine, rows: list[dict], out_path: str | Path, settings: GenerationSettings | None = None,
+                  batch_size: int = 1, name: str | None = None, concurrency: int = 1,
+                  progress: bool = True) -> RunSummary:
+    """Answer every row not yet in ``out_path`` and append the results there as they finish.
+
+    ``batch_size`` > 1 uses ``Engine.generate_batch`` (prompts sorted by length to limit padding);
+    a remote engine answers ``concurrency`` requests at a time instead.
+    """
+    settings = settings or GenerationSettings()
+    name = name or model_name(engine)
+    done = read_done(out_path)
+    seen: set[str] = set()
+    todo: list[tuple[dict, str]] = []
+    failed: list[tuple[str, str]] = []
+    for row in rows:
+        rid = row_id(row)
+        if rid in done or rid in seen:
+            continue
+        seen.add(rid)
+        prompt = engine.prompt(str(row["note"]), str(row["question"]))
+        problem = _check_fit(engine, prompt, settings)
+        if problem:
+            failed.append((rid, problem))
+            continue
+        todo.append((row, prompt))
+    bar = tqdm(total=len(todo), desc=f"answers ({name})", unit="row", disable=not progress)
+    written = 0
+    with JsonlAppender(out_path) as out:
+        if hasattr(engine, "generate_batch") and batch_size > 1:
+            if hasattr(engine, "encode"):
+                todo.sort(key=lambda rp: len(engine.encode(rp[1])))
+            for batch in iter_batches(todo, batch_size):
+                try:
+                    results = engine.generate_batch([p for _, p in batch], settings)
+                except GenerationError as exc:
+                    failed.extend((row_id(r), str(exc)) for r, _ in batch)
+                    bar.update(len(batch))
+                    continue
+                for (row, _), result in zip(batch, results, strict=True):
+                    out.write(output_row(row, engine, name, result))
+                    written += 1
+                bar.update(len(batch))
+        else:
+            def one(rp: tuple[dict, str]):
+                try:
+                    return rp[0], engine.generate(rp[1], settings), None
+                except GenerationError as exc:
+                    return rp[0], None, str(exc)
+
+            workers = max(1, concurrency) if not hasattr(engine, "generate_batch") else 1
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                for row, result, error in pool.map(one, todo):
+                    if error is None:
+                        out.write(output_row(row, engine, name, result))
+                        written += 1
+                    else:
+                        failed.append((row_id(row), error))
+                    bar.update(1)
+    bar.close()
+    return RunSummary(done_before=len(done), written=written, failed=failed)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m eval.generate", description=__doc__.split("\n")[0])
+    p.add_argument("--model", help="Hugging Face id or local model folder (or, with --base-url, the served name)")
+    p.add_argument("--input", required=True, help="questions: .jsonl or .csv with note, question, task (id optional)")
+    p.add_argument("--out", required=True, help="answers .jsonl (appended to; existing ids are skipped)")
+    p.add_argument("--name", help="model name for the answer_<model> column (default: registry name or folder)")
+    p.add_argument("--precision", default="auto", choices=PRECISIONS)
+    p.add_argument("--load-in-8bit", action="store_true", help="same as --precision 8bit")
+    p.add_argument("--load-in-4bit", action="store_true", help="same as --precision 4bit")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--template", choices=list(TEMPLATES), help="prompt template (default: the model's own)")
+    p.add_argument("--max-new-tokens", type=int, default=GenerationSettings().max_new_tokens)
+    p.add_argument("--batch-size", type=int, default=1, help="prompts per generate call (GPU)")
+    p.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (vLLM)")
+    p.add_argument("--api-key", help="key for --base-url (default: OPENAI_API_KEY)")
+    p.add_argument("--remote-model", help="model name on the endpoint (default: --model)")
+    p.add_argument("--remote-mode", default="chat", choices=("chat", "completion"),
+                   help="chat: prompt as one user message; completion: raw prompt to /v1/completions")
+    p.add_argument("--concurrency", type=int, default=4, help="parallel requests to a remote endpoint")
+    p.add_argument("--limit", type=int, help="answer only the first N rows")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def make_engine(args: argparse.Namespace):
+    """A local ``Engine`` or, with ``--base-url``, a ``RemoteEngine``, from the CLI arguments."""
+    if args.base_url:
+        from asclepius_ui.remote import RemoteEngine, RemoteOptions
+
+        served = args.remote_model or args.model
+        if not served:
+            raise InputError("--base-url needs --remote-model (or --model) naming the served model.")
+        return RemoteEngine(RemoteOptions(model=served, base_url=args.base_url, api_key=args.api_key,
+                                          template=args.template or "asclepius", mode=args.remote_mode))
+    from asclepius_ui.engine import load_engine
+
+    if not args.model:
+        raise InputError("--model is required (a Hugging Face id or a local folder).")
+    if args.load_in_8bit and args.load_in_4bit:
+        raise InputError("Choose one of --load-in-8bit and --load-in-4bit.")
+    precision = "8bit" if args.load_in_8bit else "4bit" if args.load_in_4bit else args.precision
+    return load_engine(LoadOptions(model=args.model, precision=precision, device=args.device,
+                                   template=args.template))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.max_new_tokens < 1 or args.batch_size < 1:
+            raise InputError("--max-new-tokens and --batch-size must be at least 1.")
+        rows = read_rows(args.input, REQUIRED)
+        if args.limit is not None:
+            rows = rows[: args.limit]
+        if not rows:
+            raise InputError(f"{args.input} has no rows.")
+        engine = make_engine(args)
+    except (InputError, ModelLoadError, GenerationError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for notice in getattr(engine, "notices", []):
+        print(f"note: {notice}", file=sys.stderr)
+    settings = GenerationSettings(max_new_tokens=args.max_new_tokens)
+    summary = generate_rows(engine, rows, args.out, settings, batch_size=args.batch_size, name=args.name,
+                            concurrency=args.concurrency, progress=not args.no_progress)
+    print(f"{summary.written} answers written to {args.out} ({summary.done_before} already there, "
+          f"{len(summary.failed)} failed).", file=sys.stderr)
+    for rid, error in summary.failed[:20]:
+        print(f"  failed {rid}: {error}", file=sys.stderr)
+    return 1 if summary.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

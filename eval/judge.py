@@ -1,0 +1,345 @@
+"""LLM-as-judge over an OpenAI-compatible endpoint: ``python -m eval.judge --input wide.jsonl --out judged.jsonl``.
+
+Input rows have ``note``, ``question`` and one ``answer_<model>`` column per model. For each row the judge sees
+one prompt with the note, the instruction and all answers as anonymous agents in a seeded shuffled order, plus
+the 4-point rubric, and replies with scores only (temperature 0). Output rows keep the input and add, per pass,
+``order``, ``score_<model>``, ``raw_reply`` and ``parse_error`` (a reply that cannot be parsed leaves the scores
+missing, never 0). Rows already in the output (by id and pass) are skipped, so a run can be resumed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import email.utils
+import json
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import openai
+from tqdm import tqdm
+
+from asclepius_ui.rubric import RUBRIC_VERSION
+
+from .judge_prompt import agent_order, build_judge_messages, parse_scores
+from .rows import (
+    ANSWER_PREFIX,
+    SCORE_PREFIX,
+    InputError,
+    JsonlAppender,
+    answer_models,
+    merge_answers,
+    read_done,
+    read_rows,
+    row_id,
+)
+
+PASSES = ("forward", "reverse")
+RETRYABLE = (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError, openai.APITimeoutError)
+FATAL = (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError)
+
+
+@dataclass
+class JudgeConfig:
+    """Where the judge runs and how hard to try."""
+
+    model: str = "gpt-4"
+    base_url: str | None = None
+    api_key: str | None = None
+    azure_endpoint: str | None = None
+    api_version: str | None = None
+    concurrency: int = 4
+    max_retries: int = 6
+    backoff: float = 1.0
+    max_backoff: float = 60.0
+    timeout: float = 120.0
+    seed: int = 0
+    max_tokens: int = 256
+
+
+@dataclass
+class JudgeSummary:
+    """What a run did: rows written, rows whose reply could not be parsed, rows that failed (not written)."""
+
+    written: int = 0
+    skipped: int = 0
+    parse_errors: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    fatal: str | None = None
+
+
+def judge_key(row: dict) -> str:
+    return f"{row_id(row)}|{row.get('pass', 'forward')}"
+
+
+def make_client(config: JudgeConfig):
+    """An async OpenAI (or Azure OpenAI) client; retries are ours, so the client's own are off."""
+    if config.azure_endpoint:
+        return openai.AsyncAzureOpenAI(azure_endpoint=config.azure_endpoint, api_version=config.api_version,
+                                       api_key=config.api_key or os.environ.get("AZURE_OPENAI_API_KEY"),
+                                       timeout=config.timeout, max_retries=0)
+    key = config.api_key or os.environ.get("OPENAI_API_KEY")
+    base_url = config.base_url or os.environ.get("OPENAI_BASE_URL")
+    if not key and not base_url:
+        raise InputError("No endpoint: pass --base-url (e.g. a local vLLM server) or set OPENAI_API_KEY for OpenAI.")
+    return openai.AsyncOpenAI(base_url=base_url, api_key=key or "EMPTY", timeout=config.timeout, max_retries=0)
+
+
+def retry_after(exc: Exception) -> float | None:
+    """Seconds the server asked us to wait (``Retry-After`` / ``retry-after-ms``), if it said."""
+    response = getattr(exc, "response", None)
+    if response is None:
+        return None
+    headers = response.headers
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return float(ms) / 1000
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+def backoff_delay(exc: Exception, attempt: int, config: JudgeConfig, rng: random.Random) -> float:
+    """The server's Retry-After when given, else exponential backoff with jitter, capped at ``max_backoff``."""
+    asked = retry_after(exc)
+    if asked is not None:
+        return min(asked, 600.0)
+    return min(config.max_backoff, config.backoff * 2 ** attempt) * rng.uniform(0.5, 1.0)
+
+
+async def ask(client, messages: list[dict], config: JudgeConfig, rng: random.Random) -> tuple[str, int]:
+    """The judge's reply text and the number of attempts it took; retries 429, 5xx and connection errors."""
+    for attempt in range(config.max_retries + 1):
+        try:
+            response = await client.chat.completions.create(model=config.model, messages=messages, temperature=0,
+                                                            max_tokens=config.max_tokens)
+            content = response.choices[0].message.content if response.choices else None
+            return content or "", attempt + 1
+        except RETRYABLE as exc:
+            if attempt == config.max_retries:
+                raise
+            await asyncio.sleep(backoff_delay(exc, attempt, config, rng))
+        except openai.APIStatusError as exc:
+            if exc.status_code in (408, 409) and attempt < config.max_retries:
+                await asyncio.sleep(backoff_delay(exc, attempt, config, rng))
+                continue
+            raise
+    raise AssertionError("unreachable")
+
+
+def judged_row(row: dict, models: list[str], order: list[str], pass_name: str, reply: str, attempts: int,
+               config: JudgeConfig) -> dict:
+    """The output row: input fields, the agent order, each model's score (or None) and the raw reply."""
+    parsed = parse_scores(reply, len(order))
+    out = dict(row)
+    out["id"] = row_id(row)
+    out.update({"pass": pass_name, "order": order, "judge_model": config.model, "rubric_version": RUBRIC_VERSION,
+                "seed": config.seed, "attempts": attempts, "raw_reply": reply, "parse_error": parsed.error})
+    by_model = {m: parsed.scores[i] for i, m in enumerate(order, start=1)}
+    for m in models:
+        out[SCORE_PREFIX + m] = by_model[m]
+    return out
+
+
+def check_rows(rows: list[dict], models: list[str] | None) -> list[str]:
+    """The models to judge; every row must have note, question and an answer for each."""
+    if not rows:
+        raise InputError("The input has no rows.")
+    models = models or answer_models(rows[0])
+    if len(models) < 2:
+        raise InputError(f"Need answer_<model> columns for at least two models, found {models or 'none'}.")
+    for i, row in enumerate(rows, start=1):
+        missing = [c for c in ("note", "question") if row.get(c) is None]
+        missing += [ANSWER_PREFIX + m for m in models if row.get(ANSWER_PREFIX + m) is None]
+        if missing:
+            raise InputError(f"Row {i} ({row_id(row)}): missing {', '.join(missing)}.")
+    return models
+
+
+async def judge_rows_async(rows: list[dict], out_path: str | Path, config: JudgeConfig,
+                           models: list[str] | None = None, reverse_pass: bool = False, client=None,
+                           progress: bool = True) -> JudgeSummary:
+    """Judge every (row, pass) not yet in ``out_path``, ``config.concurrency`` requests at a time."""
+    models = check_rows(rows, models)
+    done = read_done(out_path, key=judge_key)
+    client = client or make_client(config)
+    passes = PASSES if reverse_pass else PASSES[:1]
+    jobs = []
+    for row in rows:
+        forward = agent_order(models, row_id(row), config.seed)
+        for p in passes:
+            key = f"{row_id(row)}|{p}"
+            if key in done:
+                continue
+            jobs.append((row, p, forward if p == "forward" else forward[::-1]))
+    summary = JudgeSummary(skipped=len(done))
+    semaphore = asyncio.Semaphore(max(1, config.concurrency))
+    rng = random.Random(config.seed)
+    bar = tqdm(total=len(jobs), desc=f"judge ({config.model})", unit="call", disable=not progress)
+
+    with JsonlAppender(out_path) as out:
+        async def one(row: dict, pass_name: str, order: list[str]) -> None:
+            async with semaphore:
+                if summary.fatal:
+                    return
+                messages = build_judge_messages(str(row["note"]), str(row["question"]),
+                                                [str(row[ANSWER_PREFIX + m]) for m in order])
+                try:
+                    reply, attempts = await ask(client, messages, config, rng)
+                except FATAL as exc:
+                    summary.fatal = f"The endpoint refused the request ({type(exc).__name__}): {exc}"
+                    return
+                except (TimeoutError, openai.OpenAIError) as exc:
+                    summary.failed.append((f"{row_id(row)}|{pass_name}", f"{type(exc).__name__}: {exc}"))
+                    bar.update(1)
+                    return
+                result = judged_row(row, models, order, pass_name, reply, attempts, config)
+                out.write(result)
+                summary.written += 1
+                summary.parse_errors += result["parse_error"] is not None
+                bar.update(1)
+
+        await asyncio.gather(*(one(*job) for job in jobs))
+    bar.close()
+    return summary
+
+
+def judge_rows(rows: list[dict], out_path: str | Path, config: JudgeConfig, **kwargs) -> JudgeSummary:
+    """Synchronous wrapper around ``judge_rows_async``."""
+    return asyncio.run(judge_rows_async(rows, out_path, config, **kwargs))
+
+
+def score_models(row: dict) -> list[str]:
+    return [k[len(SCORE_PREFIX):] for k in row if k.startswith(SCORE_PREFIX)]
+
+
+def consistency(judged: list[dict]) -> dict:
+    """Agreement between the forward and the reversed pass, per model and overall, and mean score by position.
+
+    Per model: ``n`` rows scored in both passes, ``exact`` agreement rate, ``mad`` (mean absolute difference),
+    and the mean score in each pass.
+    """
+    by_pass: dict[str, dict[str, dict]] = {p: {} for p in PASSES}
+    for r in judged:
+        by_pass.setdefault(r.get("pass", "forward"), {})[row_id(r)] = r
+    models: list[str] = []
+    for r in judged:
+        models.extend(m for m in score_models(r) if m not in models)
+    per_model: dict[str, dict] = {}
+    all_f, all_r = [], []
+    for m in models:
+        pairs = [(f[SCORE_PREFIX + m], by_pass["reverse"][rid][SCORE_PREFIX + m])
+                 for rid, f in by_pass["forward"].items() if rid in by_pass["reverse"]]
+        pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
+        f = np.array([a for a, _ in pairs], dtype=float)
+        b = np.array([b for _, b in pairs], dtype=float)
+        all_f.extend(f)
+        all_r.extend(b)
+        per_model[m] = _agreement(f, b)
+    position: dict[int, list[float]] = {}
+    for r in judged:
+        for i, m in enumerate(r.get("order", []), start=1):
+            s = r.get(SCORE_PREFIX + m)
+            if s is not None:
+                position.setdefault(i, []).append(s)
+    return {"per_model": per_model, "overall": _agreement(np.array(all_f), np.array(all_r)),
+            "mean_by_position": {i: float(np.mean(v)) for i, v in sorted(position.items())}}
+
+
+def _agreement(f: np.ndarray, r: np.ndarray) -> dict:
+    n = int(len(f))
+    if n == 0:
+        return {"n": 0, "exact": None, "mad": None, "mean_forward": None, "mean_reverse": None}
+    return {"n": n, "exact": float(np.mean(f == r)), "mad": float(np.mean(np.abs(f - r))),
+            "mean_forward": float(f.mean()), "mean_reverse": float(r.mean())}
+
+
+def format_consistency(report: dict) -> str:
+    """The consistency report as a small text table."""
+    lines = ["model                          n   exact    MAD   fwd mean  rev mean"]
+    for name, a in [*report["per_model"].items(), ("(all)", report["overall"])]:
+        if not a["n"]:
+            lines.append(f"{name:<28} {0:>4}      -      -         -         -")
+            continue
+        lines.append(f"{name:<28} {a['n']:>4}  {a['exact']:.3f}  {a['mad']:.3f}     {a['mean_forward']:.3f}"
+                     f"     {a['mean_reverse']:.3f}")
+    pos = ", ".join(f"{i}: {v:.2f}" for i, v in report["mean_by_position"].items())
+    lines.append(f"mean score by agent position: {pos}")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m eval.judge", description=__doc__.split("\n")[0])
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--input", help="wide rows (.jsonl/.csv): note, question, answer_<model> columns")
+    src.add_argument("--answers", nargs="+", help="long answer files from eval.generate, one per model")
+    p.add_argument("--out", required=True, help="judged .jsonl (appended to; done rows are skipped)")
+    p.add_argument("--models", nargs="+", help="judge only these models (default: every answer_<model> column)")
+    p.add_argument("--judge-model", default="gpt-4", help="model (or Azure deployment) name at the endpoint")
+    p.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (default: OpenAI)")
+    p.add_argument("--api-key", help="default: OPENAI_API_KEY (AZURE_OPENAI_API_KEY with --azure-endpoint)")
+    p.add_argument("--azure-endpoint", help="Azure OpenAI resource URL")
+    p.add_argument("--api-version", default="2024-06-01", help="Azure OpenAI API version")
+    p.add_argument("--concurrency", type=int, default=4, help="requests in flight at once")
+    p.add_argument("--max-retries", type=int, default=6, help="retries of a 429/5xx/connection error")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
+    p.add_argument("--seed", type=int, default=0, help="seed of the per-row agent order")
+    p.add_argument("--reverse-pass", action="store_true", help="judge again in reversed order; report consistency")
+    p.add_argument("--consistency-out", help="where to write the consistency report (default: OUT.consistency.json)")
+    p.add_argument("--limit", type=int, help="judge only the first N rows")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    config = JudgeConfig(model=args.judge_model, base_url=args.base_url, api_key=args.api_key,
+                         azure_endpoint=args.azure_endpoint, api_version=args.api_version,
+                         concurrency=args.concurrency, max_retries=args.max_retries, timeout=args.timeout,
+                         seed=args.seed)
+    try:
+        if args.input:
+            rows = read_rows(args.input, ("note", "question"))
+        else:
+            rows = merge_answers([read_rows(f, ("note", "question", "answer")) for f in args.answers])
+        if args.limit is not None:
+            rows = rows[: args.limit]
+        check_rows(rows, args.models)
+        client = make_client(config)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    summary = judge_rows(rows, args.out, config, models=args.models, reverse_pass=args.reverse_pass, client=client,
+                         progress=not args.no_progress)
+    if summary.fatal:
+        print(f"error: {summary.fatal}", file=sys.stderr)
+        return 2
+    print(f"{summary.written} judgements written to {args.out} ({summary.skipped} already there, "
+          f"{summary.parse_errors} unparseable replies kept as missing, {len(summary.failed)} failed).",
+          file=sys.stderr)
+    for key, error in summary.failed[:20]:
+        print(f"  failed {key}: {error}", file=sys.stderr)
+    if args.reverse_pass:
+        report = consistency(list(read_done(args.out, key=judge_key).values()))
+        target = Path(args.consistency_out or f"{args.out}.consistency.json")
+        target.write_text(json.dumps(report, indent=2))
+        print(format_consistency(report))
+        print(f"consistency report written to {target}", file=sys.stderr)
+    return 1 if summary.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""Reading and writing evaluation rows (JSONL or CSV), row ids, and joining answer files into wide rows."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+ANSWER_PREFIX = "answer_"
+SCORE_PREFIX = "score_"
+
+
+class InputError(ValueError):
+    """Bad input file or arguments; the message is meant for the user (CLIs exit with code 2)."""
+
+
+def row_id(row: dict) -> str:
+    """The row's ``id`` if it has one, else a short hash of its note and question."""
+    given = row.get("id")
+    if given not in (None, ""):
+        return str(given)
+    text = f"{row.get('note', '')}\x1f{row.get('question', '')}"
+    return "h" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def read_rows(path: str | Path, required: Iterable[str] = ()) -> list[dict]:
+    """Rows of a ``.jsonl`` (one JSON object a line) or ``.csv`` file, checked for ``required`` columns.
+
+    Raises ``InputError`` naming the file and, for JSONL, the line of the first bad row.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"Input file not found: {p}")
+    if p.is_dir():
+        raise InputError(f"{p} is a folder; give a .jsonl or .csv file.")
+    rows = _read_csv(p) if p.suffix.lower() == ".csv" else _read_jsonl(p)
+    required = list(required)
+    for i, row in enumerate(rows, start=1):
+        missing = [c for c in required if c not in row or row[c] is None]
+        if missing:
+            where = f"row {i}" if p.suffix.lower() == ".csv" else f"line {row.get('_line', i)}"
+            raise InputError(f"{p}, {where}: missing column(s) {', '.join(missing)} "
+                             f"(each row needs {', '.join(required)}).")
+    for row in rows:
+        row.pop("_line", None)
+    return rows
+
+
+def _read_jsonl(p: Path) -> list[dict]:
+    rows = []
+    with p.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{p}, line {n}: not valid JSON ({exc.msg}).") from None
+            if not isinstance(obj, dict):
+                raise InputError(f"{p}, line {n}: expected a JSON object, got {type(obj).__name__}.")
+            obj["_line"] = n
+            rows.append(obj)
+    return rows
+
+
+def _read_csv(p: Path) -> list[dict]:
+    try:
+        with p.open(encoding="utf-8", newline="") as f:
+            return [dict(r) for r in csv.DictReader(f)]
+    except (csv.Error, UnicodeDecodeError) as exc:
+        raise InputError(f"{p}: cannot read as CSV ({exc}).") from None
+
+
+def read_done(path: str | Path, key=row_id) -> dict[str, dict]:
+    """Rows already in an output JSONL file, by ``key``; a torn last line (from a crash) is ignored."""
+    p = Path(path)
+    done: dict[str, dict] = {}
+    if not p.exists():
+        return done
+    with p.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError:
+                print(f"warning: {p}, line {n} is not valid JSON (interrupted write?); it will be redone.",
+                      file=sys.stderr)
+                continue
+            done[key(obj)] = obj
+    return done
+
+
+class JsonlAppender:
+    """Appends one JSON object per line and flushes each, so an interrupted run loses at most one row."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        needs_newline = self.path.exists() and self.path.stat().st_size > 0 and not self.path.read_bytes().endswith(
+            b"\n")
+        self._f = self.path.open("a", encoding="utf-8")
+        if needs_newline:
+            self._f.write("\n")
+
+    def write(self, obj: dict) -> None:
+        self._f.write(json.dumps(obj, ensure_ascii=False) + "\n")
+        self._f.flush()
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> JsonlAppender:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def write_rows(path: str | Path, rows: list[dict]) -> None:
+    """Write rows to ``.jsonl`` or ``.csv`` (by suffix); CSV columns are the union in first-seen order."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    if p.suffix.lower() == ".csv":
+        cols: list[str] = []
+        for r in rows:
+            cols.extend(c for c in r if c not in cols)
+        with p.open("w", encoding="utf-8", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=cols)
+            w.writeheader()
+            w.writerows(rows)
+    else:
+        with p.open("w", encoding="utf-8") as f:
+            for r in rows:
+                f.write(json.dumps(r, ensure_ascii=False) + "\n")
+
+
+def answer_models(row: dict) -> list[str]:
+    """Model names of a wide row's ``answer_<model>`` columns, in column order."""
+    return [k[len(ANSWER_PREFIX):] for k in row if k.startswith(ANSWER_PREFIX) and len(k) > len(ANSWER_PREFIX)]
+
+
+def merge_answers(files: dict[str, list[dict]] | list[list[dict]]) -> list[dict]:
+    """Join long answer files (rows with note, question, task, answer, model) into wide rows.
+
+    Rows are matched by ``row_id``; each model's ``answer`` becomes ``answer_<model>``. Only items that
+    every model answered are kept, in the order of the first file. Raises ``InputError`` on a clash.
+    """
+    groups = list(files.values()) if isinstance(files, dict) else list(files)
+    names = list(files) if isinstance(files, dict) else []
+    by_model: dict[str, dict[str, dict]] = {}
+    order: list[str] = []
+    for i, rows in enumerate(groups):
+        for row in rows:
+            model = str(row.get("model") or (names[i] if names else ""))
+            if not model:
+                raise InputError("An answer row has no 'model' field; name the model of each answer file.")
+            if "answer" not in row:
+                raise InputError(f"An answer row of {model} has no 'answer' field.")
+            rid = row_id(row)
+            if rid in by_model.setdefault(model, {}):
+                raise InputError(f"{model} answers item {rid} twice.")
+            by_model[model][rid] = row
+            if i == 0:
+                order.append(rid)
+    models = list(by_model)
+    if len(models) < 2:
+        raise InputError(f"Need answers from at least two models, got {len(models)}: {', '.join(models) or 'none'}.")
+    wide = []
+    for rid in order:
+        if not all(rid in by_model[m] for m in models):
+            continue
+        first = by_model[models[0]][rid]
+        row = {"id": rid, "note": first.get("note", ""), "question": first.get("question", ""),
+               "task": first.get("task", "")}
+        for m in models:
+            row[ANSWER_PREFIX + m] = by_model[m][rid]["answer"]
+        wide.append(row)
+    return wide
+
+
+def iter_batches(items: list, size: int) -> Iterator[list]:
+    for i in range(0, len(items), max(1, size)):
+        yield items[i:i + max(1, size)]

@@ -1,0 +1,213 @@
+"""The judge against a real local HTTP server speaking the chat-completions protocol, with the real openai client."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from eval import judge
+from eval.judge import JudgeConfig, consistency, judge_rows
+from eval.judge_prompt import agent_order, build_judge_prompt, parse_scores
+from eval.rows import read_done
+
+from .test_eval_openai_server import AGENT_BLOCK, OpenAIStub
+
+MODELS = ["alpha", "beta", "gamma"]
+TRUE_SCORE = {"alpha": 4, "beta": 2, "gamma": 3}
+
+
+def score_by_model(answer: str) -> int:
+    """The stub reads which model wrote the answer from its text and scores that model."""
+    return TRUE_SCORE[answer.split(":")[0]]
+
+
+def make_rows(n: int, start: int = 0) -> list[dict]:
+    return [{"id": f"r{i}", "note": f"Note {i}: patient admitted with chest pain.", "question": f"Question {i}?",
+             "task": "qa" if i % 2 else "summarization",
+             **{f"answer_{m}": f"{m}: answer to question {i}" for m in MODELS}} for i in range(start, start + n)]
+
+
+def config(stub: OpenAIStub, **kw) -> JudgeConfig:
+    return JudgeConfig(model="judge-x", base_url=stub.base_url, api_key="k", backoff=0.01, **kw)
+
+
+def lines(path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
+def test_prompt_has_note_instruction_rubric_and_answers_in_order():
+    prompt = build_judge_prompt("The note.", "The instruction?", ["first answer", "second answer"])
+    assert "The note." in prompt and "The instruction?" in prompt
+    assert prompt.index("first answer") < prompt.index("second answer")
+    assert "Unacceptable" in prompt and "Excellent" in prompt and "asclepius-4pt-v1" in prompt
+    assert "Agent 1: <score>\nAgent 2: <score>" in prompt
+    assert [b[1] for b in AGENT_BLOCK.findall(prompt)] == ["first answer", "second answer"]
+
+
+def test_order_is_seeded_per_row_and_a_permutation():
+    orders = {tuple(agent_order(MODELS, f"r{i}", seed=0)) for i in range(12)}
+    assert len(orders) > 1 and all(sorted(o) == sorted(MODELS) for o in orders)
+    assert agent_order(MODELS, "r1", 0) == agent_order(MODELS, "r1", 0)
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("Agent 1: 3\nAgent 2: 4", {1: 3, 2: 4}),
+    ("**Agent 1**: 3\n**Agent 2** - 4", {1: 3, 2: 4}),
+    ("Here are my scores.\n\nAgent 1 (score: 2)\nAgent 2 — 1\nThanks!", {1: 2, 2: 1}),
+    ('```json\n{"Agent 1": 3, "Agent 2": "4"}\n```', {1: 3, 2: 4}),
+    ('{"scores": [1, 2]}', {1: 1, 2: 2}),
+    ("Agent 1: 3/4, Agent 2: 4/4", {1: 3, 2: 4}),
+])
+def test_parse_tolerates_formats(text, expected):
+    parsed = parse_scores(text, 2)
+    assert parsed.scores == expected and parsed.error is None
+
+
+@pytest.mark.parametrize("text,expected,needle", [
+    ("", {1: None, 2: None}, "empty"),
+    ("Both answers look fine to me.", {1: None, 2: None}, "no scores"),
+    ("Agent 1: 5\nAgent 2: 3", {1: None, 2: 3}, "Agent 1 score 5"),
+    ("Agent 1: 3.5\nAgent 2: 0", {1: None, 2: None}, "Agent 2 score 0"),
+    ("Agent 1: 3", {1: 3, 2: None}, "no score for Agent 2"),
+    ("Agent 1: 3\nAgent 1: 4\nAgent 2: 2", {1: None, 2: 2}, "conflicting"),
+])
+def test_parse_marks_bad_scores_missing_never_zero(text, expected, needle):
+    parsed = parse_scores(text, 2)
+    assert parsed.scores == expected
+    assert needle in parsed.error
+
+
+def test_shuffled_order_maps_back_to_the_right_model(tmp_path):
+    out = tmp_path / "judged.jsonl"
+    rows = make_rows(8)
+    with OpenAIStub(score_of=score_by_model) as stub:
+        summary = judge_rows(rows, out, config(stub), progress=False)
+        calls = stub.judge_calls()
+    assert summary.written == 8 and not summary.failed and summary.parse_errors == 0
+    judged = {r["id"]: r for r in lines(out)}
+    orders = set()
+    for row in rows:
+        r = judged[row["id"]]
+        assert {m: r[f"score_{m}"] for m in MODELS} == TRUE_SCORE
+        assert r["order"] == agent_order(MODELS, row["id"], 0)
+        assert r["pass"] == "forward" and r["parse_error"] is None and r["raw_reply"].startswith("Agent 1:")
+        orders.add(tuple(r["order"]))
+        # The server saw the answers in exactly the recorded order.
+        prompt = next(c["prompt"] for c in calls if c["instruction"] == row["question"])
+        assert [b[1].split(":")[0] for b in AGENT_BLOCK.findall(prompt)] == r["order"]
+    assert len(orders) > 1, "the order must actually be shuffled"
+    body = calls[0]["body"]
+    assert body["temperature"] == 0 and body["model"] == "judge-x"
+
+
+def test_malformed_replies_are_kept_raw_and_missing(tmp_path):
+    out = tmp_path / "judged.jsonl"
+    rows = make_rows(2)
+    with OpenAIStub(score_of=score_by_model) as stub:
+        stub.script["Question 0?"] = [("reply", "I am unable to grade these answers.")]
+        stub.script["Question 1?"] = [("reply", "Agent 1: 9\nAgent 2: 2\nAgent 3: 2")]
+        summary = judge_rows(rows, out, config(stub), progress=False)
+    assert summary.parse_errors == 2
+    judged = {r["id"]: r for r in lines(out)}
+    r0 = judged["r0"]
+    assert all(r0[f"score_{m}"] is None for m in MODELS)
+    assert r0["raw_reply"] == "I am unable to grade these answers." and "no scores" in r0["parse_error"]
+    r1 = judged["r1"]
+    first = r1["order"][0]
+    assert r1[f"score_{first}"] is None and "Agent 1 score 9" in r1["parse_error"]
+    assert [r1[f"score_{m}"] for m in r1["order"][1:]] == [2, 2]
+
+
+def test_429_and_5xx_are_retried_honouring_retry_after(tmp_path):
+    out = tmp_path / "judged.jsonl"
+    rows = make_rows(2)
+    with OpenAIStub(score_of=score_by_model) as stub:
+        stub.script["Question 0?"] = [("status", 429, {"Retry-After": "1"})]
+        stub.script["Question 1?"] = [("status", 503, {}), ("status", 500, {})]
+        summary = judge_rows(rows, out, config(stub), progress=False)
+        q0 = stub.judge_calls("Question 0?")
+        q1 = stub.judge_calls("Question 1?")
+    assert summary.written == 2 and not summary.failed
+    assert [c["action"] for c in q0] == ["status", "default"]
+    assert q0[1]["time"] - q0[0]["time"] >= 0.9, "the client must wait as long as Retry-After says"
+    assert [c["action"] for c in q1] == ["status", "status", "default"]
+    judged = {r["id"]: r for r in lines(out)}
+    assert judged["r0"]["attempts"] == 2 and judged["r1"]["attempts"] == 3
+    assert {m: judged["r1"][f"score_{m}"] for m in MODELS} == TRUE_SCORE
+
+
+def test_resume_after_failures_and_a_torn_line(tmp_path):
+    out = tmp_path / "judged.jsonl"
+    rows = make_rows(5)
+    with OpenAIStub(score_of=score_by_model) as stub:
+        stub.script["Question 4?"] = [("status", 429, {"Retry-After": "0"})] * 2
+        first = judge_rows(rows[:3] + rows[4:], out, config(stub, max_retries=1), progress=False)
+        assert first.written == 3 and [k for k, _ in first.failed] == ["r4|forward"]
+        assert set(read_done(out, key=judge.judge_key)) == {"r0|forward", "r1|forward", "r2|forward"}
+        with out.open("a") as f:  # a crash in the middle of a write
+            f.write('{"id": "r3", "pass": "forw')
+        n_before = len(stub.judge_calls())
+        second = judge_rows(rows, out, config(stub), progress=False)
+        asked = [c["instruction"] for c in stub.judge_calls()[n_before:]]
+    assert second.skipped == 3 and second.written == 2 and not second.failed
+    assert sorted(asked) == ["Question 3?", "Question 4?"]
+    done = read_done(out, key=judge.judge_key)
+    assert sorted(done) == [f"r{i}|forward" for i in range(5)]
+    assert all(done[f"r{i}|forward"]["score_alpha"] == 4 for i in range(5))
+
+
+def test_concurrency_is_bounded(tmp_path):
+    with OpenAIStub(score_of=score_by_model, delay=0.05) as stub:
+        judge_rows(make_rows(8), tmp_path / "j.jsonl", config(stub, concurrency=2), progress=False)
+        assert 1 <= stub.max_in_flight <= 2
+
+
+def test_reverse_pass_and_consistency(tmp_path):
+    out = tmp_path / "judged.jsonl"
+    rows = make_rows(4)
+    with OpenAIStub(score_of=score_by_model) as stub:
+        judge_rows(rows, out, config(stub), reverse_pass=True, progress=False)
+    judged = lines(out)
+    assert len(judged) == 8
+    by = {(r["id"], r["pass"]): r for r in judged}
+    for row in rows:
+        assert by[(row["id"], "reverse")]["order"] == by[(row["id"], "forward")]["order"][::-1]
+    report = consistency(judged)
+    assert report["overall"] == {"n": 12, "exact": 1.0, "mad": 0.0, "mean_forward": 3.0, "mean_reverse": 3.0}
+
+    # A judge that scores by position, not by content: hand-computed disagreement.
+    position_judge = tmp_path / "position.jsonl"
+    with OpenAIStub() as stub:
+        for row in rows:
+            stub.script[row["question"]] = [("reply", "Agent 1: 4\nAgent 2: 3\nAgent 3: 1")] * 2
+        judge_rows(rows, position_judge, config(stub), reverse_pass=True, progress=False)
+    report = consistency(lines(position_judge))
+    # forward (4,3,1) vs reversed (1,3,4) per model: the first and last agent differ by 3, the middle agrees.
+    assert report["overall"]["n"] == 12
+    assert report["overall"]["exact"] == pytest.approx(1 / 3)
+    assert report["overall"]["mad"] == pytest.approx(2.0)
+    assert report["mean_by_position"] == {1: 4.0, 2: 3.0, 3: 1.0}
+
+
+def test_cli_end_to_end_and_errors(tmp_path, capsys):
+    inp = tmp_path / "wide.jsonl"
+    inp.write_text("".join(json.dumps(r) + "\n" for r in make_rows(3)))
+    out = tmp_path / "judged.jsonl"
+    with OpenAIStub(score_of=score_by_model) as stub:
+        rc = judge.main(["--input", str(inp), "--out", str(out), "--base-url", stub.base_url, "--api-key", "k",
+                         "--judge-model", "judge-x", "--reverse-pass", "--no-progress"])
+        assert rc == 0
+        report = json.loads((tmp_path / "judged.jsonl.consistency.json").read_text())
+        assert report["overall"]["exact"] == 1.0
+        assert "mean score by agent position" in capsys.readouterr().out
+        rc = judge.main(["--input", str(inp), "--out", str(tmp_path / "x.jsonl"), "--base-url", stub.base_url,
+                         "--api-key", "bad-key", "--no-progress"])
+        assert rc == 2 and "AuthenticationError" in capsys.readouterr().err
+    assert judge.main(["--input", str(tmp_path / "nope.jsonl"), "--out", str(out), "--base-url", "http://127.0.0.1:9/v1"]
+                      ) == 2
+    assert "not found" in capsys.readouterr().err
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"note": "n", "question": "q", "answer_a": "x"}\n')
+    assert judge.main(["--input", str(bad), "--out", str(out), "--base-url", "http://127.0.0.1:9/v1"]) == 2
+    assert "at least two" in capsys.readouterr().err
