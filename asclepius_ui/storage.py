@@ -1,0 +1,601 @@
+"""The ratings database: every SQLAlchemy model and every query the app makes. No other module knows SQLAlchemy.
+
+``open_storage(url)`` accepts any SQLAlchemy URL (SQLite by default, PostgreSQL included), brings the schema to the
+latest Alembic revision and returns a thread-safe ``Storage`` (one engine, one short session per call).
+Ratings are append-only: a changed rating is a new row whose ``supersedes_id`` names the old one. Every write
+carries a client-generated ``uid`` (UNIQUE), so a retried submit never stores twice.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.pool import StaticPool
+
+from . import studies as study_logic
+from .conversation import now_iso
+from .rating_logic import StorageError, check_rating, check_winner, dpo_pair, winner_model
+from .rubric import RUBRIC_VERSION
+
+__all__ = ["Storage", "StorageError", "open_storage", "migrate", "new_uid", "MIGRATIONS"]
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+NAMING = {"ix": "ix_%(column_0_label)s", "uq": "uq_%(table_name)s_%(column_0_name)s",
+          "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s", "pk": "pk_%(table_name)s"}
+
+
+def new_uid() -> str:
+    """An idempotency key for one write (make it when the form is shown, reuse it on retry)."""
+    return uuid.uuid4().hex
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Comparison(Base):
+    """One blind A/B vote; ``model_a`` is the contender shown on the left as Model A."""
+
+    __tablename__ = "comparisons"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    uid: Mapped[str] = mapped_column(String(64), unique=True)
+    rater: Mapped[str] = mapped_column(String(200))
+    model_a: Mapped[str] = mapped_column(String(500))
+    model_b: Mapped[str] = mapped_column(String(500))
+    revision_a: Mapped[str | None] = mapped_column(String(500))
+    revision_b: Mapped[str | None] = mapped_column(String(500))
+    swapped: Mapped[bool] = mapped_column(Boolean, default=False)
+    winner: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str] = mapped_column(Text)
+    task: Mapped[str | None] = mapped_column(String(200))
+    instruction: Mapped[str] = mapped_column(Text)
+    prompt: Mapped[str] = mapped_column(Text)
+    answer_a: Mapped[str] = mapped_column(Text)
+    answer_b: Mapped[str] = mapped_column(Text)
+    settings: Mapped[dict | None] = mapped_column(JSON)
+    seconds_a: Mapped[float | None] = mapped_column(Float)
+    seconds_b: Mapped[float | None] = mapped_column(Float)
+    shown_at: Mapped[str | None] = mapped_column(String(40))
+    created_at: Mapped[str] = mapped_column(String(40))
+    rubric_version: Mapped[str] = mapped_column(String(64))
+
+
+class Rating(Base):
+    """A 1-4 rating of one answer with a snapshot of everything that was judged."""
+
+    __tablename__ = "ratings"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    uid: Mapped[str] = mapped_column(String(64), unique=True)
+    source: Mapped[str] = mapped_column(String(16))
+    rater: Mapped[str] = mapped_column(String(200))
+    model_id: Mapped[str] = mapped_column(String(500))
+    model_revision: Mapped[str | None] = mapped_column(String(500))
+    precision: Mapped[str | None] = mapped_column(String(64))
+    template: Mapped[str | None] = mapped_column(String(64))
+    task: Mapped[str | None] = mapped_column(String(200))
+    note: Mapped[str] = mapped_column(Text)
+    instruction: Mapped[str] = mapped_column(Text)
+    prompt: Mapped[str] = mapped_column(Text)
+    answer: Mapped[str] = mapped_column(Text)
+    settings: Mapped[dict | None] = mapped_column(JSON)
+    started_at: Mapped[str | None] = mapped_column(String(40))
+    finished_at: Mapped[str | None] = mapped_column(String(40))
+    generation_seconds: Mapped[float | None] = mapped_column(Float)
+    new_tokens: Mapped[int | None] = mapped_column(Integer)
+    score: Mapped[int] = mapped_column(Integer)
+    tags: Mapped[list | None] = mapped_column(JSON)
+    comment: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[str] = mapped_column(String(40))
+    rubric_version: Mapped[str] = mapped_column(String(64))
+    supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("ratings.id"))
+    comparison_id: Mapped[int | None] = mapped_column(ForeignKey("comparisons.id"))
+    side: Mapped[str | None] = mapped_column(String(1))
+
+
+class Study(Base):
+    __tablename__ = "studies"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    overlap: Mapped[int] = mapped_column(Integer)
+    models: Mapped[list] = mapped_column(JSON)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[str] = mapped_column(String(40))
+    rubric_version: Mapped[str] = mapped_column(String(64))
+
+
+class StudyItem(Base):
+    __tablename__ = "study_items"
+    __table_args__ = (UniqueConstraint("study_id", "ext_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    ext_id: Mapped[str] = mapped_column(String(200))
+    note: Mapped[str] = mapped_column(Text)
+    question: Mapped[str] = mapped_column(Text)
+    task: Mapped[str] = mapped_column(String(200))
+
+
+class StudyAnswer(Base):
+    __tablename__ = "study_answers"
+    __table_args__ = (UniqueConstraint("item_id", "model"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("study_items.id"), index=True)
+    model: Mapped[str] = mapped_column(String(500))
+    answer: Mapped[str] = mapped_column(Text)
+
+
+class StudyAssignment(Base):
+    """An item handed to a rater: open until rated (done) or skipped. Open and done count towards the overlap."""
+
+    __tablename__ = "study_assignments"
+    __table_args__ = (UniqueConstraint("item_id", "rater"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("study_items.id"), index=True)
+    rater: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16))
+    assigned_at: Mapped[str] = mapped_column(String(40))
+    finished_at: Mapped[str | None] = mapped_column(String(40))
+    seconds: Mapped[float | None] = mapped_column(Float)
+
+
+class StudyRating(Base):
+    __tablename__ = "study_ratings"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    uid: Mapped[str] = mapped_column(String(80), unique=True)
+    assignment_id: Mapped[int] = mapped_column(ForeignKey("study_assignments.id"), index=True)
+    answer_id: Mapped[int] = mapped_column(ForeignKey("study_answers.id"))
+    label: Mapped[str] = mapped_column(String(2))
+    score: Mapped[int] = mapped_column(Integer)
+    comment: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[str] = mapped_column(String(40))
+    rubric_version: Mapped[str] = mapped_column(String(64))
+    supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("study_ratings.id"))
+
+
+def _normalize_url(url: str):
+    try:
+        u = make_url(url)
+    except ArgumentError:
+        raise StorageError(f"Not a database URL: {url!r} (e.g. sqlite:///ratings.db or "
+                           "postgresql://user:pass@host/db).") from None
+    if u.drivername == "postgresql":  # SQLAlchemy's default driver is psycopg2; we ship psycopg 3
+        u = u.set(drivername="postgresql+psycopg")
+    return u
+
+
+def _create_engine(url: str) -> Engine:
+    u = _normalize_url(url)
+    if u.get_backend_name() != "sqlite":
+        return create_engine(u, pool_size=10, max_overflow=60, pool_timeout=60, pool_pre_ping=True)
+    memory = u.database in (None, "", ":memory:")
+    if memory:
+        engine = create_engine(u, connect_args={"check_same_thread": False}, poolclass=StaticPool)
+    else:
+        Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(u, connect_args={"check_same_thread": False, "timeout": 60},
+                               pool_size=10, max_overflow=60, pool_timeout=60)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record) -> None:
+        dbapi_conn.isolation_level = None  # transactions are begun below, so writers can take the lock up front
+        cur = dbapi_conn.cursor()
+        if not memory:
+            cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA busy_timeout=60000")
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn) -> None:
+        # A writer takes the write lock when it begins (not half-way), so the busy timeout applies, no deadlock.
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("writer") else "BEGIN")
+
+    return engine
+
+
+def _alembic_config():
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return cfg
+
+
+def _upgrade(engine: Engine, revision: str = "head") -> None:
+    from alembic import command
+
+    cfg = _alembic_config()
+    with engine.execution_options(writer=True).begin() as conn:
+        if conn.dialect.name == "postgresql":  # two apps opening one database migrate one after the other
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(73661)")
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+
+
+def migrate(url: str, revision: str = "head") -> None:
+    """Bring the database at ``url`` to ``revision`` (used by tests to build an old schema)."""
+    engine = _create_engine(url)
+    try:
+        _upgrade(engine, revision)
+    finally:
+        engine.dispose()
+
+
+def open_storage(url: str, create: bool = True) -> Storage:
+    """Connect to ``url``, upgrade its schema to the latest revision, return the ``Storage``.
+
+    With ``create=False`` a missing SQLite file is an error instead of a new empty database.
+    """
+    u = _normalize_url(url)
+    if not create and u.get_backend_name() == "sqlite" and u.database not in (None, "", ":memory:") \
+            and not Path(u.database).expanduser().exists():
+        raise StorageError(f"No database at {u.database}.")
+    engine = _create_engine(url)
+    try:
+        _upgrade(engine)
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        raise StorageError(f"Could not open the ratings database {u.render_as_string(hide_password=True)}: "
+                           f"{getattr(exc, 'orig', None) or exc}") from exc
+    return Storage(engine)
+
+
+def _row(obj) -> dict:
+    return {c.key: getattr(obj, c.key) for c in obj.__table__.columns}
+
+
+def _db_error(exc: SQLAlchemyError) -> StorageError:
+    return StorageError(f"The database could not save this ({type(exc).__name__}: "
+                        f"{getattr(exc, 'orig', None) or exc}). Nothing was lost: try again.")
+
+
+class Storage:
+    """Reads and writes; every method opens its own short session, so one instance serves all threads."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self._writer = engine.execution_options(writer=True)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def schema_revision(self) -> str | None:
+        from alembic.runtime.migration import MigrationContext
+
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def schema_differences(self) -> list:
+        """Differences between the database and the models (empty when the migrations are complete)."""
+        from alembic.autogenerate import compare_metadata
+        from alembic.runtime.migration import MigrationContext
+
+        with self.engine.connect() as conn:
+            return compare_metadata(MigrationContext.configure(conn), Base.metadata)
+
+    @contextmanager
+    def _write(self) -> Iterator[Session]:
+        try:
+            with Session(self._writer, expire_on_commit=False) as s, s.begin():
+                yield s
+        except (IntegrityError, StorageError, ValueError):
+            raise
+        except SQLAlchemyError as exc:
+            raise _db_error(exc) from exc
+
+    @contextmanager
+    def _read(self) -> Iterator[Session]:
+        try:
+            with Session(self.engine, expire_on_commit=False) as s, s.begin():
+                yield s
+        except SQLAlchemyError as exc:
+            raise StorageError(f"The database could not be read ({getattr(exc, 'orig', None) or exc}).") from exc
+
+    def _idempotent(self, model, uid: str, build) -> int:
+        """Insert ``build()`` unless a row with ``uid`` exists; the id of the stored row either way."""
+        if not uid:
+            raise ValueError("Every write needs an idempotency uid.")
+        try:
+            with self._write() as s:
+                found = s.scalar(select(model.id).where(model.uid == uid))
+                if found is not None:
+                    return found
+                obj = build(s)
+                s.flush()
+                new_id = obj.id
+        except IntegrityError as exc:  # the same uid committed by a concurrent retry
+            with self._read() as s:
+                found = s.scalar(select(model.id).where(model.uid == uid))
+            if found is not None:
+                return found
+            raise _db_error(exc) from exc
+        return new_id  # only now is the row committed
+
+    # ----- chat ratings -----------------------------------------------------------------------------------------
+    def save_rating(self, *, snapshot: dict, score: int, rater: str, uid: str, tags: list[str] | tuple = (),
+                    comment: str = "", supersedes_id: int | None = None, source: str = "chat",
+                    comparison_id: int | None = None, side: str | None = None) -> int:
+        """Store one rating with its snapshot; returns its id once committed. Same ``uid`` again: same id."""
+        value = check_rating(score, list(tags))
+
+        def build(s: Session) -> Rating:
+            r = _rating(snapshot, value, rater, uid, tags, comment, supersedes_id, source, comparison_id, side)
+            s.add(r)
+            return r
+
+        return self._idempotent(Rating, uid, build)
+
+    def ratings(self, include_superseded: bool = False) -> list[dict]:
+        """Ratings in id order; by default only the current ones (not superseded by a later row)."""
+        with self._read() as s:
+            rows = [_row(r) for r in s.scalars(select(Rating).order_by(Rating.id))]
+        replaced = {r["supersedes_id"] for r in rows if r["supersedes_id"] is not None}
+        for r in rows:
+            r["superseded"] = r["id"] in replaced
+        return rows if include_superseded else [r for r in rows if not r["superseded"]]
+
+    def rating(self, rating_id: int) -> dict | None:
+        with self._read() as s:
+            r = s.get(Rating, rating_id)
+            return _row(r) if r else None
+
+    # ----- compare mode -----------------------------------------------------------------------------------------
+    def save_comparison(self, *, uid: str, rater: str, model_a: str, model_b: str, winner: str, note: str,
+                        task: str, instruction: str, prompt: str, answer_a: str, answer_b: str,
+                        revision_a: str | None = None, revision_b: str | None = None, swapped: bool = False,
+                        settings: dict | None = None, seconds_a: float | None = None,
+                        seconds_b: float | None = None, shown_at: str | None = None,
+                        side_ratings: dict[str, tuple[int, str]] | None = None,
+                        snapshots: dict[str, dict] | None = None) -> int:
+        """Store a vote, and in the same transaction the optional 1-4 ratings of each side (``{"A": (score,
+        comment)}``, with ``snapshots[side]`` describing that answer)."""
+        check_winner(winner)
+        checked = {side: (check_rating(sc), cm) for side, (sc, cm) in (side_ratings or {}).items() if sc}
+
+        def build(s: Session) -> Comparison:
+            c = Comparison(uid=uid, rater=rater, model_a=model_a, model_b=model_b, revision_a=revision_a,
+                           revision_b=revision_b, swapped=bool(swapped), winner=winner, note=note, task=task,
+                           instruction=instruction, prompt=prompt, answer_a=answer_a, answer_b=answer_b,
+                           settings=settings, seconds_a=seconds_a, seconds_b=seconds_b, shown_at=shown_at,
+                           created_at=now_iso(), rubric_version=RUBRIC_VERSION)
+            s.add(c)
+            s.flush()
+            for side, (sc, cm) in checked.items():
+                snap = (snapshots or {}).get(side) or {}
+                s.add(_rating(snap, sc, rater, f"{uid}:{side}", (), cm, None, "compare", c.id, side))
+            return c
+
+        return self._idempotent(Comparison, uid, build)
+
+    def comparisons(self) -> list[dict]:
+        with self._read() as s:
+            rows = [_row(c) for c in s.scalars(select(Comparison).order_by(Comparison.id))]
+        for r in rows:
+            r["winner_model"] = winner_model(r["winner"], r["model_a"], r["model_b"])
+        return rows
+
+    def dpo_pairs(self) -> list[dict]:
+        """(prompt, chosen, rejected) from every comparison with a winner; ties and both-bad are left out."""
+        return [p for p in map(dpo_pair, self.comparisons()) if p is not None]
+
+    # ----- studies ----------------------------------------------------------------------------------------------
+    def create_study(self, name: str, parsed: study_logic.ParsedStudy, overlap: int, created_by: str) -> int:
+        """Import a parsed study in one transaction (all or nothing)."""
+        name = (name or "").strip()
+        if not name:
+            raise ValueError("Give the study a name.")
+        if int(overlap) < 1:
+            raise ValueError("Overlap (raters per item) must be at least 1.")
+        try:
+            with self._write() as s:
+                if s.scalar(select(Study.id).where(Study.name == name)) is not None:
+                    raise ValueError(f"A study named {name!r} already exists.")
+                study = Study(name=name, overlap=int(overlap), models=list(parsed.models), created_by=created_by,
+                              created_at=now_iso(), rubric_version=RUBRIC_VERSION)
+                s.add(study)
+                s.flush()
+                for pos, it in enumerate(parsed.items):
+                    item = StudyItem(study_id=study.id, position=pos, ext_id=it.ext_id, note=it.note,
+                                     question=it.question, task=it.task)
+                    s.add(item)
+                    s.flush()
+                    s.add_all(StudyAnswer(item_id=item.id, model=m, answer=a) for m, a in it.answers.items())
+                return study.id
+        except IntegrityError as exc:
+            raise _db_error(exc) from exc
+
+    def studies(self) -> list[dict]:
+        with self._read() as s:
+            rows = [_row(st) for st in s.scalars(select(Study).order_by(Study.id))]
+            counts = dict(s.execute(select(StudyItem.study_id, func.count()).group_by(StudyItem.study_id)).all())
+        for r in rows:
+            r["items"] = counts.get(r["id"], 0)
+        return rows
+
+    def next_assignment(self, study_id: int, rater: str) -> dict | None:
+        """The rater's open item (resume), else a newly assigned one, else None when nothing is left for them.
+
+        An item gets at most ``overlap`` raters (open or done); the least-covered items go first, each rater
+        in their own random order. Assignment is serialized per study so concurrent raters never overshoot.
+        """
+        with self._write() as s:
+            study = s.scalar(select(Study).where(Study.id == study_id).with_for_update())
+            if study is None:
+                raise ValueError(f"No study with id {study_id}.")
+            open_id = s.scalar(select(StudyAssignment.id).where(
+                StudyAssignment.study_id == study_id, StudyAssignment.rater == rater,
+                StudyAssignment.status == "open").order_by(StudyAssignment.id).limit(1))
+            if open_id is None:
+                candidates = self._candidates(s, study, rater)
+                item_id = study_logic.pick_item(study_id, rater, candidates)
+                if item_id is None:
+                    return None
+                a = StudyAssignment(study_id=study_id, item_id=item_id, rater=rater, status="open",
+                                    assigned_at=now_iso())
+                s.add(a)
+                s.flush()
+                open_id = a.id
+        return self.assignment(open_id, rater)
+
+    @staticmethod
+    def _candidates(s: Session, study: Study, rater: str) -> list[tuple[int, int]]:
+        items = s.scalars(select(StudyItem.id).where(StudyItem.study_id == study.id)).all()
+        active = dict(s.execute(
+            select(StudyAssignment.item_id, func.count()).where(
+                StudyAssignment.study_id == study.id, StudyAssignment.status.in_(("open", "done")))
+            .group_by(StudyAssignment.item_id)).all())
+        mine = set(s.scalars(select(StudyAssignment.item_id).where(
+            StudyAssignment.study_id == study.id, StudyAssignment.rater == rater)))
+        return [(i, active.get(i, 0)) for i in items if i not in mine and active.get(i, 0) < study.overlap]
+
+    def assignment(self, assignment_id: int, rater: str) -> dict | None:
+        """An assignment as the rater sees it: the item and its answers labelled A, B, ... (no model names)."""
+        with self._read() as s:
+            a = s.get(StudyAssignment, assignment_id)
+            if a is None or a.rater != rater:
+                return None
+            item = s.get(StudyItem, a.item_id)
+            answers = {x.id: x.answer for x in s.scalars(select(StudyAnswer).where(StudyAnswer.item_id == item.id))}
+        labelled = study_logic.label_answers(a.study_id, rater, item.id, list(answers))
+        return {"assignment_id": a.id, "study_id": a.study_id, "item_id": item.id, "ext_id": item.ext_id,
+                "status": a.status, "note": item.note, "question": item.question, "task": item.task,
+                "answers": [{"label": lab, "answer_id": aid, "text": answers[aid]} for lab, aid in labelled]}
+
+    def submit_item(self, *, assignment_id: int, rater: str, uid: str, scores: dict[int, tuple[int, str]],
+                    seconds: float | None) -> list[int]:
+        """Rate every answer of an assignment (``{answer_id: (score, comment)}``) and close it; idempotent."""
+        checked = {aid: (check_rating(sc), cm or "") for aid, (sc, cm) in scores.items()}
+        view = self.assignment(assignment_id, rater)
+        if view is None:
+            raise ValueError("This item is not assigned to you.")
+        labels = {x["answer_id"]: x["label"] for x in view["answers"]}
+        if set(checked) != set(labels):
+            missing = sorted(labels[a] for a in set(labels) - set(checked))
+            raise ValueError(f"Rate every answer before submitting (missing: {', '.join(missing)}).")
+        try:
+            with self._write() as s:
+                done = s.scalars(select(StudyRating.id).where(StudyRating.uid.like(f"{uid}:%"))).all()
+                if done:
+                    return list(done)
+                a = s.get(StudyAssignment, assignment_id)
+                previous = {r.answer_id: r.id for r in s.scalars(
+                    select(StudyRating).where(StudyRating.assignment_id == assignment_id).order_by(StudyRating.id))}
+                rows = [StudyRating(uid=f"{uid}:{labels[aid]}", assignment_id=assignment_id, answer_id=aid,
+                                    label=labels[aid], score=sc, comment=cm, created_at=now_iso(),
+                                    rubric_version=RUBRIC_VERSION, supersedes_id=previous.get(aid))
+                        for aid, (sc, cm) in sorted(checked.items(), key=lambda kv: labels[kv[0]])]
+                s.add_all(rows)
+                a.status, a.finished_at = "done", now_iso()
+                a.seconds = (a.seconds or 0.0) + float(seconds or 0.0)
+                s.flush()
+                ids = [r.id for r in rows]
+        except IntegrityError as exc:
+            raise _db_error(exc) from exc
+        return ids
+
+    def skip_item(self, assignment_id: int, rater: str, seconds: float | None = None) -> None:
+        """The rater passes on this item; it goes back to the pool for other raters."""
+        with self._write() as s:
+            a = s.get(StudyAssignment, assignment_id)
+            if a is None or a.rater != rater:
+                raise ValueError("This item is not assigned to you.")
+            if a.status == "open":
+                s.execute(update(StudyAssignment).where(StudyAssignment.id == assignment_id).values(
+                    status="skipped", finished_at=now_iso(), seconds=(a.seconds or 0.0) + float(seconds or 0.0)))
+
+    def rater_progress(self, study_id: int, rater: str) -> dict:
+        """done / skipped / open for the rater, and how many more items they could still get."""
+        with self._read() as s:
+            study = s.get(Study, study_id)
+            if study is None:
+                raise ValueError(f"No study with id {study_id}.")
+            status = dict(s.execute(select(StudyAssignment.status, func.count()).where(
+                StudyAssignment.study_id == study_id, StudyAssignment.rater == rater)
+                .group_by(StudyAssignment.status)).all())
+            available = len(self._candidates(s, study, rater))
+        done, skipped, open_ = status.get("done", 0), status.get("skipped", 0), status.get("open", 0)
+        return {"done": done, "skipped": skipped, "open": open_, "available": available,
+                "total": done + open_ + available}
+
+    def study_progress(self, study_id: int) -> list[dict]:
+        """One row per rater: items done, skipped, open, and total seconds spent."""
+        with self._read() as s:
+            rows = s.execute(select(StudyAssignment.rater, StudyAssignment.status, func.count(),
+                                    func.coalesce(func.sum(StudyAssignment.seconds), 0.0))
+                             .where(StudyAssignment.study_id == study_id)
+                             .group_by(StudyAssignment.rater, StudyAssignment.status)).all()
+        out: dict[str, dict] = defaultdict(lambda: {"done": 0, "skipped": 0, "open": 0, "seconds": 0.0})
+        for rater, status, n, secs in rows:
+            out[rater][status] = n
+            out[rater]["seconds"] += float(secs or 0.0)
+        return [{"rater": r, **v} for r, v in sorted(out.items())]
+
+    def model_means(self, study_id: int) -> list[dict]:
+        """Per-model mean score over the current study ratings so far."""
+        rows = [r for r in self.study_ratings(study_id) if not r["superseded"]]
+        acc: dict[str, list[int]] = defaultdict(list)
+        for r in rows:
+            acc[r["model"]].append(r["score"])
+        return [{"model": m, "n": len(v), "mean": round(sum(v) / len(v), 3)} for m, v in sorted(acc.items())]
+
+    def study_ratings(self, study_id: int | None = None) -> list[dict]:
+        """Study ratings joined with item, answer and assignment (model names revealed: for admins/export)."""
+        q = (select(StudyRating, StudyAnswer, StudyItem, StudyAssignment, Study)
+             .join(StudyAnswer, StudyRating.answer_id == StudyAnswer.id)
+             .join(StudyAssignment, StudyRating.assignment_id == StudyAssignment.id)
+             .join(StudyItem, StudyAssignment.item_id == StudyItem.id)
+             .join(Study, StudyAssignment.study_id == Study.id)
+             .order_by(StudyRating.id))
+        if study_id is not None:
+            q = q.where(Study.id == study_id)
+        with self._read() as s:
+            rows = s.execute(q).all()
+        replaced = {r.supersedes_id for r, *_ in rows if r.supersedes_id is not None}
+        return [{"id": r.id, "study": st.name, "study_id": st.id, "item_id": it.id, "item": it.ext_id,
+                 "rater": asg.rater, "model": ans.model, "label": r.label, "task": it.task, "question": it.question,
+                 "note": it.note, "answer": ans.answer, "score": r.score, "comment": r.comment,
+                 "seconds_on_item": asg.seconds, "created_at": r.created_at, "rubric_version": r.rubric_version,
+                 "supersedes_id": r.supersedes_id, "superseded": r.id in replaced}
+                for r, ans, it, asg, st in rows]
+
+
+def _rating(snapshot: dict, score: int, rater: str, uid: str, tags, comment: str, supersedes_id: int | None,
+            source: str, comparison_id: int | None, side: str | None) -> Rating:
+    snap = snapshot or {}
+    return Rating(uid=uid, source=source, rater=rater, model_id=str(snap.get("model_id", "")),
+                  model_revision=snap.get("model_revision"), precision=snap.get("precision"),
+                  template=snap.get("template"), task=snap.get("task"), note=snap.get("note", ""),
+                  instruction=snap.get("instruction", ""), prompt=snap.get("prompt", ""),
+                  answer=snap.get("answer", ""), settings=snap.get("settings"), started_at=snap.get("started_at"),
+                  finished_at=snap.get("finished_at"), generation_seconds=snap.get("generation_seconds"),
+                  new_tokens=snap.get("new_tokens"), score=score, tags=list(tags or []), comment=comment or "",
+                  created_at=now_iso(), rubric_version=RUBRIC_VERSION, supersedes_id=supersedes_id,
+                  comparison_id=comparison_id, side=side)
