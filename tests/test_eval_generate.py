@@ -1,0 +1,166 @@
+"""eval.generate with the app's engine on a real tiny model, over a real local endpoint, and eval.make_study."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from asclepius_ui.engine import GenerationSettings
+from asclepius_ui.prompts import build_prompt
+from asclepius_ui.studies import parse_study_file
+from eval import generate, make_study
+from eval.rows import merge_answers, read_rows, row_id
+from train.notes import make_notes
+
+from .test_eval_openai_server import OpenAIStub
+
+NEW = 6
+
+
+@pytest.fixture(scope="module")
+def questions() -> list[dict]:
+    rows = []
+    for i, note in enumerate(make_notes(3, seed=2)):
+        for task, question, _ in note.qa[:2]:
+            rows.append({"note": note.text, "question": question, "task": task, "source": f"n{i}"})
+    rows[0]["id"] = "given-id"
+    return rows
+
+
+def write_jsonl(path, rows) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def lines(path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
+def test_same_engine_same_template_exact_answers_and_resume(tmp_path, tiny_bin_model, tiny_engine, questions):
+    inp, out = tmp_path / "q.jsonl", tmp_path / "a.jsonl"
+    write_jsonl(inp, questions[:4])
+    args = ["--model", str(tiny_bin_model), "--input", str(inp), "--out", str(out), "--precision", "fp32",
+            "--device", "cpu", "--max-new-tokens", str(NEW), "--no-progress", "--name", "tiny"]
+    assert generate.main(args) == 0
+    rows = lines(out)
+    assert [r["id"] for r in rows] == ["given-id"] + [row_id(q) for q in questions[1:4]]
+    settings = GenerationSettings(max_new_tokens=NEW)
+    for q, r in zip(questions, rows, strict=False):
+        assert {k: r[k] for k in q if k != "id"} == {k: v for k, v in q.items() if k != "id"}  # input kept
+        expected = tiny_engine.generate(build_prompt(q["note"], q["question"], "asclepius"), settings)
+        assert r["answer"] == expected.text and r["new_tokens"] == expected.new_tokens
+        assert (r["model"], r["template"], r["precision"]) == ("tiny", "asclepius", "fp32")
+        assert r["seconds"] >= 0
+
+    # Resume: only the two new rows are answered; nothing already written changes.
+    before = out.read_text()
+    write_jsonl(inp, questions)
+    assert generate.main(args + ["--batch-size", "2"]) == 0
+    after = lines(out)
+    assert out.read_text().startswith(before) and len(after) == len(questions)
+    assert sorted(r["id"] for r in after) == sorted(row_id(q) for q in questions)
+    assert generate.main(args) == 0 and len(lines(out)) == len(questions)
+
+
+def test_batched_generation_matches_the_engine_batch(tmp_path, tiny_engine, questions):
+    out = tmp_path / "a.jsonl"
+    settings = GenerationSettings(max_new_tokens=NEW)
+    summary = generate.generate_rows(tiny_engine, questions, out, settings, batch_size=3, name="tiny",
+                                     progress=False)
+    assert summary.written == len(questions) and not summary.failed
+    got = {r["id"]: r["answer"] for r in lines(out)}
+    for q in questions:
+        single = tiny_engine.generate(tiny_engine.prompt(q["note"], q["question"]), settings).text
+        assert got[row_id(q)] == single
+
+
+def test_template_and_4bit_flags_reach_the_engine(tmp_path, tiny_bin_model, questions):
+    inp, out = tmp_path / "q.jsonl", tmp_path / "a.jsonl"
+    write_jsonl(inp, questions[:1])
+    assert generate.main(["--model", str(tiny_bin_model), "--input", str(inp), "--out", str(out), "--device", "cpu",
+                          "--load-in-4bit", "--template", "alpaca", "--max-new-tokens", "2", "--no-progress"]) == 0
+    row = lines(out)[0]
+    assert (row["precision"], row["template"], row["model"]) == ("4bit", "alpaca", tiny_bin_model.name)
+
+
+def test_too_long_prompt_fails_that_row_only(tmp_path, tiny_engine, questions):
+    rows = [dict(questions[0], id="long", note=questions[0]["note"] * 20), questions[1]]
+    summary = generate.generate_rows(tiny_engine, rows, tmp_path / "a.jsonl",
+                                     GenerationSettings(max_new_tokens=NEW), progress=False)
+    assert summary.written == 1 and summary.failed[0][0] == "long" and "context" in summary.failed[0][1]
+
+
+def test_cli_errors_exit_2(tmp_path, capsys, tiny_bin_model):
+    out = str(tmp_path / "a.jsonl")
+    base = ["--model", str(tiny_bin_model), "--out", out, "--device", "cpu"]
+    assert generate.main(base + ["--input", str(tmp_path / "missing.jsonl")]) == 2
+    assert "not found" in capsys.readouterr().err
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"note": "n", "question": "q", "task": "qa"}\n\n{"note": "n", oops}\n')
+    assert generate.main(base + ["--input", str(bad)]) == 2
+    assert "line 3: not valid JSON" in capsys.readouterr().err
+    cols = tmp_path / "cols.csv"
+    cols.write_text("note,question\nsome note,some question\n")
+    assert generate.main(base + ["--input", str(cols)]) == 2
+    assert "missing column(s) task" in capsys.readouterr().err
+    ok = tmp_path / "ok.jsonl"
+    ok.write_text('{"note": "n", "question": "q", "task": "qa"}\n')
+    assert generate.main(["--model", str(tmp_path), "--input", str(ok), "--out", out]) == 2
+    assert "config.json" in capsys.readouterr().err
+    assert not (tmp_path / "a.jsonl").exists() or (tmp_path / "a.jsonl").read_text() == ""
+
+
+def write_csv(path, rows) -> None:
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["id", "note", "question", "task"])
+        w.writeheader()
+        w.writerows({k: q.get(k, "") for k in ("id", "note", "question", "task")} for q in rows)
+
+
+def test_remote_endpoint(tmp_path, questions):
+    inp = tmp_path / "q.csv"
+    write_csv(inp, questions[:3])
+    remote_out = tmp_path / "remote.jsonl"
+    with OpenAIStub() as stub:
+        rc = generate.main(["--base-url", stub.base_url, "--api-key", "k", "--remote-model", "served-b",
+                            "--input", str(inp), "--out", str(remote_out), "--no-progress", "--concurrency", "2"])
+        prompts = [r["prompt"] for r in stub.requests]
+    assert rc == 0
+    remote = lines(remote_out)
+    assert {r["answer"] for r in remote} == {f"Answer to: {q['question']}" for q in questions[:3]}
+    assert {(r["model"], r["precision"], r["template"]) for r in remote} == {("served-b", "remote", "asclepius")}
+    assert sorted(prompts) == sorted(build_prompt(q["note"], q["question"]) for q in questions[:3])
+
+
+def test_make_study_from_two_models(tmp_path, tiny_bin_model, questions, capsys):
+    inp = tmp_path / "q.csv"
+    write_csv(inp, questions[:3])
+    outs = {}
+    for name, template in (("tiny-a", "asclepius"), ("tiny-b", "alpaca")):
+        outs[name] = tmp_path / f"{name}.jsonl"
+        assert generate.main(["--model", str(tiny_bin_model), "--name", name, "--template", template, "--input",
+                              str(inp), "--out", str(outs[name]), "--device", "cpu", "--max-new-tokens", "3",
+                              "--no-progress"]) == 0
+    local_out, other_out = outs["tiny-a"], outs["tiny-b"]
+
+    wide = merge_answers([read_rows(local_out), read_rows(other_out)])
+    assert [r["id"] for r in wide] == [row_id(q) for q in questions[:3]]
+    assert set(wide[0]) == {"id", "note", "question", "task", "answer_tiny-a", "answer_tiny-b"}
+
+    for suffix in ("jsonl", "csv"):
+        study = tmp_path / f"study.{suffix}"
+        assert make_study.main(["--answers", str(local_out), str(other_out), "--out", str(study)]) == 0
+        parsed = parse_study_file(study)  # the app's own importer
+        assert parsed.models == ["tiny-a", "tiny-b"]
+        assert [it.ext_id for it in parsed.items] == [row_id(q) for q in questions[:3]]
+        assert parsed.items[1].answers["tiny-b"] == lines(other_out)[1]["answer"]
+
+    assert make_study.main(["--answers", str(local_out), "--out", str(tmp_path / "s.jsonl")]) == 2
+    assert "at least two" in capsys.readouterr().err
+    assert make_study.main(["--wide", str(tmp_path / "study.jsonl"), "--models", "tiny-a", "nope", "--out",
+                            str(tmp_path / "s.jsonl")]) == 2
+    assert "No answers for nope" in capsys.readouterr().err
+    sampled = tmp_path / "sampled.jsonl"
+    assert make_study.main(["--wide", str(tmp_path / "study.jsonl"), "--sample", "2", "--out", str(sampled)]) == 0
+    assert len(lines(sampled)) == 2
