@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -227,7 +228,6 @@ class Engine:
     revision: str
     is_demo: bool = False
     notices: list[str] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def model_id(self) -> str:
@@ -325,7 +325,7 @@ class Engine:
                 now = time.perf_counter()
                 if now - last >= min_interval:
                     last = now
-                    yield StreamUpdate(self._decode(self._strip_eos(new)), len(new), now - start,
+                    yield StreamUpdate(self._stable_text(self._strip_eos(new)), len(new), now - start,
                                        prompt_tokens=len(ids))
         thread.join()
         if "error" in box:
@@ -335,6 +335,20 @@ class Engine:
         new = self._strip_eos(new)
         yield StreamUpdate(self._decode(new), len(new), time.perf_counter() - start, done=True,
                            stopped=stop_event.is_set(), prompt_tokens=len(ids))
+
+    @functools.cached_property
+    def _byte_token_ids(self) -> frozenset[int]:
+        """Ids of sentencepiece byte-fallback pieces (``<0xE2>``): a character may span several of them."""
+        vocab = self.tokenizer.get_vocab()
+        return frozenset(i for t, i in vocab.items() if len(t) == 6 and t.startswith("<0x") and t.endswith(">"))
+
+    def _stable_text(self, ids: list[int]) -> str:
+        """The text of ``ids`` without a trailing partial character (it arrives with the next update)."""
+        end = len(ids)
+        while end and ids[end - 1] in self._byte_token_ids:
+            end -= 1
+        text = self._decode(ids[:end])
+        return text.rstrip("\ufffd")
 
     def _strip_eos(self, ids: list[int]) -> list[int]:
         eos = set(self.eos_token_ids)

@@ -96,9 +96,9 @@ def by_label(label: str) -> Task:
     raise ValueError(f"unknown task {label!r}")
 
 
-def fill_instruction(task: Task, arg: str = "") -> str:
+def fill_instruction(task: Task, arg: str | None = "") -> str:
     """The instruction for ``task`` with its argument filled in; empty when a needed argument is missing."""
-    arg = arg.strip()
+    arg = (arg or "").strip()
     if task.needs_arg() and not arg:
         return "" if task.instruction == "{arg}" else task.instruction.replace("{arg}", f"<{task.arg_label.lower()}>")
     return task.instruction.format(arg=arg)

@@ -80,12 +80,12 @@ def build(ctx: AppContext) -> None:
             with gr.Accordion("Cut from the note", open=False) as cut_box:
                 cut_text = gr.Textbox(label="Text removed from the note", lines=6, interactive=False)
         with gr.Column(scale=6):
-            chatbot = gr.Chatbot(label="Answers", height=460, elem_id="answers")
+            chatbot = gr.Chatbot(label="Answers", height=460, elem_id="answers", buttons=["copy", "copy_all"])
             with gr.Row():
                 task = gr.Dropdown(task_labels(), value=TASKS[FREE].label, label="Task", scale=2)
-                arg = gr.Textbox(label=TASKS[FREE].arg_label, placeholder=TASKS[FREE].arg_placeholder, scale=3)
-            instruction = gr.Textbox(label="Instruction", lines=3)
-            history = gr.Checkbox(False, label="Include earlier answers in the instruction (follow-ups)")
+                arg = gr.Textbox(label="Argument", visible=False, scale=3)
+            instruction = gr.Textbox(label="Instruction", lines=3, placeholder=TASKS[FREE].arg_placeholder)
+            history = gr.Checkbox(False, label="Follow-up: give the model the earlier answers")
             with gr.Row():
                 ask = gr.Button("Ask", variant="primary")
                 stop = gr.Button("Stop", variant="stop")
@@ -109,12 +109,17 @@ def build(ctx: AppContext) -> None:
 
     def on_task(label: str, value: str):
         t = by_label(label)
-        return (gr.update(label=t.arg_label or "Argument", placeholder=t.arg_placeholder, visible=t.needs_arg(),
-                          value=value if t.needs_arg() else ""),
-                fill_instruction(t, value if t.needs_arg() else ""))
+        separate = t.needs_arg() and t.instruction != "{arg}"  # QA and free questions are typed in Instruction
+        return (gr.update(label=t.arg_label if separate else "Argument", placeholder=t.arg_placeholder,
+                          visible=separate, value=value if separate else ""),
+                gr.update(value=fill_instruction(t, value) if separate else "",
+                          placeholder=t.arg_placeholder if not separate else ""))
 
-    def on_arg(label: str, value: str) -> str:
-        return fill_instruction(by_label(label), value)
+    def on_arg(label: str, value: str):
+        t = by_label(label)
+        if t.instruction == "{arg}":
+            return gr.update()
+        return fill_instruction(t, value)
 
     def run(note_text: str, task_label: str, instr: str, use_history: bool, mx, smp, temp, tp, bm, rep,
             chat: list, done: list, replace_last: bool = False) -> Iterator:
@@ -193,7 +198,7 @@ def build(ctx: AppContext) -> None:
         return cut.kept, cut.cut, gr.update(open=True), msg
 
     task.change(on_task, [task, arg], [arg, instruction], show_progress="hidden")
-    arg.input(on_arg, [task, arg], instruction, show_progress="hidden")
+    arg.change(on_arg, [task, arg], instruction, show_progress="hidden")
     load_example.click(lambda name: examples.get(name, ""), example, note)
     for comp in (note, instruction, max_new):
         comp.change(lambda n, i, m: budget_text(ctx, n, i, m), [note, instruction, max_new], budget,

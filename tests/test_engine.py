@@ -1,0 +1,204 @@
+"""Loading real tiny checkpoints in every precision, BOS/EOS handling, streaming, stop and the context budget."""
+
+import subprocess
+import sys
+import threading
+
+import pytest
+import torch
+
+from asclepius_ui.engine import (
+    GenerationError,
+    GenerationSettings,
+    LoadOptions,
+    ModelLoadError,
+    _generation_error,
+    answer,
+    load_engine,
+)
+from asclepius_ui.tokenization import budget_for, truncate_note
+
+NOTE = "DISCHARGE SUMMARY\nPatient: 70-year-old male\nHospital Course:\nTreated for CAP with ceftriaxone.\n"
+
+
+def test_published_layout_has_no_fast_tokenizer(tiny_bin_model):
+    names = {p.name for p in tiny_bin_model.iterdir()}
+    assert "tokenizer.json" not in names and "tokenizer.model" in names
+    assert {"pytorch_model-00001-of-00002.bin", "pytorch_model-00002-of-00002.bin",
+            "pytorch_model.bin.index.json"} <= names
+
+
+def test_load_sharded_bin_fp32(tiny_engine):
+    assert tiny_engine.precision == "fp32"
+    assert all(p.dtype == torch.float32 for p in tiny_engine.model.parameters())
+    assert tiny_engine.context_length == 1024  # unknown model: from the config
+    assert tiny_engine.notices and "not a known Asclepius variant" in tiny_engine.notices[0]
+    assert tiny_engine.revision.startswith("local-")
+
+
+def test_fp32_checkpoint_loads_straight_into_bf16(tiny_bin_model, tiny_engine):
+    e = load_engine(LoadOptions(str(tiny_bin_model), precision="bf16", device="cpu"))
+    assert all(p.dtype == torch.bfloat16 for p in e.model.parameters())
+    ref = tiny_engine.model.model.embed_tokens.weight
+    assert torch.allclose(e.model.model.embed_tokens.weight.float(), ref, atol=1e-2)
+    assert e.generate(e.prompt(NOTE, "What was given?"), GenerationSettings(max_new_tokens=5)).new_tokens <= 5
+
+
+def test_load_safetensors(tiny_safetensors_model):
+    assert any(p.suffix == ".safetensors" for p in tiny_safetensors_model.iterdir())
+    e = load_engine(LoadOptions(str(tiny_safetensors_model), precision="fp32", device="cpu"))
+    assert e.generate(e.prompt(NOTE, "q"), GenerationSettings(max_new_tokens=4)).new_tokens <= 4
+
+
+@pytest.mark.parametrize("precision,layer", [("8bit", "Linear8bitLt"), ("4bit", "Linear4bit")])
+def test_bitsandbytes_loading_generates(tiny_bin_model, precision, layer):
+    e = load_engine(LoadOptions(str(tiny_bin_model), precision=precision, device="cpu"))
+    kinds = {type(m).__name__ for m in e.model.modules()}
+    assert layer in kinds
+    assert "bitsandbytes" in e.precision_label
+    r = e.generate(e.prompt(NOTE, "What was given?"), GenerationSettings(max_new_tokens=6))
+    assert 0 <= r.new_tokens <= 6 and r.seconds > 0
+
+
+def test_bos_exactly_once(tiny_engine):
+    bos = tiny_engine.tokenizer.bos_token_id
+    ids = tiny_engine.encode(tiny_engine.prompt(NOTE, "q"))
+    assert ids[0] == bos and ids.count(bos) == 1
+    doubled = tiny_engine.encode("<s>" + tiny_engine.prompt(NOTE, "q"))
+    assert doubled[0] == bos and doubled[1] != bos
+
+
+def test_generation_stops_at_eos_and_strips_it(tiny_engine):
+    prompt = tiny_engine.prompt(NOTE, "What was given?")
+    first = tiny_engine.model.generate(torch.tensor([tiny_engine.encode(prompt)]), max_new_tokens=1,
+                                       do_sample=False)[0, -1].item()
+    config = tiny_engine.model.generation_config
+    saved = config.eos_token_id
+    config.eos_token_id = first  # the token the model emits first now counts as its EOS
+    try:
+        r = tiny_engine.generate(prompt, GenerationSettings(max_new_tokens=20))
+    finally:
+        config.eos_token_id = saved
+    assert r.new_tokens == 0 and r.text == ""
+
+
+def test_default_is_authors_setting():
+    s = GenerationSettings()
+    assert s.max_new_tokens == 400 and not s.do_sample and s.num_beams == 1
+
+
+def test_stream_yields_growing_text(tiny_engine):
+    updates = list(tiny_engine.stream(tiny_engine.prompt(NOTE, "Summarize."), GenerationSettings(max_new_tokens=40),
+                                      min_interval=0))
+    assert updates[-1].done and all(not u.done for u in updates[:-1])
+    assert len(updates) >= 3
+    counts = [u.new_tokens for u in updates]
+    assert counts == sorted(counts) and counts[-1] >= counts[0]
+    texts = [u.text for u in updates[:-1]]
+    assert all(b.startswith(a) for a, b in zip(texts, texts[1:], strict=False))
+    assert all(updates[-1].text.startswith(t) for t in texts)
+    final = tiny_engine.generate(tiny_engine.prompt(NOTE, "Summarize."), GenerationSettings(max_new_tokens=40))
+    assert final.text == updates[-1].text  # streaming and one-shot give the same answer
+
+
+def test_stop_ends_this_request_only(tiny_engine):
+    prompt = tiny_engine.prompt(NOTE, "Summarize.")
+    settings = GenerationSettings(max_new_tokens=200, repetition_penalty=1.0)
+    stop_me, other = threading.Event(), threading.Event()
+    results = {}
+
+    def run(name, event):
+        last = None
+        for last in tiny_engine.stream(prompt, settings, event, min_interval=0):
+            if name == "stopped" and last.new_tokens >= 3:
+                event.set()
+        results[name] = last
+
+    threads = [threading.Thread(target=run, args=("stopped", stop_me)), threading.Thread(target=run, args=("other",
+                                                                                                           other))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert results["stopped"].stopped and results["stopped"].new_tokens < 50
+    eos_hit = results["other"].new_tokens < 200
+    assert not results["other"].stopped and (eos_hit or results["other"].new_tokens == 200)
+
+
+def test_beam_search_and_sampling_run(tiny_engine):
+    p = tiny_engine.prompt(NOTE, "q")
+    assert tiny_engine.generate(p, GenerationSettings(max_new_tokens=5, num_beams=2)).new_tokens <= 5
+    torch.manual_seed(0)
+    assert tiny_engine.generate(p, GenerationSettings(max_new_tokens=5, do_sample=True, temperature=0.8,
+                                                      top_p=0.9)).new_tokens <= 5
+
+
+def test_bad_settings_are_explained(tiny_engine):
+    with pytest.raises(GenerationError, match="at least 1"):
+        tiny_engine.generate(tiny_engine.prompt(NOTE, "q"), GenerationSettings(max_new_tokens=0))
+
+
+def test_long_note_is_refused_then_truncated_explicitly(tiny_engine):
+    long_note = NOTE + "\n".join(f"Day {i}: vitals stable, walked in the hall, ate well." for i in range(200))
+    settings = GenerationSettings(max_new_tokens=100)
+    b = budget_for(tiny_engine.tokenizer, long_note, "Summarize.", "asclepius", 100, tiny_engine.context_length)
+    assert not b.fits and b.overflow > 0
+    with pytest.raises(GenerationError, match="over the model's context"):
+        tiny_engine.generate(tiny_engine.prompt(long_note, "Summarize."), settings)
+    cut = truncate_note(tiny_engine.tokenizer, long_note, "Summarize.", "asclepius", 100, tiny_engine.context_length)
+    assert cut.kept + cut.cut == long_note and cut.cut and cut.cut_tokens > 0
+    assert budget_for(tiny_engine.tokenizer, cut.kept, "Summarize.", "asclepius", 100,
+                      tiny_engine.context_length).fits
+    tail = truncate_note(tiny_engine.tokenizer, long_note, "Summarize.", "asclepius", 100,
+                         tiny_engine.context_length, keep="end")
+    assert tail.cut + tail.kept == long_note and long_note.endswith(tail.kept)
+    assert tiny_engine.generate(tiny_engine.prompt(cut.kept, "Summarize."), settings).seconds > 0
+
+
+def test_notebook_api(tiny_bin_model):
+    import asclepius_ui
+
+    e = asclepius_ui.load_engine(asclepius_ui.LoadOptions(str(tiny_bin_model), device="cpu"))
+    r = answer(e, NOTE, "What was given?", asclepius_ui.GenerationSettings(max_new_tokens=3))
+    assert r.new_tokens <= 3
+    with pytest.raises(GenerationError, match="note is empty"):
+        answer(e, "  ", "q")
+
+
+@pytest.mark.parametrize("model,message", [
+    ("/no/such/folder", "not found"),
+    ("starmpcc/Asclepius-Llama3-8B", "offline"),
+])
+def test_load_errors_are_clear(model, message, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelLoadError, match=message):
+        load_engine(LoadOptions(model, device="cpu"))
+
+
+def test_folder_without_config_or_weights(tmp_path, tiny_bin_model):
+    with pytest.raises(ModelLoadError, match="no config.json"):
+        load_engine(LoadOptions(str(tmp_path), device="cpu"))
+    (tmp_path / "config.json").write_text((tiny_bin_model / "config.json").read_text())
+    with pytest.raises(ModelLoadError, match="no weights"):
+        load_engine(LoadOptions(str(tmp_path), device="cpu"))
+
+
+def test_cuda_without_gpu_is_explained(tiny_bin_model):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(ModelLoadError, match="no CUDA GPU"):
+        load_engine(LoadOptions(str(tiny_bin_model), device="cuda"))
+
+
+def test_unusable_bitsandbytes_is_explained(tiny_bin_model):
+    code = ("import sys; sys.modules['bitsandbytes'] = None\n"
+            "from asclepius_ui.engine import LoadOptions, ModelLoadError, load_engine\n"
+            f"try:\n    load_engine(LoadOptions({str(tiny_bin_model)!r}, precision='8bit', device='cpu'))\n"
+            "except ModelLoadError as e:\n    print('MSG', e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "MSG" in out.stdout and "bitsandbytes" in out.stdout and "bf16/fp32" in out.stdout
+
+
+def test_out_of_memory_message():
+    err = _generation_error(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"))
+    assert "Out of memory" in str(err) and "8-bit" in str(err)
