@@ -1,0 +1,116 @@
+"""Export ratings, comparisons, study ratings or DPO preference pairs to CSV or JSONL.
+
+    python -m asclepius_ui.export --db sqlite:///ratings.db --what ratings --format csv --out ratings.csv
+    python -m asclepius_ui.export --db URL --what dpo --format jsonl --out pairs.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from .rating_logic import StorageError
+
+WHATS = ("ratings", "comparisons", "study", "dpo")
+FORMATS = ("csv", "jsonl")
+
+COLUMNS = {
+    "ratings": ["id", "rater", "model", "task", "question", "answer", "score", "tags", "comment", "created_at",
+                "note", "prompt", "model_revision", "precision", "template", "settings", "generation_seconds",
+                "new_tokens", "started_at", "finished_at", "rubric_version", "source", "comparison_id", "side",
+                "supersedes_id", "superseded", "uid"],
+    "comparisons": ["id", "model_a", "model_b", "winner", "winner_model", "rater", "created_at", "task", "question",
+                    "note", "prompt", "answer_a", "answer_b", "revision_a", "revision_b", "swapped", "settings",
+                    "seconds_a", "seconds_b", "shown_at", "rubric_version", "uid"],
+    "study": ["id", "study", "item", "rater", "model", "label", "task", "question", "answer", "score", "comment",
+              "seconds_on_item", "created_at", "note", "rubric_version", "supersedes_id", "superseded"],
+    "dpo": ["prompt", "chosen", "rejected", "chosen_model", "rejected_model", "comparison_id"],
+}
+
+
+def rows_for(storage, what: str, include_superseded: bool = False) -> list[dict]:
+    """The rows of one export, with the export's column names (``model``, ``question``...)."""
+    if what == "ratings":
+        rows = [dict(r, model=r["model_id"], question=r["instruction"])
+                for r in storage.ratings(include_superseded=include_superseded)]
+    elif what == "comparisons":
+        rows = [dict(r, question=r["instruction"]) for r in storage.comparisons()]
+    elif what == "study":
+        rows = [r for r in storage.study_ratings() if include_superseded or not r["superseded"]]
+    elif what == "dpo":
+        rows = storage.dpo_pairs()
+    else:
+        raise ValueError(f"--what must be one of {', '.join(WHATS)}")
+    return [{c: r.get(c) for c in COLUMNS[what]} for r in rows]
+
+
+def _cell(value) -> object:
+    """CSV cells: lists as '; '-joined text, dicts as JSON, None as empty."""
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return "; ".join(map(str, value))
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True)
+    return value
+
+
+def write_rows(rows: list[dict], columns: list[str], fmt: str, out: str | Path, progress: bool = True) -> int:
+    """Write ``rows`` to ``out`` (written to a temporary name first, so a failed export leaves no half file)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"--format must be one of {', '.join(FORMATS)}")
+    out = Path(out)
+    tmp = out.with_name(out.name + ".part")
+    bar = tqdm(rows, desc=f"writing {out.name}", unit="row", disable=not progress, file=sys.stderr)
+    with tmp.open("w", encoding="utf-8", newline="") as f:
+        if fmt == "csv":
+            w = csv.DictWriter(f, fieldnames=columns)
+            w.writeheader()
+            for r in bar:
+                w.writerow({c: _cell(r.get(c)) for c in columns})
+        else:
+            for r in bar:
+                f.write(json.dumps({c: r.get(c) for c in columns}, ensure_ascii=False) + "\n")
+    tmp.replace(out)
+    return len(rows)
+
+
+def export(storage, what: str, fmt: str, out: str | Path, include_superseded: bool = False,
+           progress: bool = True) -> int:
+    """Export one kind of row; returns how many rows were written."""
+    return write_rows(rows_for(storage, what, include_superseded), COLUMNS[what], fmt, out, progress)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m asclepius_ui.export", description=__doc__.splitlines()[0])
+    ap.add_argument("--db", required=True, help="SQLAlchemy URL, e.g. sqlite:///ratings.db")
+    ap.add_argument("--what", choices=WHATS, required=True)
+    ap.add_argument("--format", choices=FORMATS, default="csv")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--include-superseded", action="store_true", help="also rows replaced by a later rating")
+    args = ap.parse_args(argv)
+    from .storage import open_storage
+
+    try:
+        storage = open_storage(args.db, create=False)
+    except StorageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        n = export(storage, args.what, args.format, args.out, args.include_superseded)
+    except (StorageError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        storage.close()
+    print(f"wrote {n} {args.what} rows to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
