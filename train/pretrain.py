@@ -1,0 +1,122 @@
+"""Continued pretraining of a LLaMA model on discharge summaries (causal LM on packed blocks).
+
+    accelerate launch --config_file train/configs/fsdp_7b_8xa100.yaml -m train.pretrain \\
+        --model_name_or_path /models/llama-7b --data_path notes.jsonl --output_dir runs/pretrain-7b
+
+The output folder is a Hugging Face model folder (safetensors + tokenizer) that ``app.py --model DIR`` loads.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import shutil
+import sys
+from pathlib import Path
+
+import datasets
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, Trainer, TrainingArguments
+
+from train.args import ModelArguments, PretrainDataArguments, PretrainTrainingArguments, parse, resume_value
+from train.data import DataError, PackedCollator, build_pretraining_dataset, load_notes
+
+log = logging.getLogger(__name__)
+
+
+def attention_backend(requested: str = "auto") -> str:
+    """flash_attention_2 when requested as auto on CUDA with flash-attn installed, else sdpa."""
+    if requested != "auto":
+        return requested
+    if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "sdpa"
+
+
+def load_tokenizer(margs: ModelArguments):
+    tok = AutoTokenizer.from_pretrained(margs.tokenizer_name_or_path or margs.model_name_or_path)
+    if tok.eos_token_id is None or tok.bos_token_id is None:
+        raise DataError("the tokenizer needs BOS and EOS tokens (LLaMA: <s> and </s>)")
+    return tok
+
+
+def load_model(margs: ModelArguments, **kwargs) -> PreTrainedModel:
+    """The causal LM from ``model_name_or_path`` with the chosen attention backend."""
+    model = AutoModelForCausalLM.from_pretrained(
+        margs.model_name_or_path,
+        dtype=getattr(torch, margs.load_dtype),
+        attn_implementation=attention_backend(margs.attn_implementation),
+        **kwargs,
+    )
+    model.config.use_cache = False
+    return model
+
+
+def load_pretraining_data(dargs: PretrainDataArguments, tokenizer, seed: int) -> datasets.Dataset:
+    """A packed dataset: loaded from a ``save_to_disk`` folder, or built from a notes file."""
+    path = Path(dargs.data_path)
+    if path.is_dir():
+        ds = datasets.load_from_disk(str(path))
+        if "input_ids" not in ds.column_names:
+            raise DataError(f"{path}: not a packed dataset (no input_ids column)")
+        return ds
+    ds = build_pretraining_dataset(load_notes(path, dargs.text_column), tokenizer, dargs.model_max_length, seed)
+    if dargs.save_prepared_to:
+        ds.save_to_disk(dargs.save_prepared_to)
+    return ds
+
+
+def train_and_save(model, tokenizer, dataset, collator, targs: TrainingArguments, resume: str | bool | None = None):
+    """Run ``Trainer`` (resuming when asked) and write the final HF folder to ``targs.output_dir``."""
+    trainer = Trainer(model=model, args=targs, train_dataset=dataset, data_collator=collator,
+                      processing_class=tokenizer)
+    result = trainer.train(resume_from_checkpoint=resume)
+    save_final(trainer, tokenizer, targs.output_dir)
+    return trainer, result
+
+
+def save_final(trainer: Trainer, tokenizer, out_dir: str) -> None:
+    """Save weights (safetensors), tokenizer and a generation config that stops at EOS."""
+    model = trainer.model
+    model.config.use_cache = True
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.eos_token_id = tokenizer.eos_token_id
+        model.generation_config.bos_token_id = tokenizer.bos_token_id
+    trainer.save_model(out_dir)
+    if trainer.is_world_process_zero():
+        save_tokenizer(tokenizer, out_dir)
+
+
+def save_tokenizer(tokenizer, out_dir: str | Path) -> None:
+    """Save the tokenizer and keep its sentencepiece ``tokenizer.model`` beside it (the LLaMA layout)."""
+    tokenizer.save_pretrained(out_dir)
+    src = getattr(tokenizer, "vocab_file", None)
+    dest = Path(out_dir) / "tokenizer.model"
+    if src and Path(src).is_file() and Path(src).resolve() != dest.resolve():
+        shutil.copyfile(src, dest)
+
+
+def run(margs: ModelArguments, dargs: PretrainDataArguments, targs: PretrainTrainingArguments):
+    """Pretrain end to end; returns ``(trainer, TrainOutput)``."""
+    tokenizer = load_tokenizer(margs)
+    with targs.main_process_first(desc="packing notes"):
+        dataset = load_pretraining_data(dargs, tokenizer, targs.seed)
+    log.info("pretraining on %d blocks of %d tokens", len(dataset), len(dataset[0]["input_ids"]))
+    model = load_model(margs)
+    return train_and_save(model, tokenizer, dataset, PackedCollator(), targs, resume_value(
+        targs.resume_from_checkpoint))
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    margs, dargs, targs = parse((ModelArguments, PretrainDataArguments, PretrainTrainingArguments), argv)
+    try:
+        run(margs, dargs, targs)
+    except (DataError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,227 @@
+"""The whole training path at toy scale on a CPU, in one command.
+
+    python -m train.toy --out runs/toy
+
+Generates templated notes and question-answer pairs (``train.notes``, no API), trains a sentencepiece
+tokenizer, pretrains and fine-tunes a tiny LLaMA through ``train.pretrain.run`` and ``train.finetune.run``,
+and scores greedy answers to questions about held-out notes before and after fine-tuning. The last line
+printed is ``heldout_exact_match before=X after=Y``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from asclepius_ui.prompts import build_prompt
+from train import finetune, pretrain
+from train.args import (
+    FinetuneDataArguments,
+    FinetuneTrainingArguments,
+    LoraArguments,
+    ModelArguments,
+    PretrainDataArguments,
+    PretrainTrainingArguments,
+)
+from train.data import write_jsonl
+from train.notes import SyntheticNote, make_notes
+from train.pretrain import save_tokenizer
+from train.tiny_model import init_model, tiny_llama_config
+from train.tokenizer import train_sentencepiece
+
+DEMO_MARKER = "asclepius_demo.json"
+
+
+@dataclass
+class ToyConfig:
+    """Sizes of one toy run."""
+
+    train_notes: int = 400
+    heldout_notes: int = 16
+    vocab_size: int = 640
+    hidden: int = 128
+    layers: int = 4
+    heads: int = 4
+    context: int = 512
+    block_size: int = 256
+    pretrain_epochs: float = 2.0
+    pretrain_lr: float = 2e-3
+    finetune_epochs: float = 1.0
+    finetune_lr: float = 2e-3
+    batch_size: int = 16
+    seed: int = 0
+    max_new_tokens: int = 40
+
+
+DEMO_CONFIG = ToyConfig(train_notes=120, heldout_notes=8, pretrain_epochs=1.0, finetune_epochs=1.0)
+
+
+# ---------------------------------------------------------------- corpus
+
+
+def qa_rows(notes: list[SyntheticNote], offset: int = 0) -> list[dict[str, str]]:
+    return [
+        {"note_id": f"toy-{offset + i}", "task": task, "note": n.text, "question": q, "answer": a}
+        for i, n in enumerate(notes)
+        for task, q, a in n.qa
+    ]
+
+
+def make_corpus(cfg: ToyConfig, data_dir: Path) -> tuple[list[SyntheticNote], list[SyntheticNote]]:
+    """Train and held-out notes (no held-out note text appears in training); written as JSONL."""
+    train = make_notes(cfg.train_notes, cfg.seed)
+    seen = {n.text for n in train}
+    heldout = [n for n in make_notes(cfg.heldout_notes * 2, cfg.seed + 10_000) if n.text not in seen]
+    heldout = heldout[: cfg.heldout_notes]
+    write_jsonl(({"note_id": f"toy-{i}", "note": n.text} for i, n in enumerate(train)), data_dir / "notes.jsonl")
+    write_jsonl(qa_rows(train), data_dir / "instructions.jsonl")
+    write_jsonl(qa_rows(heldout, offset=cfg.train_notes), data_dir / "heldout.jsonl")
+    return train, heldout
+
+
+def tokenizer_texts(notes: list[SyntheticNote]) -> list[str]:
+    """Notes, full prompts and answers, so the template's words become whole tokens."""
+    texts = []
+    for n in notes:
+        texts.append(n.text)
+        for _, q, a in n.qa:
+            texts.append(build_prompt(n.text, q))
+            texts.append(a)
+    return texts
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def normalize(s: str) -> str:
+    return re.sub(r"\s+", " ", s.strip().lower()).strip(" .")
+
+
+@torch.inference_mode()
+def greedy_answer(model, tokenizer, prompt: str, max_new_tokens: int) -> str:
+    """Greedy decoding of the app's prompt, stopping at EOS."""
+    ids = torch.tensor([tokenizer(prompt)["input_ids"]])
+    out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens, do_sample=False,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.eos_token_id)
+    return tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+
+
+def exact_match(model_dir: str | Path, rows: list[dict[str, str]], max_new_tokens: int = 40,
+                desc: str = "eval") -> float:
+    """Share of rows whose greedy answer equals the reference after normalisation."""
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    hits = 0
+    for r in tqdm(rows, desc=desc, leave=False):
+        got = greedy_answer(model, tok, build_prompt(r["note"], r["question"]), max_new_tokens)
+        hits += normalize(got) == normalize(r["answer"])
+    return hits / len(rows)
+
+
+# ---------------------------------------------------------------- training
+
+
+def cpu_args(cls, out: Path, epochs: float, lr: float, batch: int, seed: int):
+    """Toy-scale training arguments: same scripts, CPU-sized hyper-parameters."""
+    return cls(
+        output_dir=str(out), num_train_epochs=epochs, learning_rate=lr, per_device_train_batch_size=batch,
+        global_batch_size=0, bf16=False, gradient_checkpointing=False, use_cpu=True, save_strategy="no",
+        logging_steps=20, seed=seed, dataloader_num_workers=0, disable_tqdm=False, warmup_steps=0.03,
+        optim="adamw_torch",
+    )
+
+
+def run_toy(out: str | Path, cfg: ToyConfig = ToyConfig(), evaluate: bool = True) -> dict[str, float | str]:
+    """Build corpus and tokenizer, pretrain, fine-tune; returns timings and held-out exact match."""
+    out = Path(out)
+    data = out / "data"
+    t0 = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    train, heldout = make_corpus(cfg, data)
+    tok_dir = train_sentencepiece(tokenizer_texts(train), out / "tokenizer", vocab_size=cfg.vocab_size)
+    tok = AutoTokenizer.from_pretrained(tok_dir)
+    model = init_model(tiny_llama_config(len(tok), cfg.hidden, cfg.layers, cfg.heads, cfg.context), cfg.seed)
+    model.save_pretrained(out / "init")
+    save_tokenizer(tok, out / "init")
+
+    pretrain.run(
+        ModelArguments(str(out / "init")),
+        PretrainDataArguments(str(data / "notes.jsonl"), model_max_length=cfg.block_size),
+        cpu_args(PretrainTrainingArguments, out / "pretrain", cfg.pretrain_epochs, cfg.pretrain_lr, cfg.batch_size,
+                 cfg.seed),
+    )
+    rows = [json.loads(line) for line in (data / "heldout.jsonl").read_text().splitlines()]
+    result: dict[str, float | str] = {}
+    if evaluate:
+        result["before"] = exact_match(out / "pretrain", rows, cfg.max_new_tokens, "eval before")
+    finetune.run(
+        ModelArguments(str(out / "pretrain")),
+        FinetuneDataArguments(str(data / "instructions.jsonl"), model_max_length=cfg.context),
+        LoraArguments(),
+        cpu_args(FinetuneTrainingArguments, out / "finetune", cfg.finetune_epochs, cfg.finetune_lr, cfg.batch_size,
+                 cfg.seed),
+    )
+    if evaluate:
+        result["after"] = exact_match(out / "finetune", rows, cfg.max_new_tokens, "eval after")
+    result["seconds"] = round(time.perf_counter() - t0, 1)
+    result["model_dir"] = str(out / "finetune")
+    (out / "toy_result.json").write_text(json.dumps({**result, "config": asdict(cfg)}, indent=2))
+    return result
+
+
+def export_demo(model_dir: str | Path, dest: str | Path) -> Path:
+    """Copy a toy model into ``dest`` as a compact demo checkpoint (bf16 safetensors) with the demo marker."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16)
+    model.save_pretrained(dest)
+    save_tokenizer(AutoTokenizer.from_pretrained(model_dir), dest)
+    marker = {"demo": True, "not_for_clinical_use": True,
+              "about": "tiny LLaMA trained by train.toy on templated synthetic notes; demonstrates the app only"}
+    (dest / DEMO_MARKER).write_text(json.dumps(marker, indent=2))
+    return dest
+
+
+def build_demo_model(out_dir: str | Path, work_dir: str | Path | None = None) -> Path:
+    """A small demo checkpoint for the app, built from scratch (no held-out evaluation)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
+        result = run_toy(tmp, DEMO_CONFIG, evaluate=False)
+        return export_demo(result["model_dir"], out_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", required=True, help="working folder (corpus, tokenizer, checkpoints)")
+    p.add_argument("--export-demo", metavar="DIR", help="also write the fine-tuned model here as the app's demo")
+    p.add_argument("--train-notes", type=int, default=ToyConfig.train_notes)
+    p.add_argument("--pretrain-epochs", type=float, default=ToyConfig.pretrain_epochs)
+    p.add_argument("--finetune-epochs", type=float, default=ToyConfig.finetune_epochs)
+    p.add_argument("--seed", type=int, default=ToyConfig.seed)
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    cfg = ToyConfig(train_notes=a.train_notes, pretrain_epochs=a.pretrain_epochs, finetune_epochs=a.finetune_epochs,
+                    seed=a.seed)
+    result = run_toy(a.out, cfg)
+    if a.export_demo:
+        export_demo(result["model_dir"], a.export_demo)
+        print(f"demo model written to {a.export_demo}")
+    print(f"toy run took {result['seconds']} s; model in {result['model_dir']}")
+    print(f"heldout_exact_match before={result['before']:.3f} after={result['after']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
