@@ -112,19 +112,35 @@ def overall_win_rate(outcomes: pd.DataFrame, models: list[str]) -> pd.Series:
     return pd.Series(_rates(wins.sum(0), games.sum(0))[1], index=models)
 
 
-def _bt_fit(wins: np.ndarray, games: np.ndarray, prior: float) -> np.ndarray:
+def _bt_fit(wins: np.ndarray, games: np.ndarray, prior: float, start: np.ndarray | None = None) -> np.ndarray:
+    """Log-strengths maximising the BT likelihood (Newton-CG with the exact Hessian), centred at 0."""
     n = len(wins)
+    keep = slice(1, None) if prior == 0 else slice(None)  # without a prior, fix theta_0 = 0
+
+    def full(free: np.ndarray) -> np.ndarray:
+        return np.concatenate([[0.0], free]) if prior == 0 else free
+
+    def probs(theta: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-(theta[:, None] - theta[None, :])))  # p[i, j] = P(i beats j)
 
     def nll(free: np.ndarray) -> tuple[float, np.ndarray]:
-        theta = np.concatenate([[0.0], free]) if prior == 0 else free
-        p = 1.0 / (1.0 + np.exp(-(theta[:, None] - theta[None, :])))  # p[i, j] = P(i beats j)
+        theta = full(free)
+        p = probs(theta)
         value = -np.sum(wins * np.log(np.clip(p, 1e-300, None))) + 0.5 * prior * np.sum(theta ** 2)
         grad = -(wins - games * p).sum(axis=1) + prior * theta
-        return float(value), (grad[1:] if prior == 0 else grad)
+        return float(value), grad[keep]
 
-    res = optimize.minimize(nll, np.zeros(n - 1 if prior == 0 else n), jac=True, method="L-BFGS-B")
-    theta = np.concatenate([[0.0], res.x]) if prior == 0 else res.x
-    return np.exp(theta - theta.mean())
+    def hess(free: np.ndarray) -> np.ndarray:
+        theta = full(free)
+        p = probs(theta)
+        w = games * p * (1 - p)
+        h = np.diag(w.sum(axis=1)) - w + prior * np.eye(n)
+        return h[keep, keep]
+
+    x0 = np.zeros(n) if start is None else start - (start[0] if prior == 0 else 0.0)
+    res = optimize.minimize(nll, x0[keep], jac=True, hess=hess, method="Newton-CG")
+    theta = full(res.x)
+    return theta - theta.mean()
 
 
 def bradley_terry(outcomes: pd.DataFrame, models: list[str], prior: float = 0.01) -> pd.Series:
@@ -137,7 +153,7 @@ def bradley_terry(outcomes: pd.DataFrame, models: list[str], prior: float = 0.01
     if len(models) < 2:
         return pd.Series(np.ones(len(models)), index=models)
     wins, games, _ = _item_wins(outcomes, models)
-    return pd.Series(_bt_fit(wins.sum(0), games.sum(0), prior), index=models)
+    return pd.Series(np.exp(_bt_fit(wins.sum(0), games.sum(0), prior)), index=models)
 
 
 def bootstrap_pairwise(outcomes: pd.DataFrame, models: list[str], n_resamples: int = 1000,
@@ -150,7 +166,7 @@ def bootstrap_pairwise(outcomes: pd.DataFrame, models: list[str], n_resamples: i
     wins, games, items = _item_wins(outcomes, models)
     w, g = wins.sum(0), games.sum(0)
     matrix, overall = _rates(w, g)
-    strength = _bt_fit(w, g, prior) if len(models) > 1 else np.ones(len(models))
+    theta = _bt_fit(w, g, prior) if len(models) > 1 else np.zeros(len(models))
     n = len(items)
     lo_o = hi_o = lo_s = hi_s = np.full(len(models), np.nan)
     if n >= 2 and len(models) > 1:
@@ -160,14 +176,14 @@ def bootstrap_pairwise(outcomes: pd.DataFrame, models: list[str], n_resamples: i
         for c in counts:
             wb, gb = np.tensordot(c, wins, axes=1), np.tensordot(c, games, axes=1)
             draws_o.append(_rates(wb, gb)[1])
-            draws_s.append(_bt_fit(wb, gb, prior))
+            draws_s.append(np.exp(_bt_fit(wb, gb, prior, start=theta)))
         q = ((1 - confidence) / 2, 1 - (1 - confidence) / 2)
         lo_o, hi_o = np.nanquantile(np.array(draws_o), q, axis=0)
         lo_s, hi_s = np.nanquantile(np.array(draws_s), q, axis=0)
     return {
         "matrix": pd.DataFrame(matrix, index=models, columns=models),
         "overall": pd.DataFrame({"win_rate": overall, "ci_low": lo_o, "ci_high": hi_o}, index=models),
-        "strength": pd.DataFrame({"strength": strength, "ci_low": lo_s, "ci_high": hi_s}, index=models),
+        "strength": pd.DataFrame({"strength": np.exp(theta), "ci_low": lo_s, "ci_high": hi_s}, index=models),
     }
 
 
