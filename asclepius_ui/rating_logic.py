@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import uuid
 from dataclasses import dataclass
 
 from .rubric import SCORES
@@ -14,6 +15,11 @@ SOURCES = ("chat", "compare")
 
 class StorageError(RuntimeError):
     """A database read or write failed; the message is meant for the rater (the form keeps its values)."""
+
+
+def new_uid() -> str:
+    """An idempotency key for one write (made when the form is shown, reused on retry)."""
+    return uuid.uuid4().hex
 
 
 def check_rating(score: object, tags: list[str] | tuple[str, ...] = ()) -> int:

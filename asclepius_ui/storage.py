@@ -8,7 +8,6 @@ carries a client-generated ``uid`` (UNIQUE), so a retried submit never stores tw
 
 from __future__ import annotations
 
-import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,7 +36,7 @@ from sqlalchemy.pool import StaticPool
 
 from . import studies as study_logic
 from .conversation import now_iso
-from .rating_logic import StorageError, check_rating, check_winner, dpo_pair, winner_model
+from .rating_logic import StorageError, check_rating, check_winner, dpo_pair, new_uid, winner_model
 from .rubric import RUBRIC_VERSION
 
 __all__ = ["Storage", "StorageError", "open_storage", "migrate", "new_uid", "MIGRATIONS"]
@@ -45,11 +44,6 @@ __all__ = ["Storage", "StorageError", "open_storage", "migrate", "new_uid", "MIG
 MIGRATIONS = Path(__file__).parent / "migrations"
 NAMING = {"ix": "ix_%(column_0_label)s", "uq": "uq_%(table_name)s_%(column_0_name)s",
           "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s", "pk": "pk_%(table_name)s"}
-
-
-def new_uid() -> str:
-    """An idempotency key for one write (make it when the form is shown, reuse it on retry)."""
-    return uuid.uuid4().hex
 
 
 class Base(DeclarativeBase):

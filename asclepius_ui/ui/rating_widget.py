@@ -1,0 +1,109 @@
+"""Rate chat answers 1-4 with reason tags and a comment; also the small helpers every rating page shares."""
+
+from __future__ import annotations
+
+import html
+
+import gradio as gr
+
+from ..rating_logic import REASON_TAGS, StorageError, new_uid
+from ..rubric import DESCRIPTIONS, RUBRIC_VERSION, SCORES, label
+from .context import AppContext
+
+LOCAL_USER = "local"
+
+
+def current_user(request: gr.Request | None) -> str:
+    """The logged-in name, or "local" when the app runs single-user without --auth."""
+    return getattr(request, "username", None) or LOCAL_USER
+
+
+def is_admin(ctx: AppContext, user: str) -> bool:
+    """Without --auth the single local user administers; with it, only the admin role."""
+    return ctx.users is None or ctx.users.role(user) == "admin"
+
+
+def error_box(text: str) -> str:
+    return f'<div class="error-box">{html.escape(text)}</div>'
+
+
+def score_choices() -> list[tuple[str, int]]:
+    return [(label(s), s) for s in sorted(SCORES)]
+
+
+def rubric_markdown() -> str:
+    lines = "\n".join(f"- **{s} {SCORES[s]}**: {DESCRIPTIONS[s]}" for s in sorted(SCORES))
+    return f"**Rubric** (`{RUBRIC_VERSION}`)\n\n{lines}"
+
+
+def _key(snap: dict) -> str:
+    return f"{snap.get('started_at')}|{snap.get('finished_at')}|{snap.get('model_id')}"
+
+
+def answer_choices(turns: list[dict]) -> list[tuple[str, int]]:
+    def short(text: str, n: int = 50) -> str:
+        text = " ".join((text or "").split())
+        return text if len(text) <= n else text[: n - 1] + "…"
+
+    return [(f"#{i + 1}: {short(t['instruction'], 40)} → {short(t['answer'])}", i) for i, t in enumerate(turns)]
+
+
+def submit(storage, turns: list[dict], which, score, tags, comment: str, uid: str | None, saved: dict,
+           rater: str) -> tuple[str, str, dict]:
+    """Save one chat rating; returns (message, next uid, saved map). The form itself is never cleared here.
+
+    The uid stays the same until a write succeeds, so a retry after an error cannot store twice; saving the
+    same values again for the same answer is acknowledged without a new row; a different rating of an
+    answer already rated is a new row that supersedes the previous one.
+    """
+    saved = dict(saved or {})
+    uid = uid or new_uid()
+    if not turns:
+        return error_box("There is no answer to rate yet: ask something first."), uid, saved
+    idx = len(turns) - 1 if which is None else int(which)
+    if not 0 <= idx < len(turns):
+        return error_box("Pick an answer to rate."), uid, saved
+    snap = turns[idx]
+    values = [score, sorted(tags or []), (comment or "").strip()]
+    previous = saved.get(_key(snap))
+    if previous and previous["values"] == values:
+        return f"Already saved as rating #{previous['id']}.", uid, saved
+    try:
+        rid = storage.save_rating(snapshot=snap, score=score, rater=rater, uid=uid, tags=list(tags or []),
+                                  comment=values[2], supersedes_id=previous["id"] if previous else None)
+    except ValueError as exc:
+        return error_box(str(exc)), uid, saved
+    except StorageError as exc:
+        return error_box(f"Not saved: {exc} Your rating is still in the form; press Save to retry."), uid, saved
+    saved[_key(snap)] = {"id": rid, "values": values}
+    note = f" (replaces #{previous['id']})" if previous else ""
+    return f"Saved rating #{rid}{note} for answer #{idx + 1}.", new_uid(), saved
+
+
+def build(ctx: AppContext, turns: gr.State, chatbot) -> None:
+    """The rating form under the chat: which answer, score with the rubric, reason tags, comment, save."""
+    with gr.Accordion("Rate an answer", open=True, elem_id="rate-box"):
+        with gr.Row():
+            with gr.Column(scale=3):
+                which = gr.Dropdown(choices=[], value=None, label="Answer to rate (default: the latest)",
+                                    elem_id="rate-which")
+                score = gr.Radio(score_choices(), label="Score", elem_id="rate-score")
+                tags = gr.CheckboxGroup(list(REASON_TAGS), label="Reasons (optional)", elem_id="rate-tags")
+                comment = gr.Textbox(label="Comment (optional)", lines=2, elem_id="rate-comment")
+                save = gr.Button("Save rating", variant="primary", elem_id="rate-save")
+                status = gr.Markdown(elem_id="rate-status")
+            with gr.Column(scale=2):
+                gr.Markdown(rubric_markdown(), elem_id="rate-rubric")
+    uid = gr.State(None)
+    saved = gr.State({})
+
+    def on_turns(done: list[dict]):
+        choices = answer_choices(done or [])
+        return gr.update(choices=choices, value=choices[-1][1] if choices else None), new_uid()
+
+    def on_save(done, idx, sc, tg, cm, u, sv, request: gr.Request):
+        return submit(ctx.storage, done or [], idx, sc, tg, cm, u, sv, current_user(request))
+
+    turns.change(on_turns, turns, [which, uid], show_progress="hidden")
+    save.click(on_save, [turns, which, score, tags, comment, uid, saved], [status, uid, saved],
+               concurrency_limit=None)

@@ -1,0 +1,90 @@
+"""Rating answers in the chat, in a real browser against a real app and a real SQLite file."""
+
+from __future__ import annotations
+
+import pytest
+
+from asclepius_ui.storage import open_storage
+from asclepius_ui.ui.context import AppContext
+from asclepius_ui.ui.rating_widget import submit
+from tests.pg import raw_execute
+
+REFUSE = "CREATE TRIGGER refuse BEFORE INSERT ON ratings BEGIN SELECT RAISE(ABORT, 'database is unavailable'); END"
+NOTE = "Discharge summary. The patient was admitted with pneumonia and treated with antibiotics."
+
+
+@pytest.fixture(scope="module")
+def chat_app(tmp_path_factory, tiny_engine, launch_app):
+    url = f"sqlite:///{tmp_path_factory.mktemp('ui-ratings') / 'ratings.db'}"
+    storage = open_storage(url)
+    app = launch_app(AppContext(engine=tiny_engine, storage=storage))
+    yield app, storage, url
+    storage.close()
+
+
+def _snap(i: int) -> dict:
+    return dict(note="n", task="Free question", instruction=f"q{i}", prompt=f"p{i}", answer=f"a{i}", model_id="m",
+                model_revision="r", precision="fp32", template="asclepius", settings={}, started_at=f"s{i}",
+                finished_at=f"f{i}", generation_seconds=0.1, new_tokens=3, stopped=False)
+
+
+def test_submit_keeps_the_uid_on_error_and_supersedes_on_change(tmp_path):
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    st = open_storage(url)
+    turns = [_snap(0), _snap(1)]
+    raw_execute(url, REFUSE)
+    msg, uid, saved = submit(st, turns, None, 3, ["other"], "hm", "uid-1", {}, "alice")
+    assert "Not saved" in msg and "database is unavailable" in msg and uid == "uid-1" and saved == {}
+    raw_execute(url, "DROP TRIGGER refuse")
+    msg, uid2, saved = submit(st, turns, None, 3, ["other"], "hm", uid, saved, "alice")
+    assert msg.startswith("Saved rating #1") and uid2 != uid
+    assert submit(st, turns, None, 3, ["other"], "hm", uid2, saved, "alice")[0] == "Already saved as rating #1."
+    msg, _, saved = submit(st, turns, 1, 1, ["incorrect"], "", uid2, saved, "alice")
+    assert msg == "Saved rating #2 (replaces #1) for answer #2."
+    msg, _, _ = submit(st, turns, 0, None, [], "", "uid-x", saved, "alice")
+    assert "Pick a score" in msg
+    rows = st.ratings(include_superseded=True)
+    assert [(r["id"], r["answer"], r["score"], r["supersedes_id"]) for r in rows] == [(1, "a1", 3, None),
+                                                                                     (2, "a1", 1, 1)]
+    st.close()
+
+
+def _visible(page, label: str):
+    return page.get_by_label(label, exact=True).filter(visible=True).first
+
+
+def test_rate_an_answer_in_the_chat(chat_app, page):
+    app, storage, url = chat_app
+    page.goto(app)
+    _visible(page, "Discharge summary").fill(NOTE)
+    _visible(page, "Instruction").fill("Why was the patient admitted?")
+    page.get_by_role("button", name="Ask", exact=True).click()
+    page.locator("#chat-status").get_by_text("tokens/s").wait_for(timeout=60_000)
+    box = page.locator("#rate-box")
+    box.locator("#rate-score").get_by_text("3 - Satisfactory").click()
+    box.locator("#rate-tags").get_by_text("minor omission").click()
+    box.locator("#rate-comment textarea").fill("Misses the antibiotic name.")
+    box.locator("#rate-save").click()
+    page.locator("#rate-status").get_by_text("Saved rating #").wait_for(timeout=20_000)
+    [row] = storage.ratings()
+    assert (row["score"], row["tags"], row["comment"]) == (3, ["minor omission"], "Misses the antibiotic name.")
+    assert row["note"] == NOTE and row["instruction"] == "Why was the patient admitted?"
+    assert row["model_id"] and row["model_revision"] and row["finished_at"] >= row["started_at"]
+    assert row["prompt"].count(NOTE) == 1 and row["template"] == "asclepius" and row["precision"] == "fp32"
+    assert row["settings"]["max_new_tokens"] >= 1 and row["generation_seconds"] > 0 and row["rater"] == "local"
+
+    # The database fails: the rater sees why, and the form keeps the rating to retry.
+    raw_execute(url, REFUSE)
+    box.locator("#rate-score").get_by_text("1 - Unacceptable").click()
+    box.locator("#rate-comment textarea").fill("Actually wrong.")
+    box.locator("#rate-save").click()
+    page.locator("#rate-status").get_by_text("Not saved").wait_for(timeout=20_000)
+    assert "database is unavailable" in page.locator("#rate-status").inner_text()
+    assert box.locator("#rate-score").get_by_label("1 - Unacceptable").is_checked()
+    assert box.locator("#rate-comment textarea").input_value() == "Actually wrong."
+    raw_execute(url, "DROP TRIGGER refuse")
+    box.locator("#rate-save").click()
+    page.locator("#rate-status").get_by_text("replaces #").wait_for(timeout=20_000)
+    current = storage.ratings()
+    assert [(r["score"], r["comment"], r["supersedes_id"]) for r in current] == [(1, "Actually wrong.", row["id"])]
+    assert len(storage.ratings(include_superseded=True)) == 2
