@@ -65,11 +65,9 @@ class AsclepiusTrainingArguments(TrainingArguments):
     num_train_epochs: float = 1.0
     per_device_train_batch_size: int = 4
     bf16: bool = True
-    gradient_checkpointing: bool = True
     logging_steps: float = 10
     save_steps: float = 500
     save_total_limit: int | None = 3
-    report_to: str | list[str] | None = "none"
     remove_unused_columns: bool = False
     global_batch_size: int = field(
         default=128,
@@ -87,8 +85,11 @@ class AsclepiusTrainingArguments(TrainingArguments):
                     f"using {self.gradient_accumulation_steps * per_step}",
                     stacklevel=2,
                 )
-        if self.gradient_checkpointing and self.gradient_checkpointing_kwargs is None:
-            self.gradient_checkpointing_kwargs = {"use_reentrant": False}
+        # paper default: activation (gradient) checkpointing on, unless either spelling of the flag says otherwise
+        if self.activation_checkpointing is None and self.gradient_checkpointing is None:
+            self.activation_checkpointing = True
+        if self.activation_checkpointing_kwargs is None and self.gradient_checkpointing_kwargs is None:
+            self.activation_checkpointing_kwargs = {"use_reentrant": False}
         super().__post_init__()
 
 

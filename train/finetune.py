@@ -48,8 +48,8 @@ def build_model(margs: ModelArguments, largs: LoraArguments, targs: FinetuneTrai
         )
     model = load_model(margs, **kwargs)
     if largs.qlora:
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=targs.gradient_checkpointing)
-    elif targs.gradient_checkpointing:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=targs.activation_checkpointing)
+    elif targs.activation_checkpointing:
         model.enable_input_require_grads()
     config = LoraConfig(
         r=largs.lora_r, lora_alpha=largs.lora_alpha, lora_dropout=largs.lora_dropout, task_type="CAUSAL_LM",
@@ -75,8 +75,8 @@ def merge_adapter(margs: ModelArguments, adapter_dir: str | Path, out_dir: str |
 
 
 def run(margs: ModelArguments, dargs: FinetuneDataArguments, largs: LoraArguments,
-        targs: FinetuneTrainingArguments):
-    """Fine-tune end to end; returns ``(trainer, TrainOutput)``."""
+        targs: FinetuneTrainingArguments, callbacks: list | None = None):
+    """Fine-tune end to end; returns ``(trainer, TrainOutput)``. ``callbacks`` go to the ``Trainer``."""
     tokenizer = load_tokenizer(margs)
     rows = load_instructions(dargs.data_path)
     dataset, skipped = build_instruction_dataset(rows, tokenizer, dargs.model_max_length, dargs.template)
@@ -84,7 +84,8 @@ def run(margs: ModelArguments, dargs: FinetuneDataArguments, largs: LoraArgument
         log.warning("skipped %d example(s) whose prompt is longer than %d tokens", skipped, dargs.model_max_length)
     model = build_model(margs, largs, targs)
     trainer = Trainer(model=model, args=targs, train_dataset=dataset,
-                      data_collator=InstructionCollator(pad_id_for(tokenizer)), processing_class=tokenizer)
+                      data_collator=InstructionCollator(pad_id_for(tokenizer)), processing_class=tokenizer,
+                      callbacks=callbacks)
     result = trainer.train(resume_from_checkpoint=resume_value(targs.resume_from_checkpoint))
     if largs.lora or largs.qlora:
         adapter_dir = Path(targs.output_dir) / "adapter"

@@ -66,12 +66,14 @@ def load_pretraining_data(dargs: PretrainDataArguments, tokenizer, seed: int) ->
     return ds
 
 
-def train_and_save(model, tokenizer, dataset, collator, targs: TrainingArguments, resume: str | bool | None = None):
+def train_and_save(model, tokenizer, dataset, collator, targs: TrainingArguments, resume: str | bool | None = None,
+                   callbacks: list | None = None, save: bool = True):
     """Run ``Trainer`` (resuming when asked) and write the final HF folder to ``targs.output_dir``."""
     trainer = Trainer(model=model, args=targs, train_dataset=dataset, data_collator=collator,
-                      processing_class=tokenizer)
+                      processing_class=tokenizer, callbacks=callbacks)
     result = trainer.train(resume_from_checkpoint=resume)
-    save_final(trainer, tokenizer, targs.output_dir)
+    if save:
+        save_final(trainer, tokenizer, targs.output_dir)
     return trainer, result
 
 
@@ -96,15 +98,16 @@ def save_tokenizer(tokenizer, out_dir: str | Path) -> None:
         shutil.copyfile(src, dest)
 
 
-def run(margs: ModelArguments, dargs: PretrainDataArguments, targs: PretrainTrainingArguments):
-    """Pretrain end to end; returns ``(trainer, TrainOutput)``."""
+def run(margs: ModelArguments, dargs: PretrainDataArguments, targs: PretrainTrainingArguments,
+        callbacks: list | None = None):
+    """Pretrain end to end; returns ``(trainer, TrainOutput)``. ``callbacks`` go to the ``Trainer``."""
     tokenizer = load_tokenizer(margs)
     with targs.main_process_first(desc="packing notes"):
         dataset = load_pretraining_data(dargs, tokenizer, targs.seed)
     log.info("pretraining on %d blocks of %d tokens", len(dataset), len(dataset[0]["input_ids"]))
     model = load_model(margs)
-    return train_and_save(model, tokenizer, dataset, PackedCollator(), targs, resume_value(
-        targs.resume_from_checkpoint))
+    resume = resume_value(targs.resume_from_checkpoint)
+    return train_and_save(model, tokenizer, dataset, PackedCollator(), targs, resume, callbacks)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -20,7 +21,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from asclepius_ui.prompts import build_prompt
@@ -56,11 +56,11 @@ class ToyConfig:
     block_size: int = 256
     pretrain_epochs: float = 2.0
     pretrain_lr: float = 2e-3
-    finetune_epochs: float = 1.0
+    finetune_epochs: float = 2.0
     finetune_lr: float = 2e-3
     batch_size: int = 16
     seed: int = 0
-    max_new_tokens: int = 40
+    max_new_tokens: int = 64
 
 
 DEMO_CONFIG = ToyConfig(train_notes=120, heldout_notes=8, pretrain_epochs=1.0, finetune_epochs=1.0)
@@ -108,24 +108,27 @@ def normalize(s: str) -> str:
 
 
 @torch.inference_mode()
-def greedy_answer(model, tokenizer, prompt: str, max_new_tokens: int) -> str:
-    """Greedy decoding of the app's prompt, stopping at EOS."""
-    ids = torch.tensor([tokenizer(prompt)["input_ids"]])
-    out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens, do_sample=False,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.eos_token_id)
-    return tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+def greedy_answers(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int = 32) -> list[str]:
+    """Greedy decoding of the app's prompts (BOS once, left-padded batches), stopping at EOS."""
+    pad = tokenizer.unk_token_id if tokenizer.unk_token_id is not None else tokenizer.eos_token_id
+    answers = []
+    for i in range(0, len(prompts), batch_size):
+        enc = [tokenizer(p)["input_ids"] for p in prompts[i:i + batch_size]]
+        n = max(map(len, enc))
+        ids = torch.tensor([[pad] * (n - len(e)) + e for e in enc])
+        mask = torch.tensor([[0] * (n - len(e)) + [1] * len(e) for e in enc])
+        out = model.generate(ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
+                             eos_token_id=tokenizer.eos_token_id, pad_token_id=pad)
+        answers += [tokenizer.decode(o[n:], skip_special_tokens=True) for o in out]
+    return answers
 
 
-def exact_match(model_dir: str | Path, rows: list[dict[str, str]], max_new_tokens: int = 40,
-                desc: str = "eval") -> float:
+def exact_match(model_dir: str | Path, rows: list[dict[str, str]], max_new_tokens: int = 64) -> float:
     """Share of rows whose greedy answer equals the reference after normalisation."""
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-    hits = 0
-    for r in tqdm(rows, desc=desc, leave=False):
-        got = greedy_answer(model, tok, build_prompt(r["note"], r["question"]), max_new_tokens)
-        hits += normalize(got) == normalize(r["answer"])
-    return hits / len(rows)
+    got = greedy_answers(model, tok, [build_prompt(r["note"], r["question"]) for r in rows], max_new_tokens)
+    return sum(normalize(g) == normalize(r["answer"]) for g, r in zip(got, rows, strict=True)) / len(rows)
 
 
 # ---------------------------------------------------------------- training
@@ -135,7 +138,7 @@ def cpu_args(cls, out: Path, epochs: float, lr: float, batch: int, seed: int):
     """Toy-scale training arguments: same scripts, CPU-sized hyper-parameters."""
     return cls(
         output_dir=str(out), num_train_epochs=epochs, learning_rate=lr, per_device_train_batch_size=batch,
-        global_batch_size=0, bf16=False, gradient_checkpointing=False, use_cpu=True, save_strategy="no",
+        global_batch_size=0, bf16=False, activation_checkpointing=False, use_cpu=True, save_strategy="no",
         logging_steps=20, seed=seed, dataloader_num_workers=0, disable_tqdm=False, warmup_steps=0.03,
         optim="adamw_torch",
     )
@@ -163,7 +166,7 @@ def run_toy(out: str | Path, cfg: ToyConfig = ToyConfig(), evaluate: bool = True
     rows = [json.loads(line) for line in (data / "heldout.jsonl").read_text().splitlines()]
     result: dict[str, float | str] = {}
     if evaluate:
-        result["before"] = exact_match(out / "pretrain", rows, cfg.max_new_tokens, "eval before")
+        result["before"] = exact_match(out / "pretrain", rows, cfg.max_new_tokens)
     finetune.run(
         ModelArguments(str(out / "pretrain")),
         FinetuneDataArguments(str(data / "instructions.jsonl"), model_max_length=cfg.context),
@@ -172,7 +175,7 @@ def run_toy(out: str | Path, cfg: ToyConfig = ToyConfig(), evaluate: bool = True
                  cfg.seed),
     )
     if evaluate:
-        result["after"] = exact_match(out / "finetune", rows, cfg.max_new_tokens, "eval after")
+        result["after"] = exact_match(out / "finetune", rows, cfg.max_new_tokens)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     result["model_dir"] = str(out / "finetune")
     (out / "toy_result.json").write_text(json.dumps({**result, "config": asdict(cfg)}, indent=2))
@@ -201,6 +204,13 @@ def build_demo_model(out_dir: str | Path, work_dir: str | Path | None = None) ->
         return export_demo(result["model_dir"], out_dir)
 
 
+def auto_threads() -> int:
+    """Torch threads for the cores not already busy (2 threads on 2 busy cores run far slower than 1)."""
+    cores = os.cpu_count() or 1
+    free = cores - os.getloadavg()[0]
+    return max(1, min(cores, round(free)))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="working folder (corpus, tokenizer, checkpoints)")
@@ -209,9 +219,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pretrain-epochs", type=float, default=ToyConfig.pretrain_epochs)
     p.add_argument("--finetune-epochs", type=float, default=ToyConfig.finetune_epochs)
     p.add_argument("--seed", type=int, default=ToyConfig.seed)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: the idle cores)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    torch.set_num_threads(a.threads or auto_threads())
     cfg = ToyConfig(train_notes=a.train_notes, pretrain_epochs=a.pretrain_epochs, finetune_epochs=a.finetune_epochs,
                     seed=a.seed)
     result = run_toy(a.out, cfg)

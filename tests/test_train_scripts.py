@@ -1,0 +1,185 @@
+"""train.pretrain / train.finetune / train.toy on tiny real models, and the FSDP launch configs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+
+from asclepius_ui.prompts import build_prompt
+from train import finetune, pretrain, toy
+from train.args import (
+    FinetuneDataArguments,
+    FinetuneTrainingArguments,
+    LoraArguments,
+    ModelArguments,
+    PretrainDataArguments,
+    PretrainTrainingArguments,
+    parse,
+)
+from train.data import write_jsonl
+from train.notes import make_notes
+from train.tiny_model import init_model, tiny_llama_config
+
+CONFIGS = Path(__file__).resolve().parent.parent / "train" / "configs"
+CPU = ["--use_cpu", "--bf16", "False", "--activation_checkpointing", "False", "--global_batch_size", "0",
+       "--report_to", "none", "--learning_rate", "1e-3", "--per_device_train_batch_size", "2",
+       "--disable_tqdm", "True", "--optim", "adamw_torch"]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """A tiny random LLaMA + tokenizer folder, a notes file and an instruction file."""
+    root = tmp_path_factory.mktemp("train")
+    notes = make_notes(30, seed=5)
+    cfg = toy.ToyConfig(vocab_size=400)
+    from train.tokenizer import train_sentencepiece
+
+    tok_dir = train_sentencepiece(toy.tokenizer_texts(notes[:10]), root / "tok", vocab_size=cfg.vocab_size)
+    tok = AutoTokenizer.from_pretrained(tok_dir)
+    model = init_model(tiny_llama_config(len(tok), hidden=32, layers=2, heads=2, context=512))
+    model.save_pretrained(root / "init")
+    pretrain.save_tokenizer(tok, root / "init")
+    write_jsonl(({"note_id": i, "note": n.text} for i, n in enumerate(notes)), root / "notes.jsonl")
+    write_jsonl(toy.qa_rows(notes[:6]), root / "instructions.jsonl")
+    return root
+
+
+class StepRecorder(TrainerCallback):
+    def __init__(self):
+        self.steps: list[int] = []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.steps.append(state.global_step)
+
+
+def test_paper_defaults():
+    _, _, targs = parse((ModelArguments, PretrainDataArguments, PretrainTrainingArguments),
+                        ["--model_name_or_path", "m", "--data_path", "d", "--output_dir", "o", "--use_cpu"])
+    assert (targs.learning_rate, targs.lr_scheduler_type.value, targs.warmup_steps, targs.weight_decay) == (
+        2e-5, "cosine", 0.03, 0.0)
+    assert targs.num_train_epochs == 1 and targs.bf16 and targs.activation_checkpointing
+    assert targs.per_device_train_batch_size * targs.gradient_accumulation_steps == 128
+    _, dargs, _, ft = parse((ModelArguments, FinetuneDataArguments, LoraArguments, FinetuneTrainingArguments),
+                            ["--model_name_or_path", "m", "--data_path", "d", "--use_cpu"])
+    assert ft.num_train_epochs == 3 and dargs.model_max_length == 2048 and dargs.template == "asclepius"
+
+
+def test_pretrain_cli_then_resume_continues_global_step(workdir, tmp_path):
+    out = tmp_path / "pt"
+    args = ["--model_name_or_path", str(workdir / "init"), "--data_path", str(workdir / "notes.jsonl"),
+            "--model_max_length", "64", "--output_dir", str(out), "--max_steps", "4", "--save_steps", "2",
+            "--logging_steps", "1", *CPU]
+    assert pretrain.main(args) == 0
+    assert (out / "checkpoint-2").is_dir() and (out / "checkpoint-4").is_dir()
+    assert (out / "model.safetensors").is_file() and (out / "tokenizer.model").is_file()
+
+    rec = StepRecorder()
+    margs, dargs, targs = parse((ModelArguments, PretrainDataArguments, PretrainTrainingArguments),
+                                [a if a != "4" else "6" for a in args] + ["--resume_from_checkpoint", "last"])
+    trainer, result = pretrain.run(margs, dargs, targs, callbacks=[rec])
+    assert rec.steps == [5, 6]  # continued from checkpoint-4, did not start over
+    assert result.global_step == 6 and trainer.state.global_step == 6
+    assert (out / "checkpoint-6").is_dir()
+
+
+def test_pretrain_bad_data_is_a_clear_error(workdir, tmp_path, capsys):
+    (tmp_path / "bad.csv").write_text("id,body\n1,x\n")
+    rc = pretrain.main(["--model_name_or_path", str(workdir / "init"), "--data_path", str(tmp_path / "bad.csv"),
+                        "--output_dir", str(tmp_path / "o"), *CPU])
+    assert rc == 2 and "no note column" in capsys.readouterr().err
+
+
+def test_finetune_output_loads_in_the_app_engine(workdir, tmp_path):
+    from asclepius_ui.engine import LoadOptions, load_engine
+
+    out = tmp_path / "ft"
+    assert finetune.main(["--model_name_or_path", str(workdir / "init"),
+                          "--data_path", str(workdir / "instructions.jsonl"), "--model_max_length", "512",
+                          "--output_dir", str(out), "--max_steps", "3", "--save_strategy", "no", *CPU]) == 0
+    assert {"config.json", "model.safetensors", "tokenizer.model", "generation_config.json"} <= {
+        p.name for p in out.iterdir()}
+    engine = load_engine(LoadOptions(model=str(out), device="cpu", precision="fp32"))
+    note, question = "Pt had CAP.", "Which drug?"
+    tok = AutoTokenizer.from_pretrained(workdir / "init")
+    assert engine.encode(build_prompt(note, question)) == tok(build_prompt(note, question))["input_ids"]
+    assert engine.model.config.eos_token_id == 2
+
+
+def test_lora_finetune_trains_adapters_and_merges(workdir, tmp_path):
+    out = tmp_path / "lora"
+    margs, dargs, largs, targs = parse(
+        (ModelArguments, FinetuneDataArguments, LoraArguments, FinetuneTrainingArguments),
+        ["--model_name_or_path", str(workdir / "init"), "--data_path", str(workdir / "instructions.jsonl"),
+         "--model_max_length", "512", "--output_dir", str(out), "--max_steps", "2", "--save_strategy", "no",
+         "--lora", "--lora_r", "4", "--lora_target_modules", "q_proj,v_proj", *CPU, "--learning_rate", "5e-2"])
+    trainer, _ = finetune.run(margs, dargs, largs, targs)
+    trainable = [n for n, p in trainer.model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    assert (out / "adapter" / "adapter_config.json").is_file()
+    base = load_file(workdir / "init" / "model.safetensors")
+    merged = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).state_dict()
+    key = "model.layers.0.self_attn.q_proj.weight"
+    assert not torch.allclose(merged[key], base[key])  # adapter merged into q_proj
+    assert torch.equal(merged["model.layers.0.mlp.up_proj.weight"], base["model.layers.0.mlp.up_proj.weight"])
+
+
+def _launch_env(config: Path) -> dict[str, str]:
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.utils.launch import prepare_multi_gpu_env
+
+    args = launch_command_parser().parse_args(["--config_file", str(config), "-m", "train.pretrain"])
+    args = _validate_launch_command(args)[0]
+    return prepare_multi_gpu_env(args)
+
+
+@pytest.mark.parametrize("name", ["fsdp_7b_8xa100.yaml", "fsdp_13b_8xa100.yaml"])
+def test_fsdp_configs_load_with_accelerate(name):
+    from accelerate.commands.config.config_args import load_config_from_file
+    from accelerate.utils import DistributedType
+
+    cfg = load_config_from_file(str(CONFIGS / name))
+    assert cfg.distributed_type == DistributedType.FSDP
+    assert cfg.num_processes == 8 and cfg.num_machines == 1 and cfg.mixed_precision == "bf16"
+    assert cfg.fsdp_config["fsdp_sharding_strategy"] == "FULL_SHARD"
+    assert cfg.fsdp_config["fsdp_auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP"
+    assert cfg.fsdp_config["fsdp_transformer_layer_cls_to_wrap"] == "LlamaDecoderLayer"
+    env = _launch_env(CONFIGS / name)  # what `accelerate launch` hands to the 8 processes
+    assert env["ACCELERATE_USE_FSDP"] == "true" and env["FSDP_SHARDING_STRATEGY"] == "FULL_SHARD"
+    assert env["FSDP_TRANSFORMER_CLS_TO_WRAP"] == "LlamaDecoderLayer"
+    assert env["FSDP_STATE_DICT_TYPE"] == "FULL_STATE_DICT" and env["ACCELERATE_MIXED_PRECISION"] == "bf16"
+
+
+def test_attention_backend_choice():
+    assert pretrain.attention_backend("eager") == "eager"
+    expected = "flash_attention_2" if torch.cuda.is_available() and _has_flash() else "sdpa"
+    assert pretrain.attention_backend("auto") == expected
+
+
+def _has_flash() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("flash_attn") is not None
+
+
+def test_toy_short_run_end_to_end(tmp_path, capsys):
+    """The toy path at a very small size: corpus, tokenizer, pretrain, fine-tune, eval, demo export."""
+    cfg = toy.ToyConfig(train_notes=40, heldout_notes=2, hidden=32, layers=2, heads=2, vocab_size=400,
+                        pretrain_epochs=1, finetune_epochs=1, batch_size=8, max_new_tokens=8)
+    result = toy.run_toy(tmp_path / "toy", cfg)
+    assert 0.0 <= result["before"] <= 1.0 and 0.0 <= result["after"] <= 1.0
+    for part in ("data/notes.jsonl", "data/instructions.jsonl", "data/heldout.jsonl", "tokenizer/tokenizer.model",
+                 "pretrain/model.safetensors", "finetune/model.safetensors", "toy_result.json"):
+        assert (tmp_path / "toy" / part).is_file(), part
+    held = {json.loads(x)["note"] for x in (tmp_path / "toy/data/heldout.jsonl").read_text().splitlines()}
+    seen = {json.loads(x)["note"] for x in (tmp_path / "toy/data/notes.jsonl").read_text().splitlines()}
+    assert held and not held & seen
+    demo = toy.export_demo(result["model_dir"], tmp_path / "demo")
+    marker = json.loads((demo / "asclepius_demo.json").read_text())
+    assert marker["demo"] is True and marker["not_for_clinical_use"] is True
+    assert (demo / "tokenizer.model").is_file()
+    assert json.loads((demo / "config.json").read_text())["max_position_embeddings"] == 512
