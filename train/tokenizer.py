@@ -35,6 +35,7 @@ def train_sentencepiece(texts: Iterable[str], out_dir: str | Path, vocab_size: i
         add_dummy_prefix=True,
         remove_extra_whitespaces=False,
         allow_whitespace_only_pieces=True,
+        hard_vocab_limit=False,
         minloglevel=2,
         num_threads=2,
     )

@@ -1,0 +1,52 @@
+"""`python app.py` as a user runs it: bad flags give clear messages; the demo page comes up offline."""
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from tests.conftest import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_app(*args, env=None, timeout=120):
+    return subprocess.run([sys.executable, "app.py", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})})
+
+
+def test_missing_model_folder_is_a_clear_error():
+    out = run_app("--model", "/no/such/model", "--no-db")
+    assert out.returncode == 2
+    assert "Model folder not found: /no/such/model" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_hub_id_while_offline_is_a_clear_error():
+    out = run_app("--model", "starmpcc/Asclepius-7B", "--no-db")
+    assert out.returncode == 2 and "offline" in out.stderr and "--model DIR" in out.stderr
+
+
+def test_demo_app_starts_offline_on_loopback(tmp_path):
+    port = free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "ASCLEPIUS_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--db", f"sqlite:///{tmp_path}/r.db"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    start = time.time()
+    try:
+        body = None
+        while time.time() - start < 120 and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/config", timeout=2) as r:
+                    body = r.read().decode()
+                break
+            except OSError:
+                time.sleep(0.5)
+        assert body is not None, proc.stdout.read() if proc.poll() is not None else "no page"
+        print(f"demo page up after {time.time() - start:.1f} s")
+        assert "Demo model, not for clinical use" in body
+    finally:
+        proc.terminate()
+        proc.wait(20)
