@@ -26,14 +26,15 @@ NOTE = Path(__file__).resolve().parent.parent / "assets" / "notes" / "cardiology
 
 def build_model(out: Path, hidden: int, layers: int) -> Path:
     """A random LLaMA with a sentencepiece tokenizer trained on synthetic notes."""
+    from transformers import AutoTokenizer
+
     from train.notes import make_notes
     from train.tiny_model import init_model, save_sharded_bin, tiny_llama_config
     from train.tokenizer import train_sentencepiece
 
-    from transformers import AutoTokenizer
-
     train_sentencepiece([n.text for n in make_notes(300)], out, vocab_size=2000)
-    cfg = tiny_llama_config(len(AutoTokenizer.from_pretrained(out)), hidden=hidden, layers=layers, heads=max(1, hidden // 64), context=2048)
+    vocab = len(AutoTokenizer.from_pretrained(out))
+    cfg = tiny_llama_config(vocab, hidden=hidden, layers=layers, heads=max(1, hidden // 64), context=2048)
     save_sharded_bin(init_model(cfg), out, shards=2)
     return out
 
@@ -83,7 +84,8 @@ def measure(model: str, precision: str, new_tokens: int, rounds: int) -> dict:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         where = "RSS"
     return dict(precision=engine.precision_label, bare_tok_s=statistics.median(b_rates),
-                stream_tok_s=statistics.median(s_rates), tokens=sorted(counts), ttft_s=statistics.median(ttfts), peak_mib=peak, mem=where)
+                stream_tok_s=statistics.median(s_rates), tokens=sorted(counts),
+                ttft_s=statistics.median(ttfts), peak_mib=peak, mem=where)
 
 
 def main() -> None:
