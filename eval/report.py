@@ -394,6 +394,35 @@ def agreement_table(report: Report) -> pd.DataFrame:
                          for a, b, c, n in rows], columns=["raters", "statistic", "value", "units"])
 
 
+def summary_tables(report: Report) -> dict[str, pd.DataFrame]:
+    """The report's main tables across sources, each with a ``source`` column (for the app's Analysis tab)."""
+    means = [means_table(r).assign(source=r.title) for r in report.results if r.means is not None]
+    pairs = [pairwise_table(r).assign(source=r.title) for r in report.results if r.strength is not None]
+
+    def cat(parts: list[pd.DataFrame], cols: list[str]) -> pd.DataFrame:
+        if not parts:
+            return pd.DataFrame(columns=["source", *cols])
+        d = pd.concat(parts, ignore_index=True)
+        return d[["source", *[c for c in d.columns if c != "source"]]]
+
+    return {"means": cat(means, ["model", "items", "mean", "95% CI"]),
+            "pairwise": cat(pairs, ["model", "win rate", "win rate 95% CI", "BT strength", "BT 95% CI"]),
+            "agreement": agreement_table(report)}
+
+
+FIGURE_TITLES = {"means": "Mean score with 95% CI", "agreement": "Agreement between raters (weighted kappa)"}
+
+
+def figure_caption(name: str) -> str:
+    """A human caption for a figure name such as ``pairwise_experts``."""
+    if name in FIGURE_TITLES:
+        return FIGURE_TITLES[name]
+    kind, _, key = name.partition("_")
+    what = {"tasks": "mean score by task", "distribution": "score distribution",
+            "pairwise": "win rates and Bradley-Terry strengths"}.get(kind, kind)
+    return f"{SOURCE_TITLES.get(key, key)}: {what}"
+
+
 def markdown(report: Report, figures: dict[str, Path], title: str = "Evaluation report") -> str:
     """The report as Markdown, figures linked by file name."""
     out = [f"# {title}", "", f"Rubric: {RUBRIC_VERSION} ({', '.join(f'{k} {v}' for k, v in SCORES.items())}). "

@@ -30,10 +30,9 @@ def valid_png(path: Path) -> bool:
         return im.format == "PNG" and im.size[0] > 100 and im.size[1] > 100
 
 
-@pytest.fixture(scope="module")
-def ratings_db(tmp_path_factory) -> str:
-    """A SQLite ratings DB: a study rated by two experts, two A/B votes and one chat rating."""
-    url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'ratings.db'}"
+def build_ratings_db(folder: Path) -> str:
+    """A SQLite ratings DB filled through storage: a study rated by two experts, two A/B votes, one chat rating."""
+    url = f"sqlite:///{folder / 'ratings.db'}"
     storage = open_storage(url)
     study_id = storage.create_study("pilot", parse_study_file(STUDY), overlap=2, created_by="admin")
     by_text = {}
@@ -53,6 +52,11 @@ def ratings_db(tmp_path_factory) -> str:
                                   "answer": "x"}, score=3, rater="e1", uid=new_uid())
     storage.close()
     return url
+
+
+@pytest.fixture(scope="module")
+def ratings_db(tmp_path_factory) -> str:
+    return build_ratings_db(tmp_path_factory.mktemp("db"))
 
 
 def test_judged_file_report_by_hand(tmp_path):

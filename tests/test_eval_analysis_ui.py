@@ -1,0 +1,41 @@
+"""The admin Analysis tab in a real Gradio server and a real browser, over a real SQLite ratings DB."""
+
+from __future__ import annotations
+
+import pytest
+
+from asclepius_ui.storage import open_storage
+from asclepius_ui.ui.context import AppContext
+
+from .test_eval_report import JUDGED, build_ratings_db
+
+
+@pytest.fixture(scope="module")
+def analysis_url(tmp_path_factory, tiny_engine, launch_app) -> str:
+    storage = open_storage(build_ratings_db(tmp_path_factory.mktemp("ui-db")))
+    return launch_app(AppContext(engine=tiny_engine, storage=storage))
+
+
+def test_refresh_shows_tables_and_figures(page, analysis_url, tmp_path):
+    page.goto(analysis_url)
+    page.get_by_role("tab", name="Analysis").click()
+    page.locator("#analysis-judged input[type=file]").set_input_files(str(JUDGED))
+    page.locator("#analysis-refresh").click()
+    status = page.locator("#analysis-status")
+    status.get_by_text("Computed from").wait_for(timeout=60_000)
+    assert "LLM judge" in status.inner_text() and "Expert ratings (studies): 24 ratings" in status.inner_text()
+    means = page.locator("#analysis-means")
+    assert "asclepius" in means.inner_text() and "Expert ratings (studies)" in means.inner_text()
+    assert "Krippendorff" in page.locator("#analysis-agreement").inner_text()
+    assert "BT strength" in page.locator("#analysis-pairwise").inner_text()
+    page.locator("#analysis-means-plot img").wait_for()
+    figures = page.locator("#analysis-figures img")
+    figures.first.wait_for()
+    assert figures.count() >= 8
+    page.screenshot(path=str(tmp_path / "analysis.png"), full_page=True)
+    sources = [figures.nth(i).get_attribute("src") for i in range(figures.count())]
+    sources.append(page.locator("#analysis-means-plot img").get_attribute("src"))
+    for src in sources:  # every figure is served as a real PNG
+        body = page.request.get(src).body()
+        assert body[:8] == b"\x89PNG\r\n\x1a\n" and len(body) > 2000
+    assert "analysis-report" in page.locator("#analysis-download").inner_text()
