@@ -43,7 +43,7 @@ def build(ctx: AppContext) -> None:
                 arg = gr.Textbox(label=TASKS[FREE].arg_label, placeholder=TASKS[FREE].arg_placeholder)
                 instruction = gr.Textbox(label="Instruction", lines=3, elem_id="cmp-instruction")
                 max_new = gr.Slider(1, 1024, value=min(400, min(e.context_length for e in engines.values()) // 2),
-                                    step=1, label="Max new tokens")
+                                    step=1, label="Max new tokens", elem_id="cmp-max-new")
                 run = gr.Button("Answer with both", variant="primary", elem_id="cmp-run")
         with gr.Row():
             with gr.Column():

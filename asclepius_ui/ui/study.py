@@ -66,7 +66,7 @@ def build(ctx: AppContext) -> None:
             done = "Nothing left for you in this study: thank you!" if study_id is not None else ""
             return [gr.update(visible=False), "", "",
                     *[u for _ in slots for u in (gr.update(visible=False), "", None, "")],
-                    None, progress_html(prog), message or done]
+                    None, progress_html(prog), " ".join(x for x in (message, done) if x)]
         ups = []
         for i, _ in enumerate(slots):
             if i < len(view["answers"]):
@@ -94,7 +94,7 @@ def build(ctx: AppContext) -> None:
             return [gr.update()] * (len(outputs) - 1) + [error_box(str(exc))]
         return show(view, study_id, user)
 
-    def on_submit(state, study_id, *values, request: gr.Request):
+    def on_submit(request: gr.Request, state, study_id, *values):
         if not state:
             return [gr.update()] * (len(outputs) - 1) + [error_box("Press Start first.")]
         user = current_user(request)
@@ -130,6 +130,7 @@ def build(ctx: AppContext) -> None:
 
     form = [c for _, _, score, comment in slots for c in (score, comment)]
     gr.on(triggers=None, fn=on_load, inputs=None, outputs=study, show_progress="hidden")
-    start.click(on_start, study, outputs, concurrency_limit=None)
-    submit.click(on_submit, [current, study, *form], outputs, concurrency_limit=None)
-    skip.click(on_skip, [current, study], outputs, concurrency_limit=None)
+    quick = dict(concurrency_limit=None, show_progress="hidden")  # short database calls
+    start.click(on_start, study, outputs, **quick)
+    submit.click(on_submit, [current, study, *form], outputs, **quick)
+    skip.click(on_skip, [current, study], outputs, **quick)
