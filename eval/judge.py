@@ -17,6 +17,7 @@ import os
 import random
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -218,8 +219,16 @@ async def judge_rows_async(rows: list[dict], out_path: str | Path, config: Judge
 
 
 def judge_rows(rows: list[dict], out_path: str | Path, config: JudgeConfig, **kwargs) -> JudgeSummary:
-    """Synchronous wrapper around ``judge_rows_async``."""
-    return asyncio.run(judge_rows_async(rows, out_path, config, **kwargs))
+    """Synchronous wrapper around ``judge_rows_async`` (in a worker thread when this one runs an event loop)."""
+    def run() -> JudgeSummary:
+        return asyncio.run(judge_rows_async(rows, out_path, config, **kwargs))
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return run()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(run).result()
 
 
 def score_models(row: dict) -> list[str]:
