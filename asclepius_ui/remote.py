@@ -74,8 +74,13 @@ class RemoteEngine:
     def context_length(self) -> int:
         return self.options.context_length
 
-    is_demo = False
-    notices: list = []
+    @property
+    def is_demo(self) -> bool:
+        return False
+
+    @property
+    def notices(self) -> list[str]:
+        return []
 
     def prompt(self, note: str, question: str) -> str:
         return build_prompt(note, question, self.options.template)
