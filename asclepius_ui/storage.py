@@ -8,9 +8,10 @@ carries a client-generated ``uid`` (UNIQUE), so a retried submit never stores tw
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from sqlalchemy import (
@@ -273,6 +274,9 @@ class Storage:
     def __init__(self, engine: Engine):
         self.engine = engine
         self._writer = engine.execution_options(writer=True)
+        # SQLite allows one writer at a time; queueing this process's writers here is fairer (lower tail latency)
+        # than SQLite's sleeping busy handler, which still arbitrates between processes.
+        self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else nullcontext()
 
     @property
     def dialect(self) -> str:
@@ -298,7 +302,7 @@ class Storage:
     @contextmanager
     def _write(self) -> Iterator[Session]:
         try:
-            with Session(self._writer, expire_on_commit=False) as s, s.begin():
+            with self._write_lock, Session(self._writer, expire_on_commit=False) as s, s.begin():
                 yield s
         except (IntegrityError, StorageError, ValueError):
             raise
