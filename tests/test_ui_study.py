@@ -153,4 +153,10 @@ def test_admin_imports_and_raters_rate_skip_and_resume(study_app, browser):
     assert "bob" in table and "carol" in table
     means = alice.locator("#admin-means").inner_text()
     assert "asclepius" in means and "chatgpt" in means
+    alice.locator("#admin-export-study").click()
+    alice.locator("#admin-export-status").get_by_text("Exported 10 rows").wait_for(timeout=20_000)
+    link = alice.locator("#admin-download a").first
+    link.wait_for(timeout=20_000)
+    body = alice.request.get(link.get_attribute("href")).text()
+    assert body.splitlines()[0].startswith("id,study,item,rater,model") and len(body.splitlines()) == 11
     ctx_a.close()
