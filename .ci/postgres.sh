@@ -9,6 +9,7 @@ ROOT="${ASCLEPIUS_PG_DIR:-/tmp/asclepius-ci-pg}"
 
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
     echo "installing postgresql" >&2
+    apt-get update -qq >&2 || true
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql >&2
 fi
 BIN="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)"
