@@ -106,9 +106,12 @@ def check_binding(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = add_arguments(argparse.ArgumentParser(description="Asclepius Studio")).parse_args(argv)
     check_binding(args)
+    from .auth import UsersFileError
+    from .rating_logic import StorageError
+
     try:
         ctx = build_context(args)
-    except ModelLoadError as exc:
+    except (ModelLoadError, UsersFileError, StorageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     from .ui.app import build_app

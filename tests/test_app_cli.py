@@ -50,3 +50,12 @@ def test_demo_app_starts_offline_on_loopback(tmp_path):
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+def test_bad_database_url_and_users_file_are_clear_errors(tmp_path, tiny_bin_model):
+    out = run_app("--model", str(tiny_bin_model), "--db", "notaurl")
+    assert out.returncode == 2 and "Not a database URL" in out.stderr and "Traceback" not in out.stderr
+    bad = tmp_path / "users.json"
+    bad.write_text("{not json")
+    out = run_app("--model", str(tiny_bin_model), "--no-db", "--auth", str(bad))
+    assert out.returncode == 2 and "error:" in out.stderr and "Traceback" not in out.stderr

@@ -94,7 +94,7 @@ def build(ctx: AppContext) -> None:
             status = gr.Markdown(elem_id="chat-status")
             with gr.Accordion("Generation settings", open=False):
                 max_new = gr.Slider(1, max(1, engine.context_length), value=default_max_new(engine),
-                                    step=1, label="Max new tokens")
+                                    step=1, label="Max new tokens", elem_id="max-new-tokens")
                 sampling = gr.Checkbox(False, label="Sampling (off: greedy)")
                 temperature = gr.Slider(0.05, 2.0, value=0.7, step=0.05, label="Temperature")
                 top_p = gr.Slider(0.05, 1.0, value=0.9, step=0.05, label="Top-p")
