@@ -31,6 +31,15 @@ CPU = ["--use_cpu", "--bf16", "False", "--activation_checkpointing", "False", "-
        "--disable_tqdm", "True", "--optim", "adamw_torch"]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models train fastest on one thread, and the test machine's cores are shared."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     """A tiny random LLaMA + tokenizer folder, a notes file and an instruction file."""

@@ -46,24 +46,26 @@ DEMO_MARKER = "asclepius_demo.json"
 class ToyConfig:
     """Sizes of one toy run."""
 
-    train_notes: int = 400
+    train_notes: int = 800
     heldout_notes: int = 16
     vocab_size: int = 640
-    hidden: int = 128
-    layers: int = 4
+    hidden: int = 96
+    layers: int = 3
     heads: int = 4
     context: int = 512
     block_size: int = 256
     pretrain_epochs: float = 2.0
-    pretrain_lr: float = 2e-3
+    pretrain_lr: float = 3e-3
     finetune_epochs: float = 2.0
-    finetune_lr: float = 2e-3
-    batch_size: int = 16
+    finetune_lr: float = 3e-3
+    batch_size: int = 8
     seed: int = 0
     max_new_tokens: int = 64
 
 
-DEMO_CONFIG = ToyConfig(train_notes=120, heldout_notes=8, pretrain_epochs=1.0, finetune_epochs=1.0)
+# the app's fallback demo model: built in well under a minute on 2 cores
+DEMO_CONFIG = ToyConfig(train_notes=300, heldout_notes=1, hidden=64, layers=2, heads=4, pretrain_epochs=1.0,
+                        finetune_epochs=1.0)
 
 
 # ---------------------------------------------------------------- corpus
