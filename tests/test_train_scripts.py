@@ -192,3 +192,18 @@ def test_toy_short_run_end_to_end(tmp_path, capsys):
     assert marker["demo"] is True and marker["not_for_clinical_use"] is True
     assert (demo / "tokenizer.model").is_file()
     assert json.loads((demo / "config.json").read_text())["max_position_embeddings"] == 512
+
+
+def test_qlora_finetune_on_4bit_base(workdir, tmp_path):
+    out = tmp_path / "qlora"
+    margs, dargs, largs, targs = parse(
+        (ModelArguments, FinetuneDataArguments, LoraArguments, FinetuneTrainingArguments),
+        ["--model_name_or_path", str(workdir / "init"), "--data_path", str(workdir / "instructions.jsonl"),
+         "--model_max_length", "512", "--output_dir", str(out), "--max_steps", "2", "--save_strategy", "no",
+         "--qlora", "--lora_r", "4", *CPU])
+    trainer, result = finetune.run(margs, dargs, largs, targs)
+    params = dict(trainer.model.named_parameters())
+    assert params["base_model.model.model.layers.0.self_attn.q_proj.base_layer.weight"].dtype == torch.uint8
+    assert result.global_step == 2 and (out / "adapter" / "adapter_model.safetensors").is_file()
+    merged = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)  # merged onto the unquantised base
+    assert merged.model.layers[0].self_attn.q_proj.weight.dtype == torch.float32
