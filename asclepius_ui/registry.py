@@ -46,7 +46,7 @@ REGISTRY: dict[str, ModelSpec] = {
             DEMO_NAME,
             None,
             "asclepius",
-            512,
+            2048,
             "tiny LLaMA built by train.toy",
             local_only=True,
             note="Demo model, not for clinical use.",

@@ -191,11 +191,16 @@ def run_toy(out: str | Path, cfg: ToyConfig = ToyConfig(), evaluate: bool = True
     return result
 
 
+DEMO_CONTEXT = 2048
+
+
 def export_demo(model_dir: str | Path, dest: str | Path) -> Path:
     """Copy a toy model into ``dest`` as a compact demo checkpoint (bf16 safetensors) with the demo marker."""
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16)
+    # Trained on short notes, but RoPE runs at any position: let the demo take the example notes whole.
+    model.config.max_position_embeddings = max(model.config.max_position_embeddings, DEMO_CONTEXT)
     model.save_pretrained(dest)
     save_tokenizer(AutoTokenizer.from_pretrained(model_dir), dest)
     marker = {"demo": True, "not_for_clinical_use": True,
