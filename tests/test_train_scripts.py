@@ -191,7 +191,7 @@ def test_toy_short_run_end_to_end(tmp_path, capsys):
     marker = json.loads((demo / "asclepius_demo.json").read_text())
     assert marker["demo"] is True and marker["not_for_clinical_use"] is True
     assert (demo / "tokenizer.model").is_file()
-    assert json.loads((demo / "config.json").read_text())["max_position_embeddings"] == 512
+    assert json.loads((demo / "config.json").read_text())["max_position_embeddings"] == toy.DEMO_CONTEXT
 
 
 def test_qlora_finetune_on_4bit_base(workdir, tmp_path):
