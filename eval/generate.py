@@ -16,9 +16,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from asclepius_ui.engine import PRECISIONS, GenerationError, GenerationSettings, LoadOptions, ModelLoadError
+from asclepius_ui.jsonl import JsonlAppender
 from asclepius_ui.prompts import TEMPLATES
 
-from .rows import InputError, JsonlAppender, iter_batches, read_done, read_rows, row_id
+from .rows import InputError, iter_batches, read_done, read_rows, row_id
 
 REQUIRED = ("note", "question", "task")
 

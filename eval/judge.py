@@ -25,6 +25,7 @@ import numpy as np
 import openai
 from tqdm import tqdm
 
+from asclepius_ui.jsonl import JsonlAppender
 from asclepius_ui.rubric import RUBRIC_VERSION
 
 from .judge_prompt import agent_order, build_judge_messages, parse_scores
@@ -32,7 +33,6 @@ from .rows import (
     ANSWER_PREFIX,
     SCORE_PREFIX,
     InputError,
-    JsonlAppender,
     answer_models,
     merge_answers,
     read_done,

@@ -5,9 +5,10 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+from asclepius_ui.jsonl import read_jsonl
 
 ANSWER_PREFIX = "answer_"
 SCORE_PREFIX = "score_"
@@ -75,49 +76,8 @@ def _read_csv(p: Path) -> list[dict]:
 
 
 def read_done(path: str | Path, key=row_id) -> dict[str, dict]:
-    """Rows already in an output JSONL file, by ``key``; a torn last line (from a crash) is ignored."""
-    p = Path(path)
-    done: dict[str, dict] = {}
-    if not p.exists():
-        return done
-    with p.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError:
-                print(f"warning: {p}, line {n} is not valid JSON (interrupted write?); it will be redone.",
-                      file=sys.stderr)
-                continue
-            done[key(obj)] = obj
-    return done
-
-
-class JsonlAppender:
-    """Appends one JSON object per line and flushes each, so an interrupted run loses at most one row."""
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        needs_newline = self.path.exists() and self.path.stat().st_size > 0 and not self.path.read_bytes().endswith(
-            b"\n")
-        self._f = self.path.open("a", encoding="utf-8")
-        if needs_newline:
-            self._f.write("\n")
-
-    def write(self, obj: dict) -> None:
-        self._f.write(json.dumps(obj, ensure_ascii=False) + "\n")
-        self._f.flush()
-
-    def close(self) -> None:
-        self._f.close()
-
-    def __enter__(self) -> JsonlAppender:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+    """Rows already in an output JSONL file, by ``key``; a torn last line (from a crash) is ignored with a warning."""
+    return {key(obj): obj for obj in read_jsonl(path, warn=True)}
 
 
 def write_rows(path: str | Path, rows: list[dict]) -> None:

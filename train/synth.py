@@ -29,6 +29,7 @@ from typing import Any
 import openai
 from tqdm.auto import tqdm
 
+from asclepius_ui.jsonl import JsonlAppender, read_jsonl
 from asclepius_ui.tasks import TASKS
 
 SEEDS_PATH = Path(__file__).with_name("seeds.json")
@@ -309,43 +310,6 @@ class Job:
     row: dict[str, Any]
 
 
-def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a JSONL file; a torn last line (from a crash) is ignored."""
-    p = Path(path)
-    if not p.exists():
-        return []
-    rows = []
-    for line in p.read_text(encoding="utf-8").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return rows
-
-
-class JsonlSink:
-    """Append-only JSONL output, one flushed line per finished row."""
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self.path.exists() and self.path.stat().st_size:
-            with self.path.open("rb") as f:
-                f.seek(-1, os.SEEK_END)
-                torn = f.read(1) != b"\n"
-            if torn:
-                with self.path.open("a", encoding="utf-8") as f:
-                    f.write("\n")
-        self.file = self.path.open("a", encoding="utf-8")
-
-    def write(self, row: dict[str, Any]) -> None:
-        self.file.write(json.dumps(row, ensure_ascii=False) + "\n")
-        self.file.flush()
-
-    def close(self) -> None:
-        self.file.close()
-
-
 def rejected_path(out: str | Path) -> Path:
     p = Path(out)
     return p.with_name(p.stem + ".rejected.jsonl")
@@ -373,7 +337,7 @@ async def run_jobs(jobs: Sequence[Job], build: Callable[[Job], list[dict[str, st
     usage = Usage()
     client = client or openai.AsyncOpenAI(base_url=s.base_url, api_key=s.api_key, max_retries=0, timeout=s.timeout)
     limiter = RateLimiter(s.rpm, s.tpm)
-    sink, rejects = JsonlSink(out), JsonlSink(rejected_path(out))
+    sink, rejects = JsonlAppender(out), JsonlAppender(rejected_path(out))
     queue: asyncio.Queue[Job] = asyncio.Queue()
     for j in todo:
         queue.put_nowait(j)
