@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import email.utils
 import json
-import os
 import random
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +22,7 @@ import numpy as np
 import openai
 from tqdm import tqdm
 
+from asclepius_ui import api_calls
 from asclepius_ui.jsonl import JsonlAppender
 from asclepius_ui.rubric import RUBRIC_VERSION
 
@@ -41,8 +39,6 @@ from .rows import (
 )
 
 PASSES = ("forward", "reverse")
-RETRYABLE = (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError, openai.APITimeoutError)
-FATAL = (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError)
 
 
 @dataclass
@@ -80,65 +76,19 @@ def judge_key(row: dict) -> str:
 
 def make_client(config: JudgeConfig):
     """An async OpenAI (or Azure OpenAI) client; retries are ours, so the client's own are off."""
-    if config.azure_endpoint:
-        return openai.AsyncAzureOpenAI(azure_endpoint=config.azure_endpoint, api_version=config.api_version,
-                                       api_key=config.api_key or os.environ.get("AZURE_OPENAI_API_KEY"),
-                                       timeout=config.timeout, max_retries=0)
-    key = config.api_key or os.environ.get("OPENAI_API_KEY")
-    base_url = config.base_url or os.environ.get("OPENAI_BASE_URL")
-    if not key and not base_url:
-        raise InputError("No endpoint: pass --base-url (e.g. a local vLLM server) or set OPENAI_API_KEY for OpenAI.")
-    return openai.AsyncOpenAI(base_url=base_url, api_key=key or "EMPTY", timeout=config.timeout, max_retries=0)
-
-
-def retry_after(exc: Exception) -> float | None:
-    """Seconds the server asked us to wait (``Retry-After`` / ``retry-after-ms``), if it said."""
-    response = getattr(exc, "response", None)
-    if response is None:
-        return None
-    headers = response.headers
-    ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            return float(ms) / 1000
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
     try:
-        return max(0.0, float(value))
-    except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
-        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
-
-
-def backoff_delay(exc: Exception, attempt: int, config: JudgeConfig, rng: random.Random) -> float:
-    """The server's Retry-After when given, else exponential backoff with jitter, capped at ``max_backoff``."""
-    asked = retry_after(exc)
-    if asked is not None:
-        return min(asked, 600.0)
-    return min(config.max_backoff, config.backoff * 2 ** attempt) * rng.uniform(0.5, 1.0)
+        return api_calls.make_client(config.base_url, config.api_key, config.azure_endpoint, config.api_version,
+                                     config.timeout)
+    except api_calls.NoEndpointError as exc:
+        raise InputError(str(exc)) from None
 
 
 async def ask(client, messages: list[dict], config: JudgeConfig, rng: random.Random) -> tuple[str, int]:
-    """The judge's reply text and the number of attempts it took; retries 429, 5xx and connection errors."""
-    for attempt in range(config.max_retries + 1):
-        try:
-            response = await client.chat.completions.create(model=config.model, messages=messages, temperature=0,
-                                                            max_tokens=config.max_tokens)
-            content = response.choices[0].message.content if response.choices else None
-            return content or "", attempt + 1
-        except RETRYABLE as exc:
-            if attempt == config.max_retries:
-                raise
-            await asyncio.sleep(backoff_delay(exc, attempt, config, rng))
-        except openai.APIStatusError as exc:
-            if exc.status_code in (408, 409) and attempt < config.max_retries:
-                await asyncio.sleep(backoff_delay(exc, attempt, config, rng))
-                continue
-            raise
-    raise AssertionError("unreachable")
+    """The judge's reply text (empty stays "") and the attempts it took; retries as ``api_calls.retry_reason`` says."""
+    policy = api_calls.RetryPolicy(config.max_retries, config.backoff, config.max_backoff)
+    reply = await api_calls.chat_with_retries(client, messages, config.model, max_tokens=config.max_tokens,
+                                              policy=policy, rng=rng, temperature=0)
+    return reply.text, reply.attempts
 
 
 def judged_row(row: dict, models: list[str], order: list[str], pass_name: str, reply: str, attempts: int,
@@ -200,10 +150,10 @@ async def judge_rows_async(rows: list[dict], out_path: str | Path, config: Judge
                                                 [str(row[ANSWER_PREFIX + m]) for m in order])
                 try:
                     reply, attempts = await ask(client, messages, config, rng)
-                except FATAL as exc:
-                    summary.fatal = f"The endpoint refused the request ({type(exc).__name__}): {exc}"
+                except api_calls.FatalAPIError as exc:
+                    summary.fatal = f"The endpoint refused the request ({type(exc.cause).__name__}): {exc.cause}"
                     return
-                except (TimeoutError, openai.OpenAIError) as exc:
+                except (TimeoutError, openai.OpenAIError, api_calls.MalformedReply, json.JSONDecodeError) as exc:
                     summary.failed.append((f"{row_id(row)}|{pass_name}", f"{type(exc).__name__}: {exc}"))
                     bar.update(1)
                     return

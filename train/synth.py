@@ -19,16 +19,23 @@ import os
 import random
 import re
 import sys
-import time
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import openai
 from tqdm.auto import tqdm
 
+from asclepius_ui.api_calls import (
+    FatalAPIError,
+    RateLimiter,
+    RetryPolicy,
+    Usage,
+    chat_with_retries,
+    make_client,
+)
 from asclepius_ui.jsonl import JsonlAppender, read_jsonl
 from asclepius_ui.tasks import TASKS
 
@@ -152,74 +159,6 @@ def reject_reason(answer: str) -> str | None:
 # ---------------------------------------------------------------- rate limiting and requests
 
 
-class RateLimiter:
-    """Sliding one-minute window over requests and tokens (``None`` = no limit)."""
-
-    def __init__(self, rpm: float | None, tpm: float | None, window: float = 60.0,
-                 clock: Callable[[], float] = time.monotonic):
-        self.rpm, self.tpm, self.window, self.clock = rpm, tpm, window, clock
-        self.events: deque[list[float]] = deque()  # [time, tokens]
-        self.lock = asyncio.Lock()
-
-    def _wait_time(self, tokens: int, now: float) -> float:
-        while self.events and self.events[0][0] <= now - self.window:
-            self.events.popleft()
-        if not self.events:
-            return 0.0
-        waits = [0.0]
-        if self.rpm and len(self.events) >= self.rpm:
-            waits.append(self.events[len(self.events) - int(self.rpm)][0] + self.window - now)
-        used = sum(e[1] for e in self.events)
-        if self.tpm and used + tokens > self.tpm:
-            for t, n in self.events:
-                used -= n
-                if used + tokens <= self.tpm:
-                    waits.append(t + self.window - now)
-                    break
-            else:
-                waits.append(self.events[-1][0] + self.window - now)
-        return max(waits)
-
-    async def acquire(self, tokens: int) -> list[float]:
-        """Wait for room; returns the entry so the caller can replace the estimate with the real count."""
-        async with self.lock:
-            while (wait := self._wait_time(tokens, self.clock())) > 0:
-                await asyncio.sleep(wait)
-            entry = [self.clock(), float(tokens)]
-            self.events.append(entry)
-            return entry
-
-
-class FatalAPIError(RuntimeError):
-    """An error no retry can fix (bad key, unknown model): the run stops."""
-
-
-class MalformedReply(ValueError):
-    """A 200 reply without usable content."""
-
-
-@dataclass
-class Usage:
-    requests: int = 0
-    retries: int = 0
-    failed: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    reasons: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-
-    def cost(self, price_in: float, price_out: float) -> float:
-        return self.prompt_tokens / 1000 * price_in + self.completion_tokens / 1000 * price_out
-
-    def summary(self, price_in: float, price_out: float) -> str:
-        line = (f"requests={self.requests} retries={self.retries} failed={self.failed} "
-                f"prompt_tokens={self.prompt_tokens} completion_tokens={self.completion_tokens} "
-                f"total_tokens={self.prompt_tokens + self.completion_tokens} "
-                f"cost=${self.cost(price_in, price_out):.4f}")
-        if self.reasons:
-            line += " retry_reasons=" + ",".join(f"{k}:{v}" for k, v in sorted(self.reasons.items()))
-        return line
-
-
 @dataclass
 class ClientSettings:
     base_url: str
@@ -238,67 +177,13 @@ class ClientSettings:
     price_out: float = 0.0
 
 
-def estimate_tokens(messages: Sequence[dict[str, str]], max_tokens: int) -> int:
-    """Rough count for the tokens/min budget: ~4 characters a token plus the completion allowance."""
-    return sum(len(m["content"]) for m in messages) // 4 + max_tokens
-
-
-def retry_after(exc: Exception) -> float | None:
-    response = getattr(exc, "response", None)
-    value = response.headers.get("retry-after") if response is not None else None
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _retry_kind(exc: Exception) -> str | None:
-    """A short reason when ``exc`` is worth retrying, else ``None``."""
-    if isinstance(exc, openai.RateLimitError):
-        return "429"
-    if isinstance(exc, openai.APIStatusError) and exc.status_code >= 500:
-        return str(exc.status_code)
-    if isinstance(exc, openai.APIStatusError) and exc.status_code in (408, 409):
-        return str(exc.status_code)
-    if isinstance(exc, openai.APIConnectionError):  # includes timeouts
-        return "connection"
-    if isinstance(exc, (openai.APIResponseValidationError, MalformedReply, json.JSONDecodeError)):
-        return "malformed"
-    return None
-
-
 async def chat(client: openai.AsyncOpenAI, messages: list[dict[str, str]], s: ClientSettings, limiter: RateLimiter,
                usage: Usage, rng: random.Random) -> str:
     """One completion's text, retried with backoff; raises ``FatalAPIError`` or the last error."""
-    estimate = estimate_tokens(messages, s.max_tokens)
-    for attempt in range(s.max_retries + 1):
-        entry = await limiter.acquire(estimate)
-        usage.requests += 1
-        try:
-            resp = await client.chat.completions.create(model=s.model, messages=messages, temperature=s.temperature,
-                                                        max_tokens=s.max_tokens)
-            choices = getattr(resp, "choices", None)
-            content = choices[0].message.content if choices else None
-            if not isinstance(content, str) or not content.strip():
-                raise MalformedReply("reply without message content")
-            if resp.usage is not None:
-                usage.prompt_tokens += resp.usage.prompt_tokens or 0
-                usage.completion_tokens += resp.usage.completion_tokens or 0
-                entry[1] = float(resp.usage.total_tokens or estimate)
-            return content
-        except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as exc:
-            raise FatalAPIError(f"{type(exc).__name__} ({exc.status_code}) from {s.base_url}: {exc.message}") from exc
-        except Exception as exc:
-            kind = _retry_kind(exc)
-            if kind is None or attempt == s.max_retries:
-                raise
-            usage.retries += 1
-            usage.reasons[kind] += 1
-            delay = retry_after(exc)
-            if delay is None:
-                delay = min(s.backoff_max, s.backoff_base * 2 ** attempt) * (0.5 + rng.random() / 2)
-            await asyncio.sleep(min(delay, s.backoff_max))
-    raise AssertionError("unreachable")
+    policy = RetryPolicy(s.max_retries, s.backoff_base, s.backoff_max, retry_after_cap=s.backoff_max)
+    reply = await chat_with_retries(client, messages, s.model, max_tokens=s.max_tokens, policy=policy, rng=rng,
+                                    temperature=s.temperature, limiter=limiter, usage=usage, require_content=True)
+    return reply.text
 
 
 # ---------------------------------------------------------------- resumable stages
@@ -335,7 +220,7 @@ async def run_jobs(jobs: Sequence[Job], build: Callable[[Job], list[dict[str, st
     done = {r.get(key_field) for r in read_jsonl(out)} | {r.get(key_field) for r in read_jsonl(rejected_path(out))}
     todo = [j for j in jobs if j.key not in done]
     usage = Usage()
-    client = client or openai.AsyncOpenAI(base_url=s.base_url, api_key=s.api_key, max_retries=0, timeout=s.timeout)
+    client = client or make_client(s.base_url, s.api_key, timeout=s.timeout)
     limiter = RateLimiter(s.rpm, s.tpm)
     sink, rejects = JsonlAppender(out), JsonlAppender(rejected_path(out))
     queue: asyncio.Queue[Job] = asyncio.Queue()
