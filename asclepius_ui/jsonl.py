@@ -5,31 +5,40 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+
+def iter_jsonl(path: str | Path, on_bad_line: Callable[[int, json.JSONDecodeError], None] | None = None
+               ) -> Iterator[tuple[int, Any]]:
+    """(line number, JSON value) of each non-blank line; a line that is not valid JSON goes to ``on_bad_line``
+    (which may raise) and is skipped."""
+    with Path(path).open(encoding="utf-8") as f:
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield n, json.loads(line)
+            except json.JSONDecodeError as exc:
+                if on_bad_line is not None:
+                    on_bad_line(n, exc)
 
 
 def read_jsonl(path: str | Path, warn: bool = False) -> list[Any]:
     """The JSON values of a JSONL file, in order ([] when it does not exist).
 
-    Blank lines are skipped, and so is a line that is not valid JSON (a torn last line left by a crash), with a
-    warning on stderr when ``warn`` is set: the row it held is simply redone.
+    A line that is not valid JSON (a torn last line left by a crash) is skipped, with a warning on stderr when
+    ``warn`` is set: the row it held is simply redone.
     """
     p = Path(path)
     if not p.exists():
         return []
-    rows = []
-    with p.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                if warn:
-                    print(f"warning: {p}, line {n} is not valid JSON (interrupted write?); it will be redone.",
-                          file=sys.stderr)
-    return rows
+
+    def warning(n: int, exc: json.JSONDecodeError) -> None:
+        print(f"warning: {p}, line {n} is not valid JSON (interrupted write?); it will be redone.", file=sys.stderr)
+
+    return [obj for _, obj in iter_jsonl(p, warning if warn else None)]
 
 
 class JsonlAppender:

@@ -8,7 +8,7 @@ import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from asclepius_ui.jsonl import read_jsonl
+from asclepius_ui.jsonl import iter_jsonl, read_jsonl
 
 ANSWER_PREFIX = "answer_"
 SCORE_PREFIX = "score_"
@@ -51,19 +51,15 @@ def read_rows(path: str | Path, required: Iterable[str] = ()) -> list[dict]:
 
 
 def _read_jsonl(p: Path) -> list[dict]:
+    def bad_json(n: int, exc: json.JSONDecodeError) -> None:
+        raise InputError(f"{p}, line {n}: not valid JSON ({exc.msg}).") from None
+
     rows = []
-    with p.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{p}, line {n}: not valid JSON ({exc.msg}).") from None
-            if not isinstance(obj, dict):
-                raise InputError(f"{p}, line {n}: expected a JSON object, got {type(obj).__name__}.")
-            obj["_line"] = n
-            rows.append(obj)
+    for n, obj in iter_jsonl(p, bad_json):
+        if not isinstance(obj, dict):
+            raise InputError(f"{p}, line {n}: expected a JSON object, got {type(obj).__name__}.")
+        obj["_line"] = n
+        rows.append(obj)
     return rows
 
 
