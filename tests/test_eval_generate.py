@@ -14,7 +14,7 @@ from eval import generate, make_study
 from eval.rows import merge_answers, read_rows, row_id
 from train.notes import make_notes
 
-from .test_eval_openai_server import OpenAIStub
+from .openai_server import OpenAIServer, instruction_of, prompt_of
 
 NEW = 6
 
@@ -122,11 +122,11 @@ def test_remote_endpoint(tmp_path, questions):
     inp = tmp_path / "q.csv"
     write_csv(inp, questions[:3])
     remote_out = tmp_path / "remote.jsonl"
-    with OpenAIStub() as stub:
+    with OpenAIServer(lambda body: f"Answer to: {instruction_of(prompt_of(body))}", api_key="k") as stub:
         rc = generate.main(["--base-url", stub.base_url, "--api-key", "k", "--remote-model", "served-b",
                             "--input", str(inp), "--out", str(remote_out), "--no-progress", "--concurrency", "2"])
-        prompts = [r["prompt"] for r in stub.requests]
-    assert rc == 0
+        prompts = [prompt_of(r) for r in stub.requests]
+    assert rc == 0 and all(r["stream"] for r in stub.requests)
     remote = lines(remote_out)
     assert {r["answer"] for r in remote} == {f"Answer to: {q['question']}" for q in questions[:3]}
     assert {(r["model"], r["precision"], r["template"]) for r in remote} == {("served-b", "remote", "asclepius")}

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
+import threading
+import time
+from collections.abc import Callable
 
+import openai
 import pytest
 
 from eval import judge
@@ -11,10 +16,48 @@ from eval.judge import JudgeConfig, consistency, judge_rows
 from eval.judge_prompt import agent_order, build_judge_prompt, parse_scores
 from eval.rows import read_done
 
-from .test_eval_openai_server import AGENT_BLOCK, OpenAIStub
+from .openai_server import Error, OpenAIServer, instruction_of, prompt_of
+
+AGENT_BLOCK = re.compile(r"\[Agent (\d+) Answer Begin\]\n(.*?)\n\[Agent \1 Answer End\]", re.DOTALL)
 
 MODELS = ["alpha", "beta", "gamma"]
 TRUE_SCORE = {"alpha": 4, "beta": 2, "gamma": 3}
+
+
+class ScriptedJudge:
+    """Responder for the judge: scores each anonymous agent's answer with ``score_of`` after mapping it back to its
+    true model, so a test can prove that the shuffled order maps back to the right model. ``script`` queues
+    per-instruction actions (``("status", code, headers)`` or ``("reply", text)``) served before that. Streamed
+    requests get an answer that echoes the instruction. ``calls`` records each request it answered."""
+
+    def __init__(self, score_of: Callable[[str], int] | None = None):
+        self.score_of = score_of or (lambda answer: 3)
+        self.script: dict[str, list[tuple]] = {}
+        self.calls: list[dict] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, body: dict):
+        prompt = prompt_of(body)
+        instruction = instruction_of(prompt)
+        with self._lock:
+            action = self.script[instruction].pop(0) if self.script.get(instruction) else None
+            self.calls.append({"time": time.monotonic(), "instruction": instruction, "prompt": prompt, "body": body,
+                               "stream": bool(body.get("stream")), "action": action[0] if action else "default"})
+        if action and action[0] == "status":
+            return Error(action[1], f"scripted {action[1]}", action[2])
+        if body.get("stream"):
+            return f"Answer to: {instruction}"
+        if action and action[0] == "reply":
+            return action[1]
+        return "\n".join(f"Agent {i}: {self.score_of(text)}" for i, text in AGENT_BLOCK.findall(prompt))
+
+    def judge_calls(self, instruction: str | None = None) -> list[dict]:
+        return [c for c in self.calls if not c["stream"] and (instruction is None or c["instruction"] == instruction)]
+
+
+def judge_server(score_of: Callable[[str], int] | None = None, delay: float = 0.0) -> OpenAIServer:
+    """The local endpoint with a ``ScriptedJudge`` as ``.responder``; only the API key "k" is accepted."""
+    return OpenAIServer(ScriptedJudge(score_of), api_key="k", delay=delay)
 
 
 def score_by_model(answer: str) -> int:
@@ -28,7 +71,7 @@ def make_rows(n: int, start: int = 0) -> list[dict]:
              **{f"answer_{m}": f"{m}: answer to question {i}" for m in MODELS}} for i in range(start, start + n)]
 
 
-def config(stub: OpenAIStub, **kw) -> JudgeConfig:
+def config(stub: OpenAIServer, **kw) -> JudgeConfig:
     return JudgeConfig(model="judge-x", base_url=stub.base_url, api_key="k", backoff=0.01, **kw)
 
 
@@ -81,9 +124,9 @@ def test_parse_marks_bad_scores_missing_never_zero(text, expected, needle):
 def test_shuffled_order_maps_back_to_the_right_model(tmp_path):
     out = tmp_path / "judged.jsonl"
     rows = make_rows(8)
-    with OpenAIStub(score_of=score_by_model) as stub:
+    with judge_server(score_of=score_by_model) as stub:
         summary = judge_rows(rows, out, config(stub), progress=False)
-        calls = stub.judge_calls()
+        calls = stub.responder.judge_calls()
     assert summary.written == 8 and not summary.failed and summary.parse_errors == 0
     judged = {r["id"]: r for r in lines(out)}
     orders = set()
@@ -104,9 +147,9 @@ def test_shuffled_order_maps_back_to_the_right_model(tmp_path):
 def test_malformed_replies_are_kept_raw_and_missing(tmp_path):
     out = tmp_path / "judged.jsonl"
     rows = make_rows(2)
-    with OpenAIStub(score_of=score_by_model) as stub:
-        stub.script["Question 0?"] = [("reply", "I am unable to grade these answers.")]
-        stub.script["Question 1?"] = [("reply", "Agent 1: 9\nAgent 2: 2\nAgent 3: 2")]
+    with judge_server(score_of=score_by_model) as stub:
+        stub.responder.script["Question 0?"] = [("reply", "I am unable to grade these answers.")]
+        stub.responder.script["Question 1?"] = [("reply", "Agent 1: 9\nAgent 2: 2\nAgent 3: 2")]
         summary = judge_rows(rows, out, config(stub), progress=False)
     assert summary.parse_errors == 2
     judged = {r["id"]: r for r in lines(out)}
@@ -122,12 +165,12 @@ def test_malformed_replies_are_kept_raw_and_missing(tmp_path):
 def test_429_and_5xx_are_retried_honouring_retry_after(tmp_path):
     out = tmp_path / "judged.jsonl"
     rows = make_rows(2)
-    with OpenAIStub(score_of=score_by_model) as stub:
-        stub.script["Question 0?"] = [("status", 429, {"Retry-After": "1"})]
-        stub.script["Question 1?"] = [("status", 503, {}), ("status", 500, {})]
+    with judge_server(score_of=score_by_model) as stub:
+        stub.responder.script["Question 0?"] = [("status", 429, {"Retry-After": "1"})]
+        stub.responder.script["Question 1?"] = [("status", 503, {}), ("status", 500, {})]
         summary = judge_rows(rows, out, config(stub), progress=False)
-        q0 = stub.judge_calls("Question 0?")
-        q1 = stub.judge_calls("Question 1?")
+        q0 = stub.responder.judge_calls("Question 0?")
+        q1 = stub.responder.judge_calls("Question 1?")
     assert summary.written == 2 and not summary.failed
     assert [c["action"] for c in q0] == ["status", "default"]
     assert q0[1]["time"] - q0[0]["time"] >= 0.9, "the client must wait as long as Retry-After says"
@@ -140,16 +183,16 @@ def test_429_and_5xx_are_retried_honouring_retry_after(tmp_path):
 def test_resume_after_failures_and_a_torn_line(tmp_path):
     out = tmp_path / "judged.jsonl"
     rows = make_rows(5)
-    with OpenAIStub(score_of=score_by_model) as stub:
-        stub.script["Question 4?"] = [("status", 429, {"Retry-After": "0"})] * 2
+    with judge_server(score_of=score_by_model) as stub:
+        stub.responder.script["Question 4?"] = [("status", 429, {"Retry-After": "0"})] * 2
         first = judge_rows(rows[:3] + rows[4:], out, config(stub, max_retries=1), progress=False)
         assert first.written == 3 and [k for k, _ in first.failed] == ["r4|forward"]
         assert set(read_done(out, key=judge.judge_key)) == {"r0|forward", "r1|forward", "r2|forward"}
         with out.open("a") as f:  # a crash in the middle of a write
             f.write('{"id": "r3", "pass": "forw')
-        n_before = len(stub.judge_calls())
+        n_before = len(stub.responder.judge_calls())
         second = judge_rows(rows, out, config(stub), progress=False)
-        asked = [c["instruction"] for c in stub.judge_calls()[n_before:]]
+        asked = [c["instruction"] for c in stub.responder.judge_calls()[n_before:]]
     assert second.skipped == 3 and second.written == 2 and not second.failed
     assert sorted(asked) == ["Question 3?", "Question 4?"]
     done = read_done(out, key=judge.judge_key)
@@ -158,7 +201,7 @@ def test_resume_after_failures_and_a_torn_line(tmp_path):
 
 
 def test_concurrency_is_bounded(tmp_path):
-    with OpenAIStub(score_of=score_by_model, delay=0.05) as stub:
+    with judge_server(score_of=score_by_model, delay=0.05) as stub:
         judge_rows(make_rows(8), tmp_path / "j.jsonl", config(stub, concurrency=2), progress=False)
         assert 1 <= stub.max_in_flight <= 2
 
@@ -166,7 +209,7 @@ def test_concurrency_is_bounded(tmp_path):
 def test_reverse_pass_and_consistency(tmp_path):
     out = tmp_path / "judged.jsonl"
     rows = make_rows(4)
-    with OpenAIStub(score_of=score_by_model) as stub:
+    with judge_server(score_of=score_by_model) as stub:
         judge_rows(rows, out, config(stub), reverse_pass=True, progress=False)
     judged = lines(out)
     assert len(judged) == 8
@@ -178,9 +221,9 @@ def test_reverse_pass_and_consistency(tmp_path):
 
     # A judge that scores by position, not by content: hand-computed disagreement.
     position_judge = tmp_path / "position.jsonl"
-    with OpenAIStub() as stub:
+    with judge_server() as stub:
         for row in rows:
-            stub.script[row["question"]] = [("reply", "Agent 1: 4\nAgent 2: 3\nAgent 3: 1")] * 2
+            stub.responder.script[row["question"]] = [("reply", "Agent 1: 4\nAgent 2: 3\nAgent 3: 1")] * 2
         judge_rows(rows, position_judge, config(stub), reverse_pass=True, progress=False)
     report = consistency(lines(position_judge))
     # forward (4,3,1) vs reversed (1,3,4) per model: the first and last agent differ by 3, the middle agrees.
@@ -194,7 +237,7 @@ def test_cli_end_to_end_and_errors(tmp_path, capsys):
     inp = tmp_path / "wide.jsonl"
     inp.write_text("".join(json.dumps(r) + "\n" for r in make_rows(3)))
     out = tmp_path / "judged.jsonl"
-    with OpenAIStub(score_of=score_by_model) as stub:
+    with judge_server(score_of=score_by_model) as stub:
         rc = judge.main(["--input", str(inp), "--out", str(out), "--base-url", stub.base_url, "--api-key", "k",
                          "--judge-model", "judge-x", "--reverse-pass", "--no-progress"])
         assert rc == 0
@@ -211,3 +254,20 @@ def test_cli_end_to_end_and_errors(tmp_path, capsys):
     bad.write_text('{"note": "n", "question": "q", "answer_a": "x"}\n')
     assert judge.main(["--input", str(bad), "--out", str(out), "--base-url", "http://127.0.0.1:9/v1"]) == 2
     assert "at least two" in capsys.readouterr().err
+
+
+def test_judge_server_speaks_the_protocol_to_the_real_client():
+    with judge_server(score_of=lambda a: 4 if "good" in a else 1) as stub:
+        client = openai.OpenAI(base_url=stub.base_url, api_key="k", max_retries=0)
+        prompt = ("[Instruction Begin]\nq\n[Instruction End]\n[Agent 1 Answer Begin]\ngood\n[Agent 1 Answer End]\n"
+                  "[Agent 2 Answer Begin]\nbad\n[Agent 2 Answer End]")
+        r = client.chat.completions.create(model="m", messages=[{"role": "user", "content": prompt}])
+        assert r.choices[0].message.content == "Agent 1: 4\nAgent 2: 1"
+        chunks = client.chat.completions.create(model="m", stream=True, messages=[{"role": "user", "content": prompt}])
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Answer to: q"
+        stub.responder.script["q"] = [("status", 429, {"Retry-After": "0"})]
+        try:
+            client.chat.completions.create(model="m", messages=[{"role": "user", "content": prompt}])
+            raise AssertionError("expected a 429")
+        except openai.RateLimitError as exc:
+            assert exc.response.headers["retry-after"] == "0"

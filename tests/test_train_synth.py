@@ -6,112 +6,80 @@ The server is the only test double (for the paid remote API); the real ``openai`
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
+import random
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import time
 
+import httpx
+import openai
 import pytest
 
+from asclepius_ui.api_calls import RateLimiter, RetryPolicy, retry_after
 from train import synth
-from train.synth import ClientSettings, RateLimiter, clean_instruction, reject_reason
+from train.synth import ClientSettings, clean_instruction, reject_reason
+
+from .openai_server import Error, OpenAIServer, Raw, Reply, completion
 
 
-class FakeOpenAI:
-    """A chat-completions server: replies follow ``faults`` first (429, 500, malformed ...), then normal answers."""
+def reply_text(body: dict) -> str:
+    user = body["messages"][-1]["content"]
+    if "Case report:" in user:
+        case = user.split("Case report:\n", 1)[1]
+        return f"```\nDISCHARGE SUMMARY\nHospital Course: pt with {case[:40]}\n```"
+    if "Write one new instruction" in user:
+        n = user.count("\n- ")
+        return f'1. Instruction: "What was done on day {n}?"\nextra line'
+    question = user.split("Instruction:\n", 1)[1].split("\n\n", 1)[0]
+    if "ROBOT" in question:
+        return "As an AI language model, I cannot give medical advice."
+    if "REFUSE" in question:
+        return "I'm sorry, but I can't help with that."
+    if "ASKBACK" in question:
+        return "Could you clarify which admission you mean?"
+    return f"The answer to '{question}' is in the hospital course."
+
+
+class Faults:
+    """Responder: serves the queued ``faults`` first (429, 500, 503, 401, malformed ...), then normal answers."""
 
     def __init__(self):
         self.faults: list[str] = []
-        self.requests: list[dict] = []
-        self.ok_usage = {"prompt": 0, "completion": 0}
         self.lock = threading.Lock()
-        owner = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with owner.lock:
-                    owner.requests.append(body)
-                    fault = owner.faults.pop(0) if owner.faults else None
-                owner.respond(self, body, fault)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-    @staticmethod
-    def reply_text(body: dict) -> str:
-        user = body["messages"][-1]["content"]
-        if "Case report:" in user:
-            case = user.split("Case report:\n", 1)[1]
-            return f"```\nDISCHARGE SUMMARY\nHospital Course: pt with {case[:40]}\n```"
-        if "Write one new instruction" in user:
-            n = user.count("\n- ")
-            return f'1. Instruction: "What was done on day {n}?"\nextra line'
-        question = user.split("Instruction:\n", 1)[1].split("\n\n", 1)[0]
-        if "ROBOT" in question:
-            return "As an AI language model, I cannot give medical advice."
-        if "REFUSE" in question:
-            return "I'm sorry, but I can't help with that."
-        if "ASKBACK" in question:
-            return "Could you clarify which admission you mean?"
-        return f"The answer to '{question}' is in the hospital course."
-
-    def respond(self, h: BaseHTTPRequestHandler, body: dict, fault: str | None) -> None:
-        def send(status: int, payload: bytes, headers: dict | None = None):
-            h.send_response(status)
-            h.send_header("Content-Type", "application/json")
-            for k, v in (headers or {}).items():
-                h.send_header(k, v)
-            h.send_header("Content-Length", str(len(payload)))
-            h.end_headers()
-            h.wfile.write(payload)
-
-        def error(status: int, message: str, headers: dict | None = None):
-            send(status, json.dumps({"error": {"message": message, "type": "x", "code": None}}).encode(), headers)
-
+    def __call__(self, body: dict) -> Reply:
+        with self.lock:
+            fault = self.faults.pop(0) if self.faults else None
         if fault == "429":
-            return error(429, "rate limited", {"Retry-After": "0"})
+            return Error(429, "rate limited", {"Retry-After": "0"})
         if fault in ("500", "503"):
-            return error(int(fault), "server error")
+            return Error(int(fault), "server error")
         if fault == "401":
-            return error(401, "bad key")
+            return Error(401, "bad key")
         if fault == "badjson":
-            return send(200, b'{"id": "x", "choices": [')
-        content = "" if fault == "empty" else self.reply_text(body)
-        prompt_tokens = sum(len(m["content"]) for m in body["messages"]) // 4
-        completion_tokens = len(content.split())
-        reply = {
-            "id": "chatcmpl-test", "object": "chat.completion", "created": 0, "model": body["model"],
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": content}}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens},
-        }
+            return Raw(b'{"id": "x", "choices": [')
         if fault == "nochoices":
+            reply = completion(body, reply_text(body))
             reply.pop("choices")
-        elif content:
-            with self.lock:
-                self.ok_usage["prompt"] += prompt_tokens
-                self.ok_usage["completion"] += completion_tokens
-        send(200, json.dumps(reply).encode())
+            return Raw(json.dumps(reply).encode())
+        return "" if fault == "empty" else reply_text(body)
+
+
+def ok_usage(api: OpenAIServer) -> dict[str, int]:
+    """Tokens the server billed for replies that had content."""
+    served = [e["usage"] for e in api.log if e["text"]]
+    return {"prompt": sum(u["prompt_tokens"] for u in served),
+            "completion": sum(u["completion_tokens"] for u in served)}
 
 
 @pytest.fixture
 def api():
-    server = FakeOpenAI()
-    yield server
-    server.close()
+    with OpenAIServer(Faults()) as server:
+        yield server
 
 
-def settings(api: FakeOpenAI, **kw) -> ClientSettings:
+def settings(api: OpenAIServer, **kw) -> ClientSettings:
     base = dict(base_url=api.base_url, model="test-model", api_key="sk-test", concurrency=3, max_retries=4,
                 backoff_base=0.01, backoff_max=0.05, timeout=10, max_tokens=64, price_in=0.5, price_out=1.5)
     return ClientSettings(**{**base, **kw})
@@ -123,7 +91,7 @@ CASES = [{"patient_uid": f"uid-{i}", "text": f"A {30 + i}-year-old man with ches
 
 def test_notes_retry_on_429_5xx_and_malformed_then_resume(api, tmp_path):
     out = tmp_path / "notes.jsonl"
-    api.faults = ["429", "500", "badjson", "empty", "503", "nochoices"]
+    api.responder.faults = ["429", "500", "badjson", "empty", "503", "nochoices"]
     res = asyncio.run(synth.synth_notes(CASES[:4], out, settings(api)))
     rows = synth.read_jsonl(out)
     assert sorted(r["note_id"] for r in rows) == [f"uid-{i}" for i in range(4)]
@@ -131,10 +99,10 @@ def test_notes_retry_on_429_5xx_and_malformed_then_resume(api, tmp_path):
     assert res.written == 4 and res.usage.failed == 0
     assert res.usage.retries == 6 and len(api.requests) == 10
     assert res.usage.reasons["429"] == 1 and res.usage.reasons["malformed"] == 3
-    assert res.usage.prompt_tokens == api.ok_usage["prompt"]
-    assert res.usage.completion_tokens == api.ok_usage["completion"]
-    assert res.usage.cost(0.5, 1.5) == pytest.approx(
-        api.ok_usage["prompt"] / 1000 * 0.5 + api.ok_usage["completion"] / 1000 * 1.5)
+    billed = ok_usage(api)
+    assert res.usage.prompt_tokens == billed["prompt"]
+    assert res.usage.completion_tokens == billed["completion"]
+    assert res.usage.cost(0.5, 1.5) == pytest.approx(billed["prompt"] / 1000 * 0.5 + billed["completion"] / 1000 * 1.5)
 
     # a crash left a torn line: the restart ignores it, skips finished rows and asks only for the rest
     with out.open("a") as f:
@@ -228,6 +196,24 @@ def test_rate_limiter_spaces_requests():
     assert times[2] - times[0] >= 0.2 - 1e-3
 
 
+def rate_limited(**headers: str) -> openai.RateLimitError:
+    response = httpx.Response(429, headers=headers, request=httpx.Request("POST", "http://127.0.0.1/v1"))
+    return openai.RateLimitError("rate limited", response=response, body=None)
+
+
+def test_retry_after_forms_and_backoff_caps():
+    assert retry_after(rate_limited(**{"retry-after-ms": "250", "retry-after": "9"})) == pytest.approx(0.25)
+    assert retry_after(rate_limited(**{"retry-after": "3"})) == 3.0
+    later = email.utils.formatdate(time.time() + 30, usegmt=True)
+    assert 25 < retry_after(rate_limited(**{"retry-after": later})) <= 30
+    assert retry_after(rate_limited(**{"retry-after": "soon"})) is None
+    assert retry_after(rate_limited()) is None and retry_after(ValueError("x")) is None
+    rng = random.Random(0)
+    policy = RetryPolicy(base=1.0, cap=4.0, retry_after_cap=5.0)
+    assert policy.delay(rate_limited(**{"retry-after": "120"}), 0, rng) == 5.0  # the server's wait, capped
+    assert all(2.0 <= policy.delay(rate_limited(), 3, rng) <= 4.0 for _ in range(20))  # 8 s capped to 4, jittered
+
+
 def test_cli_notes_summary_and_bad_key(api, tmp_path, monkeypatch, capsys):
     csv = tmp_path / "cases.csv"
     csv.write_text("patient_uid,text,age\n" + "".join(f'{c["patient_uid"]},"{c["text"]}",40\n' for c in CASES[:3]))
@@ -240,7 +226,7 @@ def test_cli_notes_summary_and_bad_key(api, tmp_path, monkeypatch, capsys):
     assert "wrote 3" in text and "prompt_tokens=" in text and "cost=$" in text
     assert api.requests[0]["model"] == "m"
 
-    api.faults = ["401"]
+    api.responder.faults = ["401"]
     assert synth.main(args[:4] + [str(tmp_path / "other.jsonl")] + args[5:]) == 2
     assert "AuthenticationError" in capsys.readouterr().err
     assert len(synth.read_jsonl(out)) == 3  # nothing already saved is lost
