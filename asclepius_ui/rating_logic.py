@@ -58,10 +58,15 @@ def assign_sides(first: str, second: str, rng: random.Random | None = None) -> S
 
 
 def draw_pair(names: list[str], rng: random.Random | None = None) -> tuple[str, str]:
-    """Two different contenders drawn uniformly from ``names`` (order not meaningful: sides are assigned after)."""
+    """Two different contenders drawn uniformly from ``names``, in the order ``names`` lists them.
+
+    Sides are assigned afterwards by ``assign_sides``, so its ``swapped`` flag says whether Model A is the
+    contender listed later.
+    """
     if len(names) < 2:
         raise ValueError("Compare mode needs at least two contenders.")
-    a, b = (rng or random.SystemRandom()).sample(list(names), 2)
+    names = list(names)
+    a, b = sorted((rng or random.SystemRandom()).sample(names, 2), key=names.index)
     return a, b
 
 
