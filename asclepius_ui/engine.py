@@ -144,6 +144,18 @@ class _IdQueue(BaseStreamer):
         self.q.put(None)
 
 
+def _drain(q: queue.SimpleQueue, into: list[int]) -> bool:
+    """Move every id already waiting in ``q`` into ``into``; True once the end marker has been taken."""
+    while True:
+        try:
+            item = q.get_nowait()
+        except queue.Empty:
+            return False
+        if item is None:
+            return True
+        into.extend(item)
+
+
 def _is_local(model: str) -> bool:
     p = Path(model).expanduser()
     return p.exists() or model.startswith((".", "/", "~")) or model.count("/") > 1
@@ -277,15 +289,16 @@ class Engine:
         """Yield the growing answer; setting ``stop_event`` ends this request (and no other) early.
 
         Token ids are handed over through a queue and decoded here, at most every ``min_interval``
-        seconds, so streaming costs the generation loop next to nothing. Beam search is not streamed:
-        its one update arrives when it is done.
+        seconds, so streaming costs the generation loop next to nothing. Beam search is not streamed, and
+        ``min_interval=inf`` asks for no intermediate updates: then the one update arrives when it is done.
         """
         settings = settings or GenerationSettings()
         stop_event = stop_event or threading.Event()
         ids = self.encode(prompt)
         self._check_fits(len(ids), settings)
         kwargs = self._generate_kwargs(settings)
-        streamer = _IdQueue(skip=1) if settings.num_beams == 1 else None
+        updates = settings.num_beams == 1 and min_interval != float("inf")
+        streamer = _IdQueue(skip=1) if updates else None
         input_ids = torch.tensor([ids], device=self.model.device)
         box: dict = {}
 
@@ -308,25 +321,20 @@ class Engine:
         last = 0.0
         if streamer is not None:
             while True:
-                item = streamer.q.get()
+                item = streamer.q.get()  # wait for the next token (or the end)
                 if item is None:
                     break
                 new.extend(item)
-                while True:  # take everything already waiting
-                    try:
-                        more = streamer.q.get_nowait()
-                    except queue.Empty:
-                        more = False
-                    if more is None:
-                        streamer.q.put(None)
-                    if not more:
-                        break
-                    new.extend(more)
+                finished = _drain(streamer.q, new)
                 now = time.perf_counter()
                 if now - last >= min_interval:
                     last = now
                     yield StreamUpdate(self._stable_text(self._strip_eos(new)), len(new), now - start,
                                        prompt_tokens=len(ids))
+                if finished:
+                    break
+                # Wake at most once per interval rather than once per token: the GIL stays with generate().
+                time.sleep(max(0.0, last + min_interval - time.perf_counter()))
         thread.join()
         if "error" in box:
             raise _generation_error(box["error"]) from box["error"]
