@@ -18,6 +18,11 @@ class Task:
     def needs_arg(self) -> bool:
         return self.arg_label is not None
 
+    @property
+    def has_argument_box(self) -> bool:
+        """True when the argument is asked for on its own; QA and free questions are typed as the instruction."""
+        return self.needs_arg() and self.instruction != "{arg}"
+
 
 FREE = "free"
 
@@ -102,3 +107,10 @@ def fill_instruction(task: Task, arg: str | None = "") -> str:
     if task.needs_arg() and not arg:
         return "" if task.instruction == "{arg}" else task.instruction.replace("{arg}", f"<{task.arg_label.lower()}>")
     return task.instruction.format(arg=arg)
+
+
+def missing_argument(task: Task, instruction: str) -> str | None:
+    """A message when ``instruction`` still holds the task's unfilled argument placeholder, else None."""
+    if task.has_argument_box and f"<{task.arg_label.lower()}>" in instruction:
+        return f"Fill in the {task.arg_label.lower()} for this task."
+    return None

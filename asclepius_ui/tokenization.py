@@ -17,6 +17,14 @@ def encode_prompt(tokenizer, prompt: str) -> list[int]:
     return ids
 
 
+AUTHORS_MAX_NEW_TOKENS = 400
+
+
+def default_max_new(context_length: int) -> int:
+    """The authors' 400 new tokens, or half the context for a model with a short one."""
+    return max(1, min(AUTHORS_MAX_NEW_TOKENS, context_length // 2))
+
+
 @dataclass(frozen=True)
 class Budget:
     """How a prompt plus the answer it asks for fits the model's context."""

@@ -90,3 +90,12 @@ def test_tasks_fill_their_argument():
     assert "<abbreviation>" in fill_instruction(t, "")
     assert fill_instruction(by_label("Summarization")).startswith("Summarize")
     assert fill_instruction(by_label("Free question"), "Why warfarin?") == "Why warfarin?"
+
+
+def test_missing_argument_is_caught():
+    from asclepius_ui.tasks import missing_argument
+
+    t = by_label("Abbreviation expansion")
+    assert missing_argument(t, fill_instruction(t, "")) == "Fill in the abbreviation for this task."
+    assert missing_argument(t, fill_instruction(t, "CHF")) is None
+    assert missing_argument(by_label("Free question"), "") is None

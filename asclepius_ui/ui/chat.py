@@ -10,9 +10,10 @@ import gradio as gr
 from ..conversation import now_iso, snapshot, stats_line, with_history
 from ..engine import GenerationError, GenerationSettings
 from ..examples import example_notes
-from ..tasks import FREE, TASKS, by_label, fill_instruction, task_labels
-from ..tokenization import Budget, truncate_note
+from ..tasks import by_label, missing_argument
+from ..tokenization import Budget, default_max_new, truncate_note
 from .context import AppContext
+from .task_picker import task_picker
 
 DEMO_TEXT = (
     "**Demo model, not for clinical use.** This is a tiny model the project trains itself so the app works "
@@ -41,11 +42,6 @@ def settings_from(max_new: float, sampling: bool, temperature: float, top_p: flo
                               top_p=float(top_p), num_beams=int(beams), repetition_penalty=float(repetition))
 
 
-def default_max_new(engine) -> int:
-    """The authors' 400 new tokens, or half the context for a model with a short one."""
-    return min(GenerationSettings().max_new_tokens, engine.context_length // 2)
-
-
 def budget_text(ctx: AppContext, note: str, instruction: str, max_new: float) -> str:
     """The live token count shown under the note."""
     e = ctx.engine
@@ -72,7 +68,8 @@ def build(ctx: AppContext) -> None:
                 load_example = gr.Button("Load example", scale=1)
             note = gr.Textbox(label="Discharge summary", lines=16, max_lines=40,
                               placeholder="Paste a discharge summary here.")
-            budget = gr.Markdown(budget_text(ctx, "", "", default_max_new(engine)), elem_id="token-budget")
+            budget = gr.Markdown(budget_text(ctx, "", "", default_max_new(engine.context_length)),
+                                 elem_id="token-budget")
             with gr.Row():
                 keep = gr.Radio(["Keep the start", "Keep the end"], value="Keep the start", label="When truncating",
                                 scale=2)
@@ -81,10 +78,7 @@ def build(ctx: AppContext) -> None:
                 cut_text = gr.Textbox(label="Text removed from the note", lines=6, interactive=False)
         with gr.Column(scale=6):
             chatbot = gr.Chatbot(label="Answers", height=460, elem_id="answers", buttons=["copy", "copy_all"])
-            with gr.Row():
-                task = gr.Dropdown(task_labels(), value=TASKS[FREE].label, label="Task", scale=2)
-                arg = gr.Textbox(label="Argument", visible=False, scale=3)
-            instruction = gr.Textbox(label="Instruction", lines=3, placeholder=TASKS[FREE].arg_placeholder)
+            task, _arg, instruction = task_picker("chat-")
             history = gr.Checkbox(False, label="Follow-up: give the model the earlier answers")
             with gr.Row():
                 ask = gr.Button("Ask", variant="primary")
@@ -93,7 +87,7 @@ def build(ctx: AppContext) -> None:
                 clear = gr.Button("Clear")
             status = gr.Markdown(elem_id="chat-status")
             with gr.Accordion("Generation settings", open=False):
-                max_new = gr.Slider(1, max(1, engine.context_length), value=default_max_new(engine),
+                max_new = gr.Slider(1, max(1, engine.context_length), value=default_max_new(engine.context_length),
                                     step=1, label="Max new tokens", elem_id="max-new-tokens")
                 sampling = gr.Checkbox(False, label="Sampling (off: greedy)")
                 temperature = gr.Slider(0.05, 2.0, value=0.7, step=0.05, label="Temperature")
@@ -107,20 +101,6 @@ def build(ctx: AppContext) -> None:
                   chatbot, turns]
     gen_outputs = [chatbot, turns, rid, status]
 
-    def on_task(label: str, value: str):
-        t = by_label(label)
-        separate = t.needs_arg() and t.instruction != "{arg}"  # QA and free questions are typed in Instruction
-        return (gr.update(label=t.arg_label if separate else "Argument", placeholder=t.arg_placeholder,
-                          visible=separate, value=value if separate else ""),
-                gr.update(value=fill_instruction(t, value) if separate else "",
-                          placeholder=t.arg_placeholder if not separate else ""))
-
-    def on_arg(label: str, value: str):
-        t = by_label(label)
-        if t.instruction == "{arg}":
-            return gr.update()
-        return fill_instruction(t, value)
-
     def run(note_text: str, task_label: str, instr: str, use_history: bool, mx, smp, temp, tp, bm, rep,
             chat: list, done: list, replace_last: bool = False) -> Iterator:
         chat = list(chat or [])
@@ -132,8 +112,8 @@ def build(ctx: AppContext) -> None:
             yield chat, done, None, _error("The instruction is empty: pick a task or type a question.")
             return
         t = by_label(task_label)
-        if t.needs_arg() and t.instruction != "{arg}" and f"<{t.arg_label.lower()}>" in instr:
-            yield chat, done, None, _error(f"Fill in the {t.arg_label.lower()} for this task.")
+        if missing := missing_argument(t, instr):
+            yield chat, done, None, _error(missing)
             return
         try:
             settings = settings_from(mx, smp, temp, tp, bm, rep)
@@ -197,8 +177,6 @@ def build(ctx: AppContext) -> None:
         msg = f"Cut {cut.cut_tokens} tokens ({len(cut.cut)} characters) from the note; the removed text is shown below."
         return cut.kept, cut.cut, gr.update(open=True), msg
 
-    task.change(on_task, [task, arg], [arg, instruction], show_progress="hidden")
-    arg.change(on_arg, [task, arg], instruction, show_progress="hidden")
     load_example.click(lambda name: examples.get(name, ""), example, note)
     for comp in (note, instruction, max_new):
         comp.change(lambda n, i, m: budget_text(ctx, n, i, m), [note, instruction, max_new], budget,

@@ -10,9 +10,11 @@ import gradio as gr
 from ..conversation import now_iso, snapshot
 from ..engine import GenerationError, GenerationSettings
 from ..rating_logic import WINNERS, StorageError, assign_sides, draw_pair, new_uid
-from ..tasks import FREE, TASKS, by_label, fill_instruction, task_labels
+from ..tasks import by_label, missing_argument
+from ..tokenization import default_max_new
 from .context import AppContext
 from .rating_widget import current_user, error_box, rubric_markdown, score_choices
+from .task_picker import task_picker
 
 NEED_TWO = (
     "Compare mode needs at least two contenders. Start the app with another local model "
@@ -39,11 +41,10 @@ def build(ctx: AppContext) -> None:
             with gr.Column(scale=5):
                 note = gr.Textbox(label="Discharge summary", lines=10, elem_id="cmp-note")
             with gr.Column(scale=4):
-                task = gr.Dropdown(task_labels(), value=TASKS[FREE].label, label="Task", elem_id="cmp-task")
-                arg = gr.Textbox(label=TASKS[FREE].arg_label, placeholder=TASKS[FREE].arg_placeholder)
-                instruction = gr.Textbox(label="Instruction", lines=3, elem_id="cmp-instruction")
-                max_new = gr.Slider(1, 1024, value=min(400, min(e.context_length for e in engines.values()) // 2),
-                                    step=1, label="Max new tokens", elem_id="cmp-max-new")
+                task, _arg, instruction = task_picker("cmp-")
+                shortest = min(e.context_length for e in engines.values())
+                max_new = gr.Slider(1, shortest, value=default_max_new(shortest), step=1, label="Max new tokens",
+                                    elem_id="cmp-max-new")
                 run = gr.Button("Answer with both", variant="primary", elem_id="cmp-run")
         with gr.Row():
             with gr.Column():
@@ -62,15 +63,13 @@ def build(ctx: AppContext) -> None:
             gr.Markdown(rubric_markdown())
     trial = gr.State(None)  # server-side only: the names never reach the browser before the vote
 
-    def on_task(label: str, value: str):
-        t = by_label(label)
-        return (gr.update(label=t.arg_label or "Argument", placeholder=t.arg_placeholder, visible=t.needs_arg()),
-                fill_instruction(t, value if t.needs_arg() else ""))
-
     def answer_both(note_text: str, task_label: str, instr: str, mx) -> Iterator:
         blank = ("", "", None, None)
         if not (note_text or "").strip() or not (instr or "").strip():
             yield *blank, error_box("Paste a note and give an instruction first."), "", None, *_buttons(False)
+            return
+        if missing := missing_argument(by_label(task_label), instr):
+            yield *blank, error_box(missing), "", None, *_buttons(False)
             return
         settings = GenerationSettings(max_new_tokens=int(mx))
         first, second = draw_pair(list(engines))
@@ -136,9 +135,6 @@ def build(ctx: AppContext) -> None:
                 f'<b id="cmp-name-b">{html.escape(names["B"])}</b>')
         return f"Saved comparison #{cid} ({WINNERS[winner]}).", text, state, *_buttons(False)
 
-    task.change(on_task, [task, arg], [arg, instruction], show_progress="hidden")
-    arg.input(lambda label, v: fill_instruction(by_label(label), v), [task, arg], instruction,
-              show_progress="hidden")
     run.click(answer_both, [note, task, instruction, max_new],
               [ans_a, ans_b, score_a, score_b, status, reveal, trial, *votes],
               concurrency_limit=max(1, ctx.max_concurrent), concurrency_id="generate")
