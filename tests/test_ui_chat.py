@@ -128,3 +128,21 @@ def test_demo_banner(launch_app, tiny_engine, page):
     banner = page.locator("#demo-banner")
     assert "Demo model, not for clinical use" in banner.inner_text()
     assert "--model" in banner.inner_text()
+
+
+def test_regenerate_replaces_the_last_answer_and_clear_empties(chat_url, page):
+    open_page(page, chat_url)
+    page.get_by_label("Discharge summary").fill(NOTE)
+    page.get_by_label("Instruction", exact=True).fill("What was the diagnosis?")
+    set_max_new(page, 6)
+    page.get_by_role("button", name="Ask").click()
+    page.locator("#chat-status").get_by_text("tokens/s").wait_for(timeout=30000)
+    page.get_by_label("Instruction", exact=True).fill("")
+    page.get_by_role("button", name="Regenerate").click()
+    page.locator("#chat-status").get_by_text("Generating").wait_for(timeout=30000)
+    page.locator("#chat-status").get_by_text("tokens/s").wait_for(timeout=30000)
+    assert page.locator("#answers [data-testid='bot']").count() == 1
+    assert page.locator("#answers [data-testid='user']").last.inner_text().strip() == "What was the diagnosis?"
+    page.get_by_role("button", name="Clear").click()
+    page.wait_for_function("() => document.querySelectorAll('#answers [data-testid=\"bot\"]').length === 0",
+                           timeout=15000)

@@ -12,6 +12,8 @@ CSS = """
 .notice {border-left: 4px solid #2563eb; padding: 0.4em 0.8em;}
 .error-box {border-left: 4px solid #dc2626; padding: 0.4em 0.8em; color: #7f1d1d;}
 .answer-stats {font-size: 0.85em; opacity: 0.8;}
+/* The chat's own Clear button also resets the rating list; the chatbot's built-in trash icon would not. */
+#answers button[aria-label="Clear"] {display: none;}
 """
 
 
