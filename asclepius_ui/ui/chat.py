@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Iterator
 
 import gradio as gr
@@ -12,6 +11,7 @@ from ..engine import GenerationError, GenerationSettings
 from ..examples import example_notes
 from ..tasks import by_label, missing_argument
 from ..tokenization import Budget, default_max_new, truncate_note
+from . import rating_widget
 from .context import AppContext
 from .task_picker import task_picker
 
@@ -189,7 +189,5 @@ def build(ctx: AppContext) -> None:
     stop.click(lambda r: None if ctx.stop(r) else None, rid, None, queue=False, show_progress="hidden")
     clear.click(lambda: ([], [], None, "", ""), None, [chatbot, turns, rid, status, cut_text])
 
-    if ctx.storage is not None and importlib.util.find_spec("asclepius_ui.ui.rating_widget") is not None:
-        from . import rating_widget
-
+    if ctx.storage is not None:
         rating_widget.build(ctx, turns, chatbot)
