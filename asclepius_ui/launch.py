@@ -89,7 +89,7 @@ def build_context(args: argparse.Namespace):
 
         users = load_users(args.auth)
     return AppContext(engine=engine, contenders=contenders, storage=storage, users=users,
-                      db_url=None if args.no_db else args.db, demo=engine.is_demo, max_concurrent=args.max_concurrent)
+                      db_url=None if args.no_db else args.db, max_concurrent=args.max_concurrent)
 
 
 def check_binding(args: argparse.Namespace) -> None:

@@ -65,7 +65,3 @@ def build_prompt(note: str, question: str, template: str = "asclepius") -> str:
         raise ValueError(f"unknown template {template!r}; choose one of {', '.join(TEMPLATES)}") from None
     return fmt.format(note=note.strip("\r\n"), question=question.strip("\r\n"))
 
-
-def prompt_overhead(template: str = "asclepius") -> str:
-    """The template with empty note and question: the fixed text every prompt carries."""
-    return build_prompt("", "", template)

@@ -121,7 +121,7 @@ def test_long_note_is_flagged_and_truncated_visibly(chat_url, page):
 def test_demo_banner(launch_app, tiny_engine, page):
     tiny_engine.is_demo = True
     try:
-        url = launch_app(AppContext(engine=tiny_engine, demo=True))
+        url = launch_app(AppContext(engine=tiny_engine))
     finally:
         tiny_engine.is_demo = False
     open_page(page, url)

@@ -20,7 +20,6 @@ class AppContext:
     storage: Any = None
     users: Any = None
     db_url: str | None = None
-    demo: bool = False
     max_concurrent: int = 1
     _stops: dict[str, threading.Event] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
