@@ -138,9 +138,13 @@ def test_regenerate_replaces_the_last_answer_and_clear_empties(chat_url, page):
     page.get_by_role("button", name="Ask").click()
     page.locator("#chat-status").get_by_text("tokens/s").wait_for(timeout=30000)
     page.get_by_label("Instruction", exact=True).fill("")
+    # Record every status the page shows: a 6-token answer passes through "Generating…" too fast to poll for.
+    page.evaluate("""() => { window.statuses = []; const el = document.querySelector('#chat-status');
+        new MutationObserver(() => window.statuses.push(el.innerText)).observe(el, {subtree: true,
+        childList: true, characterData: true}); }""")
     page.get_by_role("button", name="Regenerate").click()
-    page.locator("#chat-status").get_by_text("Generating").wait_for(timeout=30000)
-    page.locator("#chat-status").get_by_text("tokens/s").wait_for(timeout=30000)
+    page.wait_for_function("() => window.statuses.some(s => s.includes('Generating'))"
+                           " && window.statuses.at(-1).includes('tokens/s')", timeout=30000)
     assert page.locator("#answers [data-testid='bot']").count() == 1
     assert page.locator("#answers [data-testid='user']").last.inner_text().strip() == "What was the diagnosis?"
     page.get_by_role("button", name="Clear").click()
