@@ -22,6 +22,7 @@ from transformers import (
 )
 from transformers.generation.streamers import BaseStreamer
 
+from .errors import GenerationError, ModelLoadError
 from .prompts import TEMPLATES, build_prompt
 from .registry import DEMO_NAME, REGISTRY, ModelSpec, resolve
 from .tokenization import encode_prompt
@@ -31,14 +32,6 @@ DEVICES = ("auto", "cpu", "cuda")
 PRECISION_LABELS = {"fp32": "fp32", "bf16": "bf16", "fp16": "fp16", "8bit": "8-bit (bitsandbytes)",
                     "4bit": "4-bit nf4 (bitsandbytes)"}
 DEMO_MARKER = "asclepius_demo.json"
-
-
-class ModelLoadError(RuntimeError):
-    """A model could not be loaded; the message is meant for the user."""
-
-
-class GenerationError(RuntimeError):
-    """Generation failed (out of memory, bad settings); the message is meant for the user."""
 
 
 @dataclass

@@ -6,15 +6,12 @@ import random
 import uuid
 from dataclasses import dataclass
 
+from .errors import StorageError  # noqa: F401  (re-exported for the pages)
 from .rubric import SCORES
 
 REASON_TAGS = ("incorrect", "irrelevant", "major omission", "minor omission", "unsafe", "other")
 WINNERS = {"A": "A better", "B": "B better", "tie": "Tie", "both_bad": "Both bad"}
 SOURCES = ("chat", "compare")
-
-
-class StorageError(RuntimeError):
-    """A database read or write failed; the message is meant for the rater (the form keeps its values)."""
 
 
 def new_uid() -> str:

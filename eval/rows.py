@@ -8,14 +8,11 @@ import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from asclepius_ui.errors import InputError
 from asclepius_ui.jsonl import iter_jsonl, read_jsonl
 
 ANSWER_PREFIX = "answer_"
 SCORE_PREFIX = "score_"
-
-
-class InputError(ValueError):
-    """Bad input file or arguments; the message is meant for the user (CLIs exit with code 2)."""
 
 
 def row_id(row: dict) -> str:
