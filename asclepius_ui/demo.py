@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .engine import DEMO_MARKER
+from .engines.base import DEMO_MARKER
 
 SHIPPED = Path(__file__).resolve().parent.parent / "assets" / "demo-model"
 
