@@ -6,17 +6,41 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .errors import InputError
-from .prompts import build_prompt
+from .prompts import TEMPLATES, build_prompt
 
 
 def encode_prompt(tokenizer, prompt: str) -> list[int]:
-    """Token ids for ``prompt`` with the tokenizer's BOS exactly once (never doubled)."""
-    ids = list(tokenizer(prompt, add_special_tokens=True)["input_ids"])
+    """Token ids for ``prompt`` with the tokenizer's BOS exactly once (never doubled).
+
+    The text is never parsed for control tokens: a literal ``<s>`` or ``</s>`` in a note (or typed before a
+    prompt) stays text, so untrusted notes cannot end or restart a sequence. BOS comes from the tokenizer's own
+    rule (``add_special_tokens``), once.
+    """
+    ids = list(tokenizer(prompt, add_special_tokens=True, split_special_tokens=True)["input_ids"])
     bos = tokenizer.bos_token_id
     if bos is not None:
         while len(ids) > 1 and ids[0] == bos and ids[1] == bos:
             ids.pop(0)
     return ids
+
+
+def note_prefix(prompt: str, template: str) -> str | None:
+    """The start of ``prompt`` that depends only on the note: everything before the question, for templates that
+    put the note first (Asclepius's). ``None`` when the template asks first or ``prompt`` is not in its shape.
+
+    Follow-up questions on one note share this text, so a backend can reuse its KV cache.
+    """
+    fmt = TEMPLATES.get(template)
+    if fmt is None or "{note}" not in fmt or "{question}" not in fmt:
+        return None
+    at_note, at_question = fmt.index("{note}"), fmt.index("{question}")
+    if at_note > at_question:
+        return None
+    head, between = fmt[:at_note], fmt[at_note + len("{note}"):at_question]
+    end = prompt.rfind(between) if between else -1
+    if not prompt.startswith(head) or end < len(head):
+        return None
+    return prompt[:end + len(between)]
 
 
 AUTHORS_MAX_NEW_TOKENS = 400
@@ -110,7 +134,7 @@ def truncate_to_fit(count: Callable[[str], int], spans: Callable[[str], list[tup
 def tokenizer_spans(tokenizer, text: str) -> list[tuple[int, int]]:
     """Character spans of ``text``'s tokens from a Hugging Face tokenizer (characters for a slow one)."""
     try:
-        return [tuple(o) for o in tokenizer(text, add_special_tokens=False,
+        return [tuple(o) for o in tokenizer(text, add_special_tokens=False, split_special_tokens=True,
                                             return_offsets_mapping=True)["offset_mapping"]]
     except (NotImplementedError, ValueError, KeyError, TypeError):  # slow tokenizer: cut on characters
         return [(i, i + 1) for i in range(len(text))]

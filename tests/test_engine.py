@@ -68,6 +68,23 @@ def test_bos_exactly_once(tiny_engine):
     assert doubled[0] == bos and doubled[1] != bos
 
 
+def test_literal_control_tokens_in_a_note_stay_text(tiny_engine):
+    """A note quoting ``<s>``/``</s>`` (or a prompt typed with a leading ``<s>``) must not start or end a sequence."""
+    tok = tiny_engine.tokenizer
+    bos, eos = tok.bos_token_id, tok.eos_token_id
+    note = "Pt wrote <s> and </s> on the form.\n" + NOTE
+    prompt = tiny_engine.prompt(note, "What did the patient write?")
+    ids = tiny_engine.encode(prompt)
+    assert ids[0] == bos and ids.count(bos) == 1 and eos not in ids
+    assert "<s> and </s>" in tok.decode(ids, skip_special_tokens=True)
+    as_text = tok("<s>" + NOTE, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+    assert tiny_engine.encode("<s>" + NOTE) == [bos] + as_text and as_text[0] != bos
+    spans = tiny_engine.token_spans("a </s> b")
+    assert all("a </s> b"[i:j] != "</s>" for i, j in spans)  # no single control token inside the note
+    assert tiny_engine.count_tokens(prompt) == len(ids)
+    assert tiny_engine.generate(prompt, GenerationSettings(max_new_tokens=4)).prompt_tokens == len(ids)
+
+
 def test_generation_stops_at_eos_and_strips_it(tiny_engine):
     prompt = tiny_engine.prompt(NOTE, "What was given?")
     first = tiny_engine.model.generate(torch.tensor([tiny_engine.encode(prompt)]), max_new_tokens=1,

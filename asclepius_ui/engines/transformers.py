@@ -1,7 +1,20 @@
-"""The transformers backend: a causal LM in full precision, 8-bit or 4-bit, streamed, with a per-request stop."""
+"""The transformers backend: a causal LM in full precision, 8-bit or 4-bit, streamed, with a per-request stop.
+
+Two speed-ups that never change the tokens of a greedy answer:
+
+* **Prefix reuse.** The Asclepius prompt puts the note before the question, so every follow-up question on one
+  note starts with the same tokens. The KV cache of that note part is kept (``PrefixCache``, a small LRU keyed by
+  the exact token ids; ``LoadOptions.extra["prefix_cache_entries"]``/``["prefix_cache_bytes"]``, 0 entries = off)
+  and a follow-up only processes its question: time to first token drops to a fraction.
+* **Prompt-lookup decoding** (``GenerationSettings.prompt_lookup`` > 0, greedy only): drafts tokens by matching
+  the last words against the prompt and verifies them in one forward pass, faster when the answer copies the note.
+  It streams like plain greedy decoding. transformers' assisted decoding re-feeds the whole prompt on its first
+  step, so it cannot start from a cached prefix: a follow-up that reuses the note decodes without drafts.
+"""
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import json
@@ -9,6 +22,7 @@ import os
 import queue
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,15 +31,17 @@ import torch
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
+    DynamicCache,
     StoppingCriteria,
     StoppingCriteriaList,
 )
+from transformers.cache_utils import DynamicLayer
 from transformers.generation.streamers import BaseStreamer
 
 from ..errors import GenerationError, ModelLoadError
 from ..prompts import TEMPLATES
 from ..registry import DEMO_NAME, REGISTRY, ModelSpec, resolve
-from ..tokenization import encode_prompt, tokenizer_spans
+from ..tokenization import encode_prompt, note_prefix, tokenizer_spans
 from .base import (
     DEMO_MARKER,
     Capabilities,
@@ -79,6 +95,82 @@ def _drain(q: queue.SimpleQueue, into: list[int]) -> bool:
         if item is None:
             return True
         into.extend(item)
+
+
+MIN_PREFIX_TOKENS = 16  # shorter shared prefixes are not worth a cache entry
+
+
+class PrefixCache:
+    """A small thread-safe LRU of KV caches keyed by the exact token ids of a prompt prefix (a note's part).
+
+    Entries are never mutated once stored: ``lookup`` hands out a deep copy (``generate`` grows the cache it is
+    given). Bounded by ``max_entries`` and ``max_bytes``; ``max_entries=0`` turns reuse off. ``hits``, ``misses``
+    and ``reused_tokens`` count what happened, so callers (tests, the benchmark) can see that reuse took place.
+    """
+
+    def __init__(self, max_entries: int = 4, max_bytes: int = 2 * 2**30):
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[tuple[int, ...], tuple[DynamicCache, int]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = self.misses = self.reused_tokens = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_entries > 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def nbytes(self) -> int:
+        with self._lock:
+            return sum(n for _, n in self._entries.values())
+
+    def lookup(self, ids: list[int]) -> tuple[DynamicCache | None, int]:
+        """A private copy of the longest cached prefix of ``ids`` (shorter than ``ids``) and its length."""
+        if not self.enabled:
+            return None, 0
+        with self._lock:
+            best = max((k for k in self._entries if len(k) < len(ids) and tuple(ids[:len(k)]) == k),
+                       key=len, default=None)
+            if best is None:
+                self.misses += 1
+                return None, 0
+            self._entries.move_to_end(best)
+            entry = self._entries[best][0]
+            self.hits += 1
+            self.reused_tokens += len(best)
+        return copy.deepcopy(entry), len(best)  # entries are immutable: copying outside the lock is safe
+
+    def store(self, ids: list[int], cache: DynamicCache) -> bool:
+        """Keep ``cache`` cropped to ``len(ids)`` tokens (it is cropped in place, then compacted); True if kept."""
+        n = len(ids)
+        if not self.enabled or not _croppable(cache) or cache.get_seq_length() < n:
+            return False
+        cache.crop(n - cache.get_seq_length())  # a negative count removes that many trailing tokens
+        nbytes = 0
+        for layer in cache.layers:
+            layer.keys, layer.values = layer.keys.clone(), layer.values.clone()  # drop the generated tail's memory
+            nbytes += layer.keys.nbytes + layer.values.nbytes
+        if nbytes > self.max_bytes:
+            return False
+        with self._lock:
+            self._entries[tuple(ids)] = (cache, nbytes)
+            self._entries.move_to_end(tuple(ids))
+            while len(self._entries) > self.max_entries or sum(b for _, b in self._entries.values()) > self.max_bytes:
+                self._entries.popitem(last=False)
+        return True
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+def _croppable(cache) -> bool:
+    """Only plain full-attention layers can be cut back to a prefix and reused as they are."""
+    return isinstance(cache, DynamicCache) and bool(cache.layers) and all(
+        type(layer) is DynamicLayer and layer.is_initialized for layer in cache.layers)
 
 
 def _is_local(model: str) -> bool:
@@ -165,7 +257,8 @@ class TransformersEngine(Engine):
     revision: str
     is_demo: bool = False
     notices: list[str] = field(default_factory=list)
-    capabilities: Capabilities = Capabilities(batch=True)
+    prefix_cache: PrefixCache = field(default_factory=PrefixCache)
+    capabilities: Capabilities = Capabilities(batch=True, prefix_cache=True, prompt_lookup=True)
     backend = "transformers"
 
     @property
@@ -191,12 +284,35 @@ class TransformersEngine(Engine):
     def token_spans(self, text: str) -> list[tuple[int, int]]:
         return tokenizer_spans(self.tokenizer, text)
 
-    def _generate_kwargs(self, settings: GenerationSettings) -> dict:
+    def _generate_kwargs(self, settings: GenerationSettings, batch: int = 1) -> dict:
+        """``generate`` keywords; prompt-lookup drafting only for one greedy sequence (its output is then the
+        same token for token; transformers' assisted decoding takes one sequence and no beams)."""
         settings.validate()
         pad = self.tokenizer.pad_token_id
         if pad is None:
             pad = self.eos_token_ids[0] if self.eos_token_ids else 0
-        return dict(settings.to_kwargs(), eos_token_id=self.eos_token_ids, pad_token_id=pad)
+        kw = dict(settings.to_kwargs(), eos_token_id=self.eos_token_ids, pad_token_id=pad)
+        if settings.prompt_lookup > 0 and batch == 1 and settings.num_beams == 1 and not settings.do_sample:
+            kw["prompt_lookup_num_tokens"] = int(settings.prompt_lookup)
+        return kw
+
+    def _prefix_length(self, prompt: str, ids: list[int]) -> int:
+        """How many leading ``ids`` depend only on the note (the prompt up to the question), 0 when none.
+
+        The note part is tokenised alone and compared with the prompt's ids: only the tokens on which both agree
+        count, so a boundary that tokenises differently inside the prompt costs a token or two, never correctness.
+        """
+        text = note_prefix(prompt, self.template)
+        if text is None:
+            return 0
+        alone = self.encode(text)
+        n = 0
+        for a, b in zip(alone, ids, strict=False):
+            if a != b:
+                break
+            n += 1
+        n = min(n, len(ids) - 1)  # generate needs at least one new token to process
+        return n if n >= MIN_PREFIX_TOKENS else 0
 
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
@@ -218,6 +334,18 @@ class TransformersEngine(Engine):
         streamer = _IdQueue(skip=1) if updates else None
         input_ids = torch.tensor([ids], device=self.model.device)
         box: dict = {}
+        # Prefix reuse: start from the note's cached KV (a private copy) and keep this note's for the next question.
+        # Beam search reorders and widens the cache, so it starts from scratch.
+        keep = self._prefix_length(prompt, ids) if self.prefix_cache.enabled and settings.num_beams == 1 else 0
+        cache, reused = self.prefix_cache.lookup(ids) if keep else (None, 0)
+        if reused:
+            # transformers' assisted decoding feeds the whole prompt on its first step, so it cannot start from a
+            # cached prefix: a follow-up drops prompt-lookup drafting (a saved prefill is worth more on a CPU).
+            kwargs.pop("prompt_lookup_num_tokens", None)
+        elif keep:
+            cache = DynamicCache(config=self.model.config)
+        if cache is not None:
+            kwargs["past_key_values"] = cache
 
         def work() -> None:
             try:
@@ -225,6 +353,8 @@ class TransformersEngine(Engine):
                     box["out"] = self.model.generate(
                         input_ids=input_ids, attention_mask=torch.ones_like(input_ids), streamer=streamer,
                         stopping_criteria=StoppingCriteriaList([_EventStop(stop_event)]), **kwargs)
+                if keep > reused:
+                    self.prefix_cache.store(ids[:keep], cache)
             except BaseException as exc:  # reported in the consumer thread
                 box["error"] = exc
             finally:
@@ -288,7 +418,7 @@ class TransformersEngine(Engine):
     def generate_batch(self, prompts: list[str], settings: GenerationSettings | None = None) -> list[GenerationResult]:
         """Answer several prompts in one left-padded batch (for batch evaluation on a GPU)."""
         settings = settings or GenerationSettings()
-        kwargs = self._generate_kwargs(settings)
+        kwargs = self._generate_kwargs(settings, batch=len(prompts))
         encoded = [self.encode(p) for p in prompts]
         for ids in encoded:
             self.check_count(len(ids), settings)
@@ -392,6 +522,8 @@ def load(options: LoadOptions) -> TransformersEngine:
         revision = _local_revision(path)
     else:
         revision = getattr(lm.config, "_commit_hash", None) or options.revision or "unknown"
+    cache = PrefixCache(int(options.extra.get("prefix_cache_entries", 4)),
+                        int(options.extra.get("prefix_cache_bytes", 2 * 2**30)))
     return TransformersEngine(model=lm, tokenizer=tokenizer, spec=spec, options=options,
                   template=options.template or spec.template, context_length=int(context), precision=precision,
-                  device=device, revision=revision, is_demo=is_demo, notices=notices)
+                  device=device, revision=revision, is_demo=is_demo, notices=notices, prefix_cache=cache)
