@@ -22,12 +22,18 @@ Figures are medians with their range (min-max). The machine this runs on may be 
 The last line is ``llamacpp_q4_k_m_vs_transformers_fp32 decode=X.XX ttft=Y.YY rss=Z.ZZ`` (q4_k_m over fp32: decode
 speed, first-question time to first token, peak RSS).
 
-Why an earlier version printed stream/bare 2.43 (bf16) and 0.77 (8-bit): it took the best of 3 runs per path on
-one repeated prompt with unpaired rates, and it forced ``min_new_tokens`` on the model's shared generation config
-inside the timed app path only. On a shared 2-core machine a burst of load from another process lands on a few
-runs; with best-of-3 of unpaired runs one unlucky path decides the ratio. Here runs are paired, alternated, on
-fresh notes, with identical settings (no ``min_new_tokens``: greedy output is the same on both paths, which is
-checked) and the median of the paired ratios is reported with its spread.
+Why an earlier version printed stream/bare 2.43 (bf16) and 0.77 (8-bit): **thread placement**. ``engine.stream``
+runs ``generate`` in a worker thread; the old bare path called it from the main thread. On this shared 2-core
+machine (load average 6-11 from other processes) torch's OpenMP team spin-waits at its barriers, and from the main
+thread that made the very same ``generate`` 4-10x slower than from a worker thread (16 tokens after a 480-token
+prompt, 0.5 GB model: main 6-14 s, worker 1.0-2.7 s, alternated in one process). With ``torch.set_num_threads(1)``
+or ``OMP_WAIT_POLICY=PASSIVE`` both placements take the same 1.1-1.9 s. How large the effect is depends on how
+busy the machine is at that moment, so the old best-of-3 unpaired runs, on one repeated prompt, with
+``min_new_tokens`` forced on the model's shared generation config inside the timed app path only, could print
+almost any ratio. Now both paths run in the same placement (the bare call in a worker thread too), paired and
+alternated, on fresh notes, with identical settings (greedy output is the same on both paths, which is checked);
+the median of the paired ratios is reported with its range, and the main-vs-worker ratio of the bare call is
+printed as a diagnostic (``main/worker``).
 """
 
 from __future__ import annotations
@@ -64,7 +70,7 @@ def _stats(values: list[float]) -> dict:
 
 
 def _synthetic_text(engine, tokens: int, seed: int) -> str:
-    """Synthetic discharge summaries joined until the text has about ``tokens`` tokens."""
+    """Synthetic discharge summaries joined and cut (on a token boundary) to ``tokens`` tokens."""
     from train.notes import make_notes
 
     parts, text = [], ""
@@ -73,7 +79,8 @@ def _synthetic_text(engine, tokens: int, seed: int) -> str:
         text = "\n".join(parts)
         if engine.count_tokens(text) >= tokens:
             break
-    return text
+    spans = engine.token_spans(text)
+    return text[:spans[min(tokens, len(spans)) - 1][1]]
 
 
 def _fresh(text: str, i: int) -> str:
@@ -182,6 +189,7 @@ def measure(args: argparse.Namespace) -> dict:
                     bare(engine.prompt(_fresh(base, 7001 + 2 * i), question))]
             placement.append((pair[1]["tokens"] / pair[1]["seconds"]) / (pair[0]["tokens"] / pair[0]["seconds"]))
 
+    phases = {"load": load_s, "app_vs_bare": time.perf_counter() - t - load_s}
     long_note = _synthetic_text(engine, args.note_tokens, seed=23)
     ttft_settings = GenerationSettings(max_new_tokens=2, prompt_lookup=0)
     first, follow = [], []
@@ -191,9 +199,10 @@ def measure(args: argparse.Namespace) -> dict:
         first.append(_app(engine, engine.prompt(note, QUESTIONS[0]), ttft_settings)["ttft"])
         follow.append(_app(engine, engine.prompt(note, QUESTIONS[1]), ttft_settings)["ttft"])
     hits = None if hits0 is None else engine.prefix_cache.hits - hits0
+    phases["ttft"] = time.perf_counter() - t - sum(phases.values())
     return dict(config=args.config, label=engine.precision_label, load_s=load_s, rss_loaded_mib=rss_loaded,
                 peak_rss_mib=_rss_mib(), app_over_bare=_stats(ratios), decode_tok_s=_stats(decode),
-                main_over_worker=_stats(placement), seconds=time.perf_counter() - t,
+                main_over_worker=_stats(placement), seconds=time.perf_counter() - t, phases=phases,
                 app_tok_s=_stats([r["app"]["tokens"] / r["app"]["seconds"] for r in rows]),
                 bare_tok_s=_stats([r["bare"]["tokens"] / r["bare"]["seconds"] for r in rows]),
                 tokens=sorted({r["app"]["tokens"] for r in rows} | {r["bare"]["tokens"] for r in rows}),
@@ -347,22 +356,29 @@ def report(results: dict[str, dict], lookups: dict[str, dict], args: argparse.Na
     print(f"model: {about} LLaMA (hidden {args.hidden}, {args.layers} layers) at {args.model}; "
           f"{args.new_tokens} greedy tokens; {args.rounds} alternated rounds; {args.threads} threads")
     ref = results.get(REFERENCE, {})
+    timing: list[str] = []
     head = (f"{'configuration':<22}{'decode tok/s':>22}{'x fp32':>8}{'app/bare':>20}{'TTFT first s':>22}"
-            f"{'follow-up s':>20}{'follow/first':>14}{'peak RSS MiB':>14}{'same':>6}")
+            f"{'follow-up s':>20}{'follow/first':>14}{'peak RSS MiB':>14}{'same':>6}{'main/worker':>13}")
     print(head)
     for name, r in results.items():
         if "error" in r:
             print(f"{name:<22}skipped: {r['error']}")
             continue
+        timing.append(f"{name} {r['seconds']:.0f} s (" + ", ".join(f"{k} {v:.0f}" for k, v in r["phases"].items())
+                      + ")")
         print(f"{name:<22}{_fmt(r['decode_tok_s'], '.1f'):>22}{_ratio(r, ref, 'decode_tok_s'):>8.2f}"
               f"{_fmt(r['app_over_bare'], '.3f'):>20}{_fmt(r['ttft_first'], '.2f'):>22}"
               f"{_fmt(r['ttft_follow'], '.3f'):>20}{r['follow_over_first']['median']:>14.3f}"
-              f"{r['peak_rss_mib']:>14.0f}{'yes' if r['same_tokens'] else 'NO':>6}")
+              f"{r['peak_rss_mib']:>14.0f}{'yes' if r['same_tokens'] else 'NO':>6}"
+              f"{r['main_over_worker']['median'] if r['main_over_worker'] else float('nan'):>13.2f}")
     some = next((r for r in results.values() if "error" not in r), None)
     if some:
         print(f"(decode prompt {some['prompt_tokens']} tokens, app/bare = app tok/s over bare tok/s per adjacent "
               f"pair; TTFT on a {some['note_tokens']}-token prompt, {args.ttft_rounds} rounds; 'same' = app and "
-              "bare made identical tokens)")
+              "bare made identical tokens; main/worker = bare generate from the main thread over the same from a "
+              "worker thread)")
+    if timing:
+        print("per configuration: " + ", ".join(timing))
     for note in notes:
         print(note)
     for name, lk in lookups.items():
