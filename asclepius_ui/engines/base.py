@@ -55,7 +55,8 @@ class GenerationSettings:
 
     ``preset`` names where the values came from (``greedy``, ``paper`` or ``custom``) and is stored with every
     answer. ``prompt_lookup`` > 0 drafts that many tokens from the prompt (identical greedy output, faster when
-    the answer copies the note) on backends that declare the capability.
+    the answer copies the note) on backends that declare the capability; on by default, used for greedy decoding
+    only (bench/generation.py measures it per task), 0 turns it off.
     """
 
     max_new_tokens: int = 400
@@ -64,7 +65,7 @@ class GenerationSettings:
     top_p: float = 0.9
     num_beams: int = 1
     repetition_penalty: float = 1.0
-    prompt_lookup: int = 0
+    prompt_lookup: int = 10
     preset: str = "greedy"
 
     @classmethod
