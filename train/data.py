@@ -256,3 +256,39 @@ class ReleasedCollator:
         batch = InstructionCollator(self.bos_id)(features)
         batch["attention_mask"] = (batch["input_ids"] != self.bos_id).long()
         return batch
+
+
+# ---------------------------------------------------------------- command line
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m train.data mimic --noteevents NOTEEVENTS.csv.gz --pairs mimiciii_discharge.csv --out DIR``."""
+    import argparse
+    import sys
+
+    from train.mimic import prepare_mimic
+
+    parser = argparse.ArgumentParser(prog="python -m train.data", description="Prepare training data.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    m = sub.add_parser("mimic", help="MIMIC-III discharge summaries and Asclepius-R pairs (offline, streamed)")
+    m.add_argument("--noteevents", required=True, help="PhysioNet NOTEEVENTS.csv or NOTEEVENTS.csv.gz")
+    m.add_argument("--pairs", required=True, help="Asclepius-R mimiciii_discharge.csv (ROW_ID, Question, Answer, Task)")
+    m.add_argument("--out", required=True, help="folder for notes.jsonl, pairs.jsonl and counts.json")
+    m.add_argument("--exclude-row-ids", help="file of NOTEEVENTS ROW_IDs to leave out (one a line: evaluation notes)")
+    m.add_argument("--chunksize", type=int, default=20_000, help="NOTEEVENTS rows read at a time")
+    m.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        counts = prepare_mimic(args.noteevents, args.pairs, args.out, args.exclude_row_ids, args.chunksize,
+                               progress=not args.no_progress)
+    except (InputError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for line in counts.lines():
+        print(line)
+    print(f"wrote {Path(args.out) / 'notes.jsonl'} and {Path(args.out) / 'pairs.jsonl'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
