@@ -185,7 +185,8 @@ def encode_released(tokenizer, note: str, question: str, answer: str, max_length
     * prompt without the space after ``[Instruction End]``; note, question and answer stripped of newlines only;
     * prompt and answer tokenized together: ``tok(prompt + answer)`` (BOS once) + EOS, then cut at ``max_length``;
     * labels: the first ``len(tok(prompt)) - 1`` positions are -100. The reference counted prompt tokens that are
-      not its pad token, and its pad token was BOS, so the BOS is not counted: the last prompt position is trained.
+      not its pad token, and its pad token was BOS, so the BOS is not counted: the last prompt position is trained
+      (and a prompt cut at ``max_length`` trains its last position only, as there).
     Padding is BOS and BOS is masked out of attention: see ``ReleasedCollator``.
     """
     prompt = released_prompt(note, question)
