@@ -241,7 +241,7 @@ def test_released_pretraining_stream_doubles_bos_at_note_boundaries(tok):
     boundary = len(per_note[0]) + 1
     assert flat[boundary:boundary + 3] == [2, 1, 1]
     ours = [t for block in data.build_pretraining_dataset(texts, tok, 32, seed=5)["input_ids"] for t in block]
-    assert ours[:2] != [1, 1] and all(not (x == 1 and y == 1) for x, y in zip(ours, ours[1:]))
+    assert ours[:2] != [1, 1] and all(not (x == 1 and y == 1) for x, y in zip(ours, ours[1:], strict=False))
 
 
 def test_default_prompt_ids_follow_encode_prompt_bos_rule(tok):
