@@ -198,8 +198,9 @@ def test_fsdp_configs_are_fsdp2_with_fsdp_activation_checkpointing(name):
 def test_docs_use_fsdp2_only():
     """Every documented launch uses the FSDP2 configs; the deprecated `--fsdp "<string>"` form is gone."""
     docs = (Path(__file__).resolve().parent.parent / "docs" / "training.md").read_text()
-    assert '--fsdp "' not in docs and "fsdp_version: 1" not in docs
-    assert "--fsdp_config train/configs/fsdp2_llama.json" in docs
+    commands = "\n".join(block.split("\n", 1)[1] for block in docs.split("```")[1::2] if block.startswith("bash"))
+    assert "accelerate launch" in commands and '--fsdp "' not in commands and "fsdp_version: 1" not in docs
+    assert "--fsdp --fsdp_config train/configs/fsdp2_llama.json" in commands
     for name in ("fsdp_7b_8xa100.yaml", "fsdp_13b_8xa100.yaml"):
         assert f"train/configs/{name}" in docs
 
