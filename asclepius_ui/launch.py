@@ -52,9 +52,11 @@ def build_context(args: argparse.Namespace):
     if args.model:
         model = args.model
     else:
+        from train.toy import build_demo_model
+
         from .demo import demo_model_path
 
-        model = str(demo_model_path())
+        model = str(demo_model_path(build=build_demo_model))
     engine = load_engine(options_from_args(args, model))
     contenders = {}
     for other in args.compare_model:
