@@ -249,3 +249,23 @@ def unique_texts(texts: Iterable[Any]) -> list[str]:
         if isinstance(t, str) and t.strip():
             seen.setdefault(t, None)
     return list(seen)
+
+
+def add_source_arguments(parser, columns: Sequence[str] = ("note", "question", "task"), prefix: str = "") -> None:
+    """``--<prefix>split``, ``--<prefix>revision`` and one ``--<name>-column`` flag per canonical column.
+
+    ``prefix`` (e.g. ``"input-"``) keeps the split/revision flags apart from a model's own ``--revision``.
+    """
+    group = parser.add_argument_group("input source (a file, a `datasets` folder or a hub dataset id)")
+    group.add_argument(f"--{prefix}split", default="train", help="split of a hub dataset or a DatasetDict folder")
+    group.add_argument(f"--{prefix}revision", help="revision (branch, tag or commit) of a hub dataset")
+    for name in columns:
+        group.add_argument(f"--{name}-column", help=f"column holding the {name} "
+                                                    f"(default: {', '.join(ALIASES.get(name, (name,)))})")
+
+
+def source_options(args, prefix: str = "") -> dict[str, Any]:
+    """Keyword arguments (``split``, ``revision``, ``columns``) for ``read_rows``-style readers from those flags."""
+    attr = prefix.replace("-", "_")
+    columns = {k[:-len("_column")]: v for k, v in vars(args).items() if k.endswith("_column") and v}
+    return {"split": getattr(args, f"{attr}split"), "revision": getattr(args, f"{attr}revision"), "columns": columns}

@@ -110,3 +110,43 @@ def test_resolve_columns_released_names_aliases_and_flags():
     rows = ds.canonical_rows([{"summary": "n", "ask": "q", "reply": "a", "x": 1}], got)
     assert rows == [{"note": "n", "question": "q", "answer": "a", "x": 1}]
     assert ds.unique_texts(["b", "a", "b", "", None, " ", "a"]) == ["b", "a"]
+
+
+def test_eval_rows_and_generate_flags_read_every_source(tmp_path):
+    from eval.generate import build_parser
+    from eval.rows import read_rows
+
+    path = tmp_path / "questions.parquet"
+    pd.DataFrame(ROWS).to_parquet(path)
+    assert read_rows(path, ("note", "question", "task")) == ROWS
+    renamed = [{"summary": r["note"], "ask": r["question"], "kind": r["task"]} for r in ROWS]
+    gz = tmp_path / "mine.jsonl.gz"
+    gz.write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in renamed).encode()))
+    args = build_parser().parse_args(["--input", str(gz), "--out", "o.jsonl", "--model", "m", "--note-column",
+                                      "summary", "--question-column", "ask", "--task-column", "kind",
+                                      "--input-split", "test", "--revision", "abc"])
+    opts = ds.source_options(args, prefix="input-")
+    assert opts == {"split": "test", "revision": None, "columns": {"note": "summary", "question": "ask",
+                                                                    "task": "kind"}}
+    rows = read_rows(args.input, ("note", "question", "task"), **opts)
+    assert [(r["note"], r["question"], r["task"]) for r in rows] == [(r["note"], r["question"], r["task"])
+                                                                      for r in ROWS]
+    # plain CSV/JSONL keep their own reader and messages
+    with pytest.raises(InputError, match="Input file not found"):
+        read_rows(tmp_path / "nope.jsonl")
+
+
+def test_study_importer_reads_parquet_and_compressed_files(tmp_path):
+    from asclepius_ui.studies import StudyFileError, parse_study_file
+
+    items = [{"id": "a", "note": "N1", "question": "Q1", "task": "Summarization", "answer_x": "1", "answer_y": "2"},
+             {"id": "b", "note": "N2", "question": "Q2", "task": "Paraphrasing", "answer_x": "3", "answer_y": "4"}]
+    pd.DataFrame(items).to_parquet(tmp_path / "study.parquet")
+    parsed = parse_study_file(tmp_path / "study.parquet")
+    assert parsed.models == ["x", "y"] and [i.ext_id for i in parsed.items] == ["a", "b"]
+    assert parsed.items[1].answers == {"x": "3", "y": "4"}
+    pd.DataFrame(items).to_csv(tmp_path / "study.csv.gz", index=False)
+    assert parse_study_file(tmp_path / "study.csv.gz").items[0].note == "N1"
+    pd.DataFrame([{k: v for k, v in items[0].items() if k != "answer_y"}]).to_parquet(tmp_path / "bad.parquet")
+    with pytest.raises(StudyFileError, match="need at least two answer_<model> columns"):
+        parse_study_file(tmp_path / "bad.parquet")
