@@ -1,13 +1,16 @@
 """Instruction fine-tuning on (note, question, answer) rows with the app's prompt, full or LoRA/QLoRA.
 
     accelerate launch --config_file train/configs/fsdp_7b_8xa100.yaml -m train.finetune \\
-        --model_name_or_path runs/pretrain-7b --data_path instructions.jsonl --output_dir runs/asclepius-7b
+        --model_name_or_path runs/pretrain-7b --data_path starmpcc/Asclepius-Synthetic-Clinical-Notes \\
+        --output_dir runs/asclepius-7b
 
     # one 24 GB GPU
     python -m train.finetune --model_name_or_path runs/pretrain-7b --data_path instructions.jsonl \\
         --output_dir runs/asclepius-7b-qlora --qlora --per_device_train_batch_size 4
 
-Only answer tokens and the final EOS carry loss (see ``train.data.encode_instruction``).
+Only answer tokens and the final EOS carry loss (see ``train.data.encode_instruction``); ``--match_released`` trains
+as the released checkpoints were instead (``train.data.encode_released``). With LoRA on several processes every rank
+waits for the adapter save, rank 0 merges, and all wait for the merge before leaving.
 """
 
 from __future__ import annotations
