@@ -78,3 +78,19 @@ def test_torchrun_two_processes_interrupted_and_resumed_equals_uninterrupted(set
     assert all(torch.equal(wa[k], wb[k]) for k in wa), "resumed weights differ from the uninterrupted run"
     assert any(not torch.equal(wa[k], init[k]) for k in wa)  # it did train
     assert (straight / "checkpoint-4" / "tokenizer.model").is_file() and (straight / "tokenizer.model").is_file()
+
+
+def test_torchrun_lora_merges_on_rank_zero_between_barriers(setup):
+    """Both ranks train LoRA, wait for the adapter, rank 0 merges, both wait for the merge and exit cleanly."""
+    out = setup / "lora"
+    args = _args(setup, out)
+    args[args.index("--max_steps") + 1] = "2"
+    args[args.index("--save_strategy") + 1] = "no"
+    lora = ["--lora", "--lora_r", "4", "--lora_target_modules", "q_proj,v_proj"]
+    run = _torchrun(["-m", "train.finetune"], [*args, *lora])
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert (out / "adapter" / "adapter_model.safetensors").is_file() and (out / "adapter" / "tokenizer.model").is_file()
+    merged, init = load_file(out / "model.safetensors"), load_file(setup / "init" / "model.safetensors")
+    key = "model.layers.0.self_attn.q_proj.weight"
+    assert not torch.equal(merged[key], init[key])  # the adapter is merged into q_proj
+    assert torch.equal(merged["model.layers.0.mlp.up_proj.weight"], init["model.layers.0.mlp.up_proj.weight"])
