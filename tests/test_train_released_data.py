@@ -12,6 +12,7 @@ import json
 import socket
 import stat
 
+import datasets
 import pandas as pd
 import pytest
 import torch
@@ -177,16 +178,20 @@ def test_mimic_preparation_streams_filters_joins_and_counts(tmp_path, no_network
     assert not list(out.glob("*.partial"))
 
 
-def test_mimic_outputs_train_as_they_are(tmp_path, init_dir):
+def test_mimic_outputs_train_as_they_are_with_match_released(tmp_path, init_dir):
     noteevents, pairs, exclude, _ = _mimic_files(tmp_path)
     out = tmp_path / "mimic"
     prepare_mimic(noteevents, pairs, out, exclude, chunksize=5, progress=False)
-    pt = tmp_path / "pt"
+    pt = tmp_path / "pt"  # both stages as the released checkpoints were trained (double BOS; BOS pad and mask)
     assert pretrain.main(["--model_name_or_path", str(init_dir), "--data_path", str(out / "notes.jsonl"),
-                          "--model_max_length", "64", "--output_dir", str(pt), "--max_steps", "1", *CPU]) == 0
+                          "--model_max_length", "64", "--output_dir", str(pt), "--max_steps", "1",
+                          "--match-released", "--save_prepared_to", str(tmp_path / "blocks"), *CPU]) == 0
+    blocks = datasets.load_from_disk(str(tmp_path / "blocks"))["input_ids"]
+    assert blocks[0][:2] == [1, 1]
     ft = tmp_path / "ft"
     assert finetune.main(["--model_name_or_path", str(pt), "--data_path", str(out / "pairs.jsonl"),
-                          "--model_max_length", "512", "--output_dir", str(ft), "--max_steps", "1", *CPU]) == 0
+                          "--model_max_length", "512", "--output_dir", str(ft), "--max_steps", "1",
+                          "--match-released", *CPU]) == 0
     assert (ft / "model.safetensors").is_file()
 
 
