@@ -14,8 +14,9 @@ import string
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .items import ANSWER_PREFIX
+
 REQUIRED = ("note", "question", "task")
-ANSWER_PREFIX = "answer_"
 MAX_ANSWERS = 10
 LABELS = string.ascii_uppercase[:MAX_ANSWERS]
 
