@@ -15,3 +15,10 @@ def test_task_names_are_normalised_and_filtered_however_spelled():
                                                "Medication review"]
     picked = study_rows(rows, tasks=["ABBREVIATION_expansion", "medication review"])
     assert [r["id"] for r in picked.rows] == ["r0", "r1", "r3"]
+
+
+def test_the_study_importer_normalises_task_names():
+    from asclepius_ui.studies import parse_study_text
+
+    text = "note,question,task,answer_a,answer_b\nn,q1,Text Summarization,x,y\nn,q2,text  summarization,x,y\n"
+    assert [i.task for i in parse_study_text(text, "csv").items] == ["Summarization", "Summarization"]
