@@ -7,15 +7,15 @@ import threading
 import pytest
 import torch
 
-from asclepius_ui.engine import (
+from asclepius_ui.engines import (
     GenerationError,
     GenerationSettings,
     LoadOptions,
     ModelLoadError,
-    _generation_error,
     answer,
     load_engine,
 )
+from asclepius_ui.engines.transformers import _generation_error
 from asclepius_ui.tokenization import budget_for, truncate_note
 
 NOTE = "DISCHARGE SUMMARY\nPatient: 70-year-old male\nHospital Course:\nTreated for CAP with ceftriaxone.\n"
