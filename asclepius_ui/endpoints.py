@@ -23,6 +23,8 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 from .errors import InputError, UserError
 
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
+API_KEY_REFUSED = ("--api-key is not taken on the command line (it would end up in shell history and process "
+                   "lists): put the key in an environment variable and name it with --api-key-env.")
 FATAL = (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError, openai.BadRequestError)
 
 
@@ -49,10 +51,11 @@ MALFORMED = (MalformedReply, openai.APIResponseValidationError, json.JSONDecodeE
 class EndpointSettings:
     """Where requests go and how hard to try.
 
-    The key is ``api_key`` when given (``--api-key``), else the value of the environment variable named
-    ``api_key_env``. ``base_url`` falls back to ``OPENAI_BASE_URL``; ``azure_endpoint`` selects Azure OpenAI
-    (key from ``AZURE_OPENAI_API_KEY`` unless ``api_key_env``/``api_key`` say otherwise). ``max_retries`` is the
-    SDK's retry count for 429/5xx/connection errors; ``malformed_retries`` re-asks after a reply without content.
+    The key is ``api_key`` when given (programmatic use only: the CLIs refuse ``--api-key``), else the value of
+    the environment variable named ``api_key_env``. ``base_url`` falls back to ``OPENAI_BASE_URL``;
+    ``azure_endpoint`` selects Azure OpenAI (key from ``AZURE_OPENAI_API_KEY`` unless ``api_key_env`` or
+    ``api_key`` say otherwise). ``max_retries`` is the SDK's retry count for 429/5xx/connection errors;
+    ``malformed_retries`` re-asks after a reply without content.
     """
 
     model: str = ""
@@ -273,16 +276,16 @@ async def complete(client: openai.AsyncOpenAI, messages: list[dict[str, str]], s
 def add_endpoint_arguments(parser: argparse.ArgumentParser, *, model: bool = True, model_required: bool = False,
                            model_default: str | None = None, model_aliases: Sequence[str] = (),
                            concurrency: int = 4) -> argparse._ArgumentGroup:
-    """Add ``--base-url --api-key-env --api-key --model --concurrency --rpm --tpm --timeout --max-retries``
-    (and Azure's two) to ``parser``; ``settings_from_args`` reads them back. ``model=False`` leaves ``--model``
-    to the caller (e.g. when it names a local model there)."""
+    """Add ``--base-url --api-key-env --model --concurrency --rpm --tpm --timeout --max-retries`` (and Azure's
+    two) to ``parser``; ``settings_from_args`` reads them back. A hidden ``--api-key`` exists only to be refused
+    with a message (a key on the command line ends up in shell history and process lists). ``model=False``
+    leaves ``--model`` to the caller (e.g. when it names a local model there)."""
     g = parser.add_argument_group("endpoint (any OpenAI-compatible API)")
     g.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 for vLLM "
                                       "(default: $OPENAI_BASE_URL, else OpenAI)")
     g.add_argument("--api-key-env", default=DEFAULT_KEY_ENV, metavar="NAME",
                    help=f"NAME of the environment variable holding the API key (default: {DEFAULT_KEY_ENV})")
-    g.add_argument("--api-key", metavar="KEY",
-                   help="the API key itself; overrides --api-key-env (visible in the process list: prefer the env var)")
+    g.add_argument("--api-key", help=argparse.SUPPRESS)  # refused with a message by settings_from_args
     if model:
         g.add_argument("--model", *model_aliases, dest="model", required=model_required, default=model_default,
                        help="model (or Azure deployment) name at the endpoint")
@@ -300,6 +303,8 @@ def add_endpoint_arguments(parser: argparse.ArgumentParser, *, model: bool = Tru
 
 def settings_from_args(args: argparse.Namespace, model: str | None = None) -> EndpointSettings:
     """``EndpointSettings`` from the flags ``add_endpoint_arguments`` added; checks their values."""
+    if getattr(args, "api_key", None):
+        raise InputError(API_KEY_REFUSED)
     for name in ("concurrency", "max_retries"):
         if getattr(args, name) < (1 if name == "concurrency" else 0):
             raise InputError(f"--{name.replace('_', '-')} must be at least {1 if name == 'concurrency' else 0}.")
@@ -308,12 +313,12 @@ def settings_from_args(args: argparse.Namespace, model: str | None = None) -> En
         if value is not None and value <= 0:
             raise InputError(f"--{name} must be positive.")
     if args.api_key_env and not args.api_key_env.replace("_", "").isalnum():
-        raise InputError(f"--api-key-env takes the NAME of an environment variable, not {args.api_key_env!r} "
-                         "(pass a key itself with --api-key).")
+        raise InputError(f"--api-key-env takes the NAME of an environment variable, not {args.api_key_env!r}: "
+                         "put the key in a variable and name that.")
     if args.api_key_env != DEFAULT_KEY_ENV and not args.api_key and not os.environ.get(args.api_key_env):
         raise InputError(f"--api-key-env {args.api_key_env}: that environment variable is not set.")
     return EndpointSettings(model=model if model is not None else (getattr(args, "model", None) or ""),
-                            base_url=args.base_url, api_key_env=args.api_key_env, api_key=args.api_key,
+                            base_url=args.base_url, api_key_env=args.api_key_env,
                             azure_endpoint=args.azure_endpoint, api_version=args.api_version,
                             concurrency=args.concurrency, rpm=args.rpm, tpm=args.tpm, timeout=args.timeout,
                             max_retries=args.max_retries)

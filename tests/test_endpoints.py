@@ -50,13 +50,15 @@ def test_the_same_flags_everywhere_with_their_defaults(monkeypatch):
     defaults = endpoints.settings_from_args(parse())
     assert (defaults.api_key_env, defaults.concurrency, defaults.rpm, defaults.tpm, defaults.max_retries) == (
         "OPENAI_API_KEY", 4, None, None, 6)
-    explicit = endpoints.settings_from_args(parse("--api-key", "sk-given", "--api-key-env", "MY_KEY"))
-    assert explicit.key() == "sk-given", "a key passed with --api-key is used, not dropped"
-    assert "sk-given" not in repr(explicit)
+    with pytest.raises(InputError, match="name it with --api-key-env"):  # refused, never silently dropped
+        endpoints.settings_from_args(parse("--api-key", "sk-given"))
+    explicit = EndpointSettings(api_key="sk-given", api_key_env="MY_KEY")  # programmatic use
+    assert explicit.key() == "sk-given" and "sk-given" not in repr(explicit)
 
 
 @pytest.mark.parametrize("argv,message", [
     (("--api-key-env", "sk-abc-123"), "takes the NAME"),
+    (("--api-key", "sk-abc-123"), "name it with --api-key-env"),
     (("--api-key-env", "NOT_SET_ANYWHERE"), "is not set"),
     (("--concurrency", "0"), "--concurrency must be at least 1"),
     (("--rpm", "0"), "--rpm must be positive"),

@@ -292,19 +292,21 @@ def test_reverse_pass_and_consistency(tmp_path):
     assert report["mean_by_position"] == {1: 4.0, 2: 3.0, 3: 1.0}
 
 
-def test_cli_end_to_end_and_errors(tmp_path, capsys):
+def test_cli_end_to_end_and_errors(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("JUDGE_KEY", "k")
+    monkeypatch.setenv("BAD_KEY", "bad-key")
     inp = tmp_path / "wide.jsonl"
     inp.write_text("".join(json.dumps(r) + "\n" for r in make_rows(3)))
     out = tmp_path / "judged.jsonl"
     with judge_server(score_of=score_by_model) as stub:
-        rc = judge.main(["--input", str(inp), "--out", str(out), "--base-url", stub.base_url, "--api-key", "k",
-                         "--judge-model", "judge-x", "--reverse-pass", "--no-progress"])
+        rc = judge.main(["--input", str(inp), "--out", str(out), "--base-url", stub.base_url, "--api-key-env",
+                         "JUDGE_KEY", "--judge-model", "judge-x", "--reverse-pass", "--no-progress"])
         assert rc == 0
         report = json.loads((tmp_path / "judged.jsonl.consistency.json").read_text())
         assert report["overall"]["exact"] == 1.0
         assert "mean score by agent position" in capsys.readouterr().out
         rc = judge.main(["--input", str(inp), "--out", str(tmp_path / "x.jsonl"), "--base-url", stub.base_url,
-                         "--api-key", "bad-key", "--model", "judge-x", "--no-progress"])
+                         "--api-key-env", "BAD_KEY", "--model", "judge-x", "--no-progress"])
         assert rc == 2 and "AuthenticationError" in capsys.readouterr().err
     assert judge.main(["--input", str(tmp_path / "nope.jsonl"), "--out", str(out), "--base-url", "http://127.0.0.1:9/v1",
                        "--model", "m"]) == 2
@@ -321,7 +323,10 @@ def test_cli_end_to_end_and_errors(tmp_path, capsys):
     assert "{answers}" in capsys.readouterr().err
     assert judge.main(["--input", str(inp), "--out", str(out), "--base-url", "http://127.0.0.1:9/v1",
                        "--model", "m", "--api-key-env", "sk-abc-123"]) == 2
-    assert "pass a key itself with --api-key" in capsys.readouterr().err
+    assert "takes the NAME of an environment variable" in capsys.readouterr().err
+    assert judge.main(["--input", str(inp), "--out", str(out), "--base-url", "http://127.0.0.1:9/v1",
+                       "--model", "m", "--api-key", "sk-abc"]) == 2
+    assert "name it with --api-key-env" in capsys.readouterr().err
 
 
 def test_cli_prompt_file_and_key_from_a_named_env_var(tmp_path, monkeypatch):

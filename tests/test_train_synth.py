@@ -305,10 +305,14 @@ def test_cli_notes_summary_and_bad_key(api, tmp_path, monkeypatch, capsys):
     assert "UNSET_KEY_VAR: that environment variable is not set" in capsys.readouterr().err
 
 
-def test_cli_api_key_is_sent_as_the_key(tmp_path, capsys):
+def test_cli_api_key_is_refused_not_dropped(tmp_path, capsys, monkeypatch):
     rows = tmp_path / "instructions.jsonl"
     rows.write_text(json.dumps({"note_id": "n0", "task": "qa", "note": "Pt had CAP.", "question": "Which drug?"}))
+    out = tmp_path / "p.jsonl"
     with OpenAIServer(Faults(), api_key="sk-secret") as api:
-        assert synth.main(["answers", "--input", str(rows), "--out", str(tmp_path / "p.jsonl"), "--base-url",
-                           api.base_url, "--model", "m", "--api-key", "sk-secret"]) == 0
+        base = ["answers", "--input", str(rows), "--out", str(out), "--base-url", api.base_url, "--model", "m"]
+        assert synth.main(base + ["--api-key", "sk-secret"]) == 2
+        assert "name it with --api-key-env" in capsys.readouterr().err and not api.requests
+        monkeypatch.setenv("SECRET_KEY", "sk-secret")
+        assert synth.main(base + ["--api-key-env", "SECRET_KEY"]) == 0
     assert "wrote 1" in capsys.readouterr().out
