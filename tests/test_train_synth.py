@@ -316,3 +316,9 @@ def test_cli_api_key_is_refused_not_dropped(tmp_path, capsys, monkeypatch):
         monkeypatch.setenv("SECRET_KEY", "sk-secret")
         assert synth.main(base + ["--api-key-env", "SECRET_KEY"]) == 0
     assert "wrote 1" in capsys.readouterr().out
+
+
+def test_tasks_flag_takes_any_spelling():
+    assert synth.parse_tasks("qa, Named Entity Recognition,text summarization") == ["qa", "ner", "summarization"]
+    with pytest.raises(synth.InputError, match="unknown task"):
+        synth.parse_tasks("qa,triage")

@@ -463,14 +463,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_tasks(text: str) -> list[str]:
     """Task keys from a comma-separated list of keys or names; ``InputError`` for an unknown one."""
-    keys, unknown = [], []
-    for name in (t.strip() for t in text.split(",")):
-        if name:
-            key = task_key(name)
-            (unknown.append(name) if key is None or key == "free" else keys.append(key))
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    keys = [task_key(n) for n in names]
+    unknown = [n for n, k in zip(names, keys, strict=True) if k is None or k == "free"]
     if unknown:
         raise InputError(f"unknown task(s) {', '.join(unknown)}; choose from {', '.join(TASK_KEYS)}")
-    return keys
+    return [k for k in keys if k is not None]
 
 
 def main(argv: list[str] | None = None) -> int:
