@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 
 from asclepius_ui.items import item_id
 from asclepius_ui.rubric import RUBRIC_VERSION, SCORES
+from asclepius_ui.tasks import normalize_task
 
 from . import stats
 from .judge import consistency
@@ -139,6 +140,7 @@ class Report:
 
 def analyse_scores(key: str, scores: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> SourceResult:
     """Means with intervals, distributions, win rates and Bradley-Terry strengths for one source."""
+    scores = scores.assign(task=scores["task"].map(normalize_task))  # one group per task however it is spelled
     valid = scores.dropna(subset=["score"])
     models = sorted(valid["model"].unique())
     res = SourceResult(key, SOURCE_TITLES.get(key, key), len(valid), valid["item"].nunique(), models,
