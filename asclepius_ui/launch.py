@@ -7,8 +7,8 @@ import ipaddress
 import sys
 import warnings
 
-from .engines import LoadOptions, add_engine_arguments, load_engine, options_from_args
 from .endpoints import API_KEY_REFUSED
+from .engines import LoadOptions, add_engine_arguments, load_engine, options_from_args
 from .errors import ModelLoadError
 
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
