@@ -210,3 +210,17 @@ def test_mimic_bad_inputs(tmp_path, capsys):
     rc = data.main(["mimic", "--noteevents", str(wrong), "--pairs", str(pairs), "--out", str(tmp_path / "o"),
                     "--no-progress"])
     assert rc == 2 and "not a NOTEEVENTS file (no CATEGORY column)" in capsys.readouterr().err
+
+
+def test_hub_dataset_not_cached_offline_is_a_clear_cli_error(init_dir, tmp_path, monkeypatch, capsys):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "cache")
+    rc = finetune.main(["--model_name_or_path", str(init_dir), "--data_path",
+                        "starmpcc/Asclepius-Synthetic-Clinical-Notes", "--split", "train", "--revision", "main",
+                        "--output_dir", str(tmp_path / "o"), *CPU])
+    err = capsys.readouterr().err
+    assert rc == 2 and "starmpcc/Asclepius-Synthetic-Clinical-Notes (split train, revision main)" in err
+    assert "not cached on this machine" in err
