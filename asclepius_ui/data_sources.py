@@ -24,7 +24,7 @@ import json
 import lzma
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,6 @@ class Source:
     path: str
     split: str = "train"
     revision: str | None = None
-    columns: Mapping[str, str] = field(default_factory=dict)  # canonical name -> column in the source
 
     def describe(self) -> str:
         extra = f" (split {self.split}" + (f", revision {self.revision})" if self.revision else ")")
