@@ -469,12 +469,14 @@ def main() -> None:
                 continue
             print(f"measuring {c} ...", flush=True)
             results[c] = child("measure", args, c, gguf)
+            print(f"  {json.dumps(results[c])}", flush=True)  # kept in the log if a long run is cut short
         lookups = {}
         for c in args.lookup_configs:
             if c not in configs or "error" in results.get(c, {"error": ""}):
                 continue
             print(f"prompt lookup on {c} ...", flush=True)
             lookups[c] = child("lookup", args, c, ggufs.get(c) if c.startswith("llamacpp") else None)
+            print(f"  {json.dumps(lookups[c])}", flush=True)
         if missing:
             notes.append(f"llama.cpp rows skipped: {missing}.")
         notes.append(f"total run time {time.perf_counter() - started:.0f} s")
