@@ -241,6 +241,8 @@ def lookup(args: argparse.Namespace) -> dict:
     from asclepius_ui.tasks import TASKS, fill_instruction
 
     engine = _load(args.config, args.model, args.gguf, args.threads)
+    if not engine.capabilities.prompt_lookup:
+        return {"error": f"the {engine.backend} engine does not offer prompt-lookup decoding"}
     if hasattr(engine, "prefix_cache"):
         engine.prefix_cache.max_entries = 0  # follow-ups reuse the note and then decode without drafts
     args_for = {"ner": "medications", "abbreviation": "BP", "relation": "the medications",
