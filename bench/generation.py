@@ -11,8 +11,9 @@ RSS is its own and nothing it leaves behind (threads, allocator state) touches t
 
 * **app vs bare**: the app path (``engine.stream``, 50 ms updates, as the chat page calls it) and the bare backend
   (``model.generate`` / ``Llama.__call__`` with the same settings, same thread count) alternate over ``--rounds``
-  rounds, in a swapped order every other round, each on a note of its own (no cache can carry one run into the
-  next). Both must produce the same tokens (checked); the ratio is per adjacent pair, then the median and range.
+  rounds, in a swapped order every other round; each round has a note of its own and the caches are emptied
+  before every run (both paths process the whole prompt). Both must produce the same tokens (checked); the ratio
+  is per adjacent pair, then the median and range.
 * **time to first token**: a fresh ~``--note-tokens`` note, its first question, then a follow-up question
   (prefix reuse: transformers' KV cache of the note, llama.cpp's own prompt cache).
 * **prompt lookup**: each Asclepius task on real-style notes (``--notes``, public clinical text), drafting on
@@ -169,14 +170,24 @@ def measure(args: argparse.Namespace) -> dict:
         return _app(engine, prompt, settings)
 
     worker = _in_worker(bare) if engine.backend == "transformers" else bare  # llama.cpp has its own threads
+
+    def forget() -> None:
+        """Drop what the last request left in the caches, so each run of a pair processes the whole prompt."""
+        if engine.backend == "transformers":
+            engine.prefix_cache.clear()
+        else:
+            _llama_object(engine).reset()  # llama.cpp would reuse the longest common prefix with the last prompt
+
     app(engine.prompt(_fresh(base, 9999), question))  # warm-up of both paths
     worker(engine.prompt(_fresh(base, 9998), question))
     rows = []
     for i in range(args.rounds):
         order = (("app", app), ("bare", worker)) if i % 2 == 0 else (("bare", worker), ("app", app))
         pair = {}
-        for j, (name, path) in enumerate(order):
-            pair[name] = path(engine.prompt(_fresh(base, 2 * i + j), question))
+        prompt = engine.prompt(_fresh(base, i), question)  # one note per pair: same work, comparable tokens
+        for name, path in order:
+            forget()
+            pair[name] = path(prompt)
         rows.append(pair)
     ratios = [(r["app"]["tokens"] / r["app"]["seconds"]) / (r["bare"]["tokens"] / r["bare"]["seconds"]) for r in rows]
     decode = [(r["app"]["tokens"] - 1) / (r["app"]["seconds"] - r["app"]["ttft"]) for r in rows
