@@ -284,30 +284,40 @@ VERIFY_QUESTIONS = ("Summarize the hospital course.", "List the discharge medica
                     "What abbreviations are used and what do they mean?")
 
 
-def verify_prompts(template: str = "asclepius") -> list[str]:
-    """A few Asclepius prompts on the shipped example notes (or a short built-in note)."""
+def verify_notes() -> list[str]:
+    """The shipped example notes (or a short built-in note), one per verification question."""
     from .examples import example_notes
-    from .prompts import build_prompt
 
-    notes = list(example_notes().values())[:len(VERIFY_QUESTIONS)] or [
+    notes = list(example_notes().values()) or [
         "Patient: 64-year-old man. CXR showed RLL infiltrate; treated for CAP with ceftriaxone and improved."]
-    return [build_prompt(notes[i % len(notes)][:1500], q, template) for i, q in enumerate(VERIFY_QUESTIONS)]
+    return [notes[i % len(notes)] for i in range(len(VERIFY_QUESTIONS))]
 
 
-def greedy_reference(checkpoint: Path, prompts: list[str], n: int) -> list[tuple[list[int], list[int]]]:
-    """(prompt ids, first ``n`` greedy ids) from the transformers model in fp32, EOS not stopping it."""
+def greedy_reference(checkpoint: Path, n: int) -> list[tuple[str, list[int], list[int]]]:
+    """(prompt, prompt ids, first ``n`` greedy ids) from the transformers model in fp32, EOS not stopping it.
+
+    Each prompt is an Asclepius prompt on an example note, the note shortened until prompt and answer fit the
+    model's context.
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from .prompts import build_prompt
     from .tokenization import encode_prompt
 
     tok = AutoTokenizer.from_pretrained(checkpoint)
     model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32)
     model.eval()
+    context = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
     out = []
     with torch.inference_mode():
-        for prompt in prompts:
+        for note, question in zip(verify_notes(), VERIFY_QUESTIONS, strict=True):
+            prompt = build_prompt(note, question)
             ids = encode_prompt(tok, prompt)
+            while len(ids) + n > context and note:
+                note = note[: len(note) * 3 // 4]
+                prompt = build_prompt(note, question)
+                ids = encode_prompt(tok, prompt)
             past, step, new = None, torch.tensor([ids]), []
             for _ in range(n):
                 res = model(input_ids=step, past_key_values=past, use_cache=True)
@@ -315,7 +325,7 @@ def greedy_reference(checkpoint: Path, prompts: list[str], n: int) -> list[tuple
                 nxt = int(res.logits[0, -1].argmax())
                 new.append(nxt)
                 step = torch.tensor([[nxt]])
-            out.append((ids, new))
+            out.append((prompt, ids, new))
     del model
     return out
 
@@ -341,11 +351,10 @@ def greedy_gguf(gguf: Path, prompt_ids: list[list[int]], n: int, threads: int | 
 
 
 def verify(checkpoint: Path, gguf: Path, threads: int | None = None, n: int = VERIFY_TOKENS) -> list[Agreement]:
-    """Greedy agreement between the checkpoint (transformers, fp32) and the GGUF on ``verify_prompts``."""
-    prompts = verify_prompts()
-    reference = greedy_reference(checkpoint, prompts, n)
-    ggufs = greedy_gguf(gguf, [ids for ids, _ in reference], n, threads)
-    return [Agreement(p, ref, g) for p, (_, ref), g in zip(prompts, reference, ggufs, strict=True)]
+    """Greedy agreement between the checkpoint (transformers, fp32) and the GGUF on Asclepius prompts."""
+    reference = greedy_reference(checkpoint, n)
+    ggufs = greedy_gguf(gguf, [ids for _, ids, _ in reference], n, threads)
+    return [Agreement(p, ref, g) for (p, _, ref), g in zip(reference, ggufs, strict=True)]
 
 
 # The whole conversion ----------------------------------------------------------------------------------------------
