@@ -222,6 +222,14 @@ class RemoteEngine(Engine):
                   temperature=float(settings.temperature) if settings.do_sample else 0.0)
         if settings.do_sample:
             kw["top_p"] = float(settings.top_p)
+        if self.options.mode == "completion":
+            # A self-hosted server's own sampler defaults (llama.cpp: repeat penalty 1.1, top-k 40, min-p 0.05)
+            # would change the answer: say what the settings mean, in the names vLLM and llama.cpp read.
+            penalty = float(settings.repetition_penalty)
+            extra = {"repetition_penalty": penalty, "repeat_penalty": penalty}
+            if settings.do_sample:
+                extra.update(top_k=-1, min_p=0.0)
+            kw["extra_body"] = extra
         if self.options.mode == "chat":
             return self.client.chat.completions.create(messages=[{"role": "user", "content": prompt}], **kw)
         return self.client.completions.create(prompt=prompt, **kw)
@@ -243,11 +251,12 @@ class RemoteEngine(Engine):
         stop_event = stop_event or threading.Event()
         n_prompt = self.check_fits(prompt, settings) or 0
         start = time.perf_counter()
-        text, pieces, last, first = "", 0, 0.0, None
+        text, pieces, last, first, finished = "", 0, 0.0, None, False
         try:
             response = self._request(prompt, settings, stream=True)
             with response:
                 for chunk in response:
+                    finished = finished or any(getattr(c, "finish_reason", None) for c in chunk.choices or [])
                     piece = self._piece(chunk)
                     if piece:
                         text += piece
@@ -264,6 +273,13 @@ class RemoteEngine(Engine):
             raise GenerationError(f"The endpoint answered with an error: {exc}") from exc
         except openai.OpenAIError as exc:
             raise GenerationError(f"Could not reach the endpoint: {exc}") from exc
+        if not finished and not stop_event.is_set():
+            # A server that fails after it started streaming (llama-cpp-python on a prompt over its context) just
+            # ends the stream: never pass that off as a finished answer.
+            raise GenerationError(f"The endpoint ended the answer without finishing it (after {pieces} pieces): the "
+                                  "server failed mid-answer (e.g. the prompt is over its context) or dropped it for "
+                                  "another request (llama-cpp-python's server does unless started with "
+                                  "--interrupt_requests False). See the server's log.")
         yield StreamUpdate(text, pieces, time.perf_counter() - start, done=True, stopped=stop_event.is_set(),
                            prompt_tokens=n_prompt, first_token_s=first)
 
