@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import llama_cpp
+from llama_cpp._internals import LlamaModel
 
 from ..errors import GenerationError, ModelLoadError, UnsupportedError
 from ..prompts import TEMPLATES
@@ -276,8 +277,10 @@ def load(options: LoadOptions) -> LlamaCppEngine:
         notices.append(f"--n-gpu-layers {options.n_gpu_layers} was asked for, but this llama-cpp-python build has "
                        "no GPU support: running on the CPU.")
     try:
-        probe = llama_cpp.Llama(str(path), vocab_only=True, verbose=False)
-        metadata = dict(probe.metadata)
+        params = llama_cpp.llama_model_default_params()
+        params.vocab_only = True  # the metadata only: no weights, no context
+        probe = LlamaModel(path_model=str(path), params=params, verbose=False)
+        metadata = dict(probe.metadata())
         probe.close()
         trained = int(metadata[f"{metadata.get('general.architecture', 'llama')}.context_length"])
     except (ValueError, RuntimeError, OSError, KeyError) as exc:
