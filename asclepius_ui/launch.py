@@ -7,6 +7,7 @@ import ipaddress
 import sys
 import warnings
 
+from .endpoints import API_KEY_REFUSED
 from .engines import LoadOptions, add_engine_arguments, load_engine, options_from_args
 from .errors import ModelLoadError
 
@@ -20,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="another model (folder, hub id or .gguf) for blind side-by-side comparison (repeatable)")
     c.add_argument("--remote-model", help="a model served over an OpenAI-compatible API, as a contender")
     c.add_argument("--remote-base-url", help="its base URL (default: $OPENAI_BASE_URL)")
-    c.add_argument("--remote-api-key", help="its API key (default: the variable named by --remote-api-key-env)")
+    c.add_argument("--remote-api-key", help=argparse.SUPPRESS)  # refused: keys travel in environment variables
     c.add_argument("--remote-api-key-env", default="OPENAI_API_KEY", metavar="VAR",
                    help="environment variable holding its API key (default OPENAI_API_KEY)")
     c.add_argument("--remote-mode", choices=["chat", "completion"], default="chat")
@@ -52,9 +53,11 @@ def build_context(args: argparse.Namespace):
     if args.model:
         model = args.model
     else:
+        from train.toy import build_demo_model
+
         from .demo import demo_model_path
 
-        model = str(demo_model_path())
+        model = str(demo_model_path(build=build_demo_model))
     engine = load_engine(options_from_args(args, model))
     contenders = {}
     for other in args.compare_model:
@@ -65,7 +68,7 @@ def build_context(args: argparse.Namespace):
         contenders[e.model_id] = e
     if args.remote_model:
         remote = load_engine(LoadOptions(model=args.remote_model, backend="openai", base_url=args.remote_base_url,
-                                         api_key=args.remote_api_key, api_key_env=args.remote_api_key_env,
+                                         api_key_env=args.remote_api_key_env,
                                          api_mode=args.remote_mode, template=args.template or "asclepius"))
         contenders[f"{args.remote_model} (remote)"] = remote
     storage = users = None
@@ -94,6 +97,9 @@ def check_binding(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = add_arguments(argparse.ArgumentParser(description="Asclepius Studio")).parse_args(argv)
+    if args.remote_api_key:
+        print(f"error: {API_KEY_REFUSED.replace('--api-key', '--remote-api-key')}", file=sys.stderr)
+        return 2
     check_binding(args)
     from .auth import UsersFileError
     from .rating_logic import StorageError

@@ -19,7 +19,8 @@ from .task_picker import task_picker
 NEED_TWO = (
     "Compare mode needs at least two contenders. Start the app with another local model "
     "(`--compare-model ID_OR_FOLDER`, repeatable) or a model served over an OpenAI-compatible API "
-    "(`--remote-model NAME --remote-base-url URL`, key from `--remote-api-key` or `$OPENAI_API_KEY`)."
+    "(`--remote-model NAME --remote-base-url URL`, key from `$OPENAI_API_KEY` or the variable named by "
+    "`--remote-api-key-env`)."
 )
 HOW = ("Both contenders answer the same note and instruction. Which model is **Model A** (left) and which is "
        "**Model B** (right) is decided at random for every trial and shown only after your vote. The vote opens "
