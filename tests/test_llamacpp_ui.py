@@ -25,8 +25,7 @@ def test_chat_answers_and_truncates_on_a_gguf(gguf_url, page):
     set_max_new(page, 200)
     page.get_by_role("button", name="Ask").click()
     page.locator("#chat-status").get_by_text("tokens/s").wait_for(timeout=30000)
-    status = page.locator("#chat-status").inner_text()
-    assert "GGUF F16" in bot_text(page) and "200 tokens" in status  # (Stop is tested on the engine: this is fast)
+    assert "GGUF F16 (llama.cpp)" in bot_text(page)  # (Stop is tested on the engine: this model is too fast)
 
     long_note = NOTE + "\n".join(f"Day {i}: stable, walked in the hall, ate well." for i in range(300))
     page.get_by_label("Discharge summary").fill(long_note)
@@ -36,7 +35,7 @@ def test_chat_answers_and_truncates_on_a_gguf(gguf_url, page):
     cut = page.get_by_label("Text removed from the note").input_value()
     assert cut and page.get_by_label("Discharge summary").input_value() + cut == long_note
     page.locator("#token-budget").get_by_text("(fits)").wait_for(timeout=15000)
-    page.get_by_role("button", name="Ask").click()  # the truncated note fits with the same 200 new tokens
+    page.get_by_role("button", name="Ask").click()  # the truncated note fits with the same max new tokens
     page.wait_for_function("() => document.querySelectorAll('#answers [data-testid=\"bot\"]').length == 2",
                            timeout=30000)
     page.locator("#chat-status").get_by_text("tokens/s").wait_for(timeout=30000)
