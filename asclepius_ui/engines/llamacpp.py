@@ -11,6 +11,7 @@ question (``capabilities.prefix_cache``).
 from __future__ import annotations
 
 import codecs
+import ctypes
 import hashlib
 import json
 import os
@@ -101,10 +102,13 @@ class LlamaCppEngine(Engine):
             spans.append((char_at[max(0, start)], char_at[max(0, min(end, len(data)))]))
         return spans
 
-    def _token_bytes(self, token: int) -> bytes:
-        buf = (llama_cpp.ctypes.c_char * 64)()
-        n = llama_cpp.llama_token_to_piece(self._vocab, llama_cpp.llama_token(token), buf, 64, 0, False)
-        return bytes(buf[:max(n, 0)])
+    def _token_bytes(self, token: int, size: int = 64) -> bytes:
+        """The bytes ``token`` stands for (nothing for a control token)."""
+        buf = (ctypes.c_char * size)()
+        n = llama_cpp.llama_token_to_piece(self._vocab, llama_cpp.llama_token(token), buf, size, 0, False)
+        if n < 0:  # the piece is longer than the buffer: -n bytes are needed
+            return self._token_bytes(token, -n)
+        return bytes(buf[:n])
 
     # Generation -----------------------------------------------------------------------------------------------
     def _sampling(self, settings: GenerationSettings) -> dict:
