@@ -25,7 +25,7 @@ from pathlib import Path
 import llama_cpp
 from llama_cpp._internals import LlamaModel
 
-from ..errors import GenerationError, ModelLoadError, UnsupportedError
+from ..errors import GenerationError, ModelLoadError
 from ..prompts import TEMPLATES
 from ..registry import DEMO_NAME, REGISTRY, ModelSpec, lookup, resolve
 from .base import DEMO_MARKER, Capabilities, Engine, GenerationSettings, LoadOptions, StreamUpdate
@@ -113,11 +113,7 @@ class LlamaCppEngine(Engine):
     # Generation -----------------------------------------------------------------------------------------------
     def _sampling(self, settings: GenerationSettings) -> dict:
         """llama.cpp sampler arguments for ``settings`` (no min-p/top-k cut that transformers would not make)."""
-        settings.validate()
-        if settings.num_beams > 1:
-            raise UnsupportedError(f"llama.cpp has no beam search: {self.model_id} answers with Beams = 1 only. "
-                                   "Set Beams to 1 (greedy or sampling), or use the greedy preset "
-                                   "(`--preset greedy`).")
+        self.check_settings(settings)
         if settings.do_sample:
             return dict(temp=float(settings.temperature), top_p=float(settings.top_p), top_k=0, min_p=0.0,
                         repeat_penalty=float(settings.repetition_penalty))

@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from ..endpoints import EndpointSettings, make_client
 from ..errors import GenerationError, ModelLoadError
 from ..prompts import TEMPLATES
 from ..registry import resolve
@@ -119,8 +120,6 @@ class RemoteEngine(Engine):
     backend = "openai"
 
     def __post_init__(self) -> None:
-        from openai import OpenAI
-
         if self.options.template not in TEMPLATES:
             raise ModelLoadError(f"Unknown template {self.options.template!r}.")
         if self.options.mode not in ("chat", "completion"):
@@ -128,8 +127,10 @@ class RemoteEngine(Engine):
         base_url = self.options.base_url or os.environ.get("OPENAI_BASE_URL")
         api_key = self.options.api_key or os.environ.get(self.options.api_key_env) or "EMPTY"
         if self.client is None:
-            self.client = OpenAI(base_url=base_url, api_key=api_key, timeout=self.options.timeout,
-                                 max_retries=self.options.max_retries)
+            self.client = make_client(EndpointSettings(
+                model=self.options.model, base_url=base_url, api_key_env=self.options.api_key_env,
+                api_key=self.options.api_key, timeout=self.options.timeout, max_retries=self.options.max_retries),
+                asynchronous=False)
         self._tokenizer = None
         self._http = None
         self.server = ServerInfo()
@@ -217,7 +218,7 @@ class RemoteEngine(Engine):
             self._http.close()
 
     def _request(self, prompt: str, settings: GenerationSettings, stream: bool):
-        settings.validate()
+        self.check_settings(settings)
         kw = dict(model=self.options.model, max_tokens=int(settings.max_new_tokens), stream=stream,
                   temperature=float(settings.temperature) if settings.do_sample else 0.0)
         if settings.do_sample:
