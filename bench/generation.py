@@ -319,6 +319,8 @@ def child(mode: str, args: argparse.Namespace, config: str | None = None, gguf: 
         out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout:.0f} s"}
+    if out.returncode < 0:
+        return {"error": f"stopped by signal {-out.returncode}"}
     if out.returncode:
         lines = [line for line in out.stderr.strip().splitlines() if line.strip()]
         return {"error": lines[-1] if lines else f"exit {out.returncode}"}
