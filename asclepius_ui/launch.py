@@ -79,6 +79,11 @@ def build_context(args: argparse.Namespace):
                                             api_key=args.remote_api_key, mode=args.remote_mode,
                                             template=args.template or "asclepius"))
         contenders[f"{args.remote_model} (remote)"] = remote
+    if not args.model and not contenders:  # compare out of the box: the demo before instruction fine-tuning
+        from .demo import base_model_path
+
+        if (base := base_model_path()) is not None:
+            contenders[str(base)] = load_engine(load_options(args, str(base)))
     storage = users = None
     if not args.no_db:
         from .storage import open_storage
