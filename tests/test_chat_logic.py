@@ -63,8 +63,9 @@ def test_stop_cancels_a_request_still_in_the_queue(ctx):
     assert logic.stop(ctx, rid) == "Stopped while waiting in the queue: it will not run."
     outs = run(ctx, rid=rid)
     assert len(outs) == 1
-    chat, turns, status, _ = outs[0]
-    assert chat == [] and turns == [] and status.startswith("Stopped while waiting in the queue")
+    chat, turns, status, evidence = outs[0]
+    assert chat == turns == evidence == logic.KEEP  # the answers on screen stay as they are
+    assert status.startswith("Stopped while waiting in the queue")
     assert logic.stop(ctx, rid) is None  # finished: nothing to stop
 
 

@@ -83,11 +83,11 @@ def build(ctx: AppContext) -> None:
             with gr.Column(scale=6, min_width=380):
                 task, _arg, instruction = task_picker("chat-")
                 with gr.Row():
-                    ask = gr.Button("Ask (Ctrl+Enter)", variant="primary", elem_id="chat-ask", scale=2)
+                    ask = gr.Button("Ask", variant="primary", elem_id="chat-ask", scale=2)
                     stop = gr.Button("Stop", variant="stop", elem_id="chat-stop", scale=1)
                     regen = gr.Button("Regenerate", elem_id="chat-regen", scale=1)
                     clear = gr.Button("Clear", elem_id="chat-clear", scale=1)
-                status = gr.Markdown(elem_id="chat-status")
+                status = gr.Markdown("<sub>Ctrl+Enter in the page asks.</sub>", elem_id="chat-status")
                 guard = gr.Radio(logic.GUARD_CHOICES, value=logic.GUARD_HOLD, visible=remote, elem_id="chat-guard",
                                  label="Privacy guard: this model is remote. Send this note?")
                 if remote:

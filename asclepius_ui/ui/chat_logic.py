@@ -10,6 +10,8 @@ import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+import gradio as gr
+
 from .. import phi_guard
 from ..conversation import now_iso, snapshot, stats_line, with_history
 from ..engine import GenerationSettings
@@ -20,6 +22,7 @@ from ..tokenization import Budget, truncate_note
 from .rating_widget import error_box
 
 log = logging.getLogger(__name__)
+KEEP = gr.update()  # an output left as it is
 
 GREEDY, PAPER, CUSTOM = "greedy", "paper", "custom"
 PRESET_CHOICES = [
@@ -158,8 +161,8 @@ def ask(ctx, rid: str | None, note: str, task_label: str, instr: str, use_histor
     chat, done = list(chat or []), list(done or [])
     rid, event = ctx.claim(rid)
     try:
-        if event.is_set():
-            yield chat, done, "Stopped while waiting in the queue: nothing was generated.", ""
+        if event.is_set():  # leave the answers on screen as they are: this request never ran
+            yield KEEP, KEEP, "Stopped while waiting in the queue: nothing was generated.", KEEP
             return
         yield from _answer(engine, event, note, task_label, instr, use_history, preset, mx, smp, temp, tp, bm, rep,
                            guard_choice, chat, done)
