@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import gradio as gr
 
-from . import admin, analysis, chat, compare, study
+from . import admin, analysis, batch, chat, compare, study
 from .context import AppContext
 
 # (tab title, page module, needs the ratings database)
 PAGES = [
     ("Chat", chat, False),
     ("Compare", compare, True),
+    ("Batch", batch, False),
     ("Study", study, True),
     ("Admin", admin, True),
     ("Analysis", analysis, True),
