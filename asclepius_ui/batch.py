@@ -76,7 +76,9 @@ def job_id(job: dict) -> str:
 
 
 def fit_problem(engine, prompt: str, settings) -> str | None:
-    """Why ``prompt`` cannot be answered within the engine's context, or None when it fits."""
+    """Why ``prompt`` cannot be answered within the engine's context, or None when it fits (or cannot be known)."""
+    if not hasattr(engine, "encode"):  # remote: its tokenizer is unknown, the server decides
+        return None
     n = engine.count_tokens(prompt)
     if n + settings.max_new_tokens > engine.context_length:
         return (f"prompt has {n} tokens; with {settings.max_new_tokens} new tokens it exceeds the context of "

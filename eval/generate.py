@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from asclepius_ui.batch import fit_problem
 from asclepius_ui.engine import PRECISIONS, GenerationError, GenerationSettings, LoadOptions, ModelLoadError
 from asclepius_ui.jsonl import JsonlAppender
 from asclepius_ui.prompts import TEMPLATES
@@ -52,13 +53,7 @@ def output_row(row: dict, engine, name: str, result) -> dict:
 
 
 def _check_fit(engine, prompt: str, settings: GenerationSettings) -> str | None:
-    if not hasattr(engine, "encode"):  # remote: the server decides
-        return None
-    n = len(engine.encode(prompt))
-    if n + settings.max_new_tokens > engine.context_length:
-        return (f"prompt has {n} tokens; with {settings.max_new_tokens} new tokens it exceeds the context of "
-                f"{engine.context_length}")
-    return None
+    return fit_problem(engine, prompt, settings)  # the Batch page's rule
 
 
 def generate_rows(engine, rows: list[dict], out_path: str | Path, settings: GenerationSettings | None = None,
