@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import InputError, UserError
+from .errors import GenerationError, InputError, UserError
 from .tasks import TASKS, by_label, fill_instruction
 
 # Tasks a batch can run without a per-row argument: their instruction is complete, or takes a sensible default.
@@ -77,12 +77,10 @@ def job_id(job: dict) -> str:
 
 def fit_problem(engine, prompt: str, settings) -> str | None:
     """Why ``prompt`` cannot be answered within the engine's context, or None when it fits (or cannot be known)."""
-    if not hasattr(engine, "encode"):  # remote: its tokenizer is unknown, the server decides
-        return None
-    n = engine.count_tokens(prompt)
-    if n + settings.max_new_tokens > engine.context_length:
-        return (f"prompt has {n} tokens; with {settings.max_new_tokens} new tokens it exceeds the context of "
-                f"{engine.context_length}")
+    try:
+        engine.check_fits(prompt, settings)
+    except GenerationError as exc:
+        return str(exc)
     return None
 
 

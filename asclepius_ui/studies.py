@@ -14,8 +14,10 @@ import string
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .items import ANSWER_PREFIX
+from .tasks import normalize_task
+
 REQUIRED = ("note", "question", "task")
-ANSWER_PREFIX = "answer_"
 MAX_ANSWERS = 10
 LABELS = string.ascii_uppercase[:MAX_ANSWERS]
 
@@ -106,7 +108,7 @@ def parse_study_text(text: str, fmt: str) -> ParsedStudy:
             problems.append(f"line {n}: id {ext_id!r} is used twice")
         seen_ids.add(ext_id)
         parsed.items.append(StudyItemIn(note=values.get("note", ""), question=values.get("question", ""),
-                                        task=values.get("task", "").strip(), ext_id=ext_id,
+                                        task=normalize_task(values.get("task")), ext_id=ext_id,
                                         answers={m: values.get(ANSWER_PREFIX + m, "") for m in models}))
     if problems:
         raise StudyFileError(problems)

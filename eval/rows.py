@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from asclepius_ui.errors import InputError
+from asclepius_ui.items import ANSWER_PREFIX, item_id
 from asclepius_ui.jsonl import iter_jsonl, read_jsonl
 
-ANSWER_PREFIX = "answer_"
 SCORE_PREFIX = "score_"
 
 
@@ -20,8 +19,7 @@ def row_id(row: dict) -> str:
     given = row.get("id")
     if given not in (None, ""):
         return str(given)
-    text = f"{row.get('note', '')}\x1f{row.get('question', '')}"
-    return "h" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    return item_id(str(row.get("note", "")), str(row.get("question", "")))
 
 
 def read_rows(path: str | Path, required: Iterable[str] = ()) -> list[dict]:

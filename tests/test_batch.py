@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import expect
 
 from asclepius_ui import batch
-from asclepius_ui.engine import GenerationSettings
+from asclepius_ui.engines import GenerationSettings
 from asclepius_ui.errors import InputError
 from asclepius_ui.ui import batch_logic
 from asclepius_ui.ui.context import AppContext

@@ -108,7 +108,7 @@ def test_remote_engine_gets_nothing_until_the_note_is_confirmed(tiny_engine):
 
 
 def test_compare_answers_both_and_reveals_after_the_vote(tiny_engine, tiny_safetensors_model, tmp_path):
-    from asclepius_ui.engine import LoadOptions, load_engine
+    from asclepius_ui.engines import LoadOptions, load_engine
 
     other = load_engine(LoadOptions(str(tiny_safetensors_model), precision="fp32", device="cpu"))
     st = open_storage(f"sqlite:///{tmp_path / 'r.db'}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from .. import batch, phi_guard
-from ..engine import GenerationSettings
+from ..engines import GenerationSettings
 from ..errors import UserError
 from .chat_logic import GUARD_REDACT, GUARD_SEND, internal_error
 from .rating_widget import error_box

@@ -14,11 +14,10 @@ import gradio as gr
 
 from .. import phi_guard
 from ..conversation import now_iso, snapshot, stats_line, with_history
-from ..engine import GenerationSettings
+from ..engines import GenerationSettings
 from ..errors import UserError
 from ..evidence import find_evidence, render_html
 from ..tasks import by_label, missing_argument
-from ..tokenization import Budget, truncate_note
 from .rating_widget import error_box
 
 log = logging.getLogger(__name__)
@@ -46,27 +45,25 @@ def preset_settings(preset: str, max_new: float, sampling: bool, temperature: fl
                     repetition: float) -> GenerationSettings:
     """Decoding settings for a preset; ``custom`` takes the sliders, ``greedy`` only their max new tokens."""
     if preset == PAPER:
-        s = GenerationSettings(max_new_tokens=400, do_sample=True, temperature=1.0, top_p=1.0, num_beams=5)
-    elif preset == CUSTOM:
-        s = GenerationSettings(max_new_tokens=int(max_new), do_sample=bool(sampling), temperature=float(temperature),
-                               top_p=float(top_p), num_beams=int(beams), repetition_penalty=float(repetition))
-    else:
-        preset = GREEDY
-        s = GenerationSettings(max_new_tokens=int(max_new))
-    if hasattr(s, "preset"):
-        s.preset = preset
-    return s
+        return GenerationSettings.from_preset(PAPER)
+    if preset == CUSTOM:
+        return GenerationSettings(max_new_tokens=int(max_new), do_sample=bool(sampling), temperature=float(temperature),
+                                  top_p=float(top_p), num_beams=int(beams), repetition_penalty=float(repetition),
+                                  preset=CUSTOM)
+    return GenerationSettings.from_preset(GREEDY, max_new_tokens=int(max_new))
 
 
 def streams(settings: GenerationSettings) -> bool:
     """Beam search cannot stream: the answer arrives when it is done."""
-    return settings.num_beams == 1
+    return settings.streams
 
 
 def budget_text(engine, note: str, instruction: str, max_new: float) -> str:
     """The live token count shown under the note."""
-    prompt_tokens = engine.count_tokens(engine.prompt(note or "", instruction or ""))
-    b = Budget(prompt_tokens, int(max_new), engine.context_length)
+    b = engine.budget(engine.prompt(note or "", instruction or ""), int(max_new))
+    if b is None:
+        return (f"Token budget unknown: {engine.model_id} is served by a backend that cannot count tokens here "
+                f"(context {engine.context_length}). Pass --tokenizer DIR to count them.")
     if not b.fits:
         return error_box(b.describe() + ". Lower max new tokens, shorten the note, or use “Truncate note to fit”.")
     return b.describe()
@@ -76,16 +73,10 @@ def do_truncate(engine, note: str, instruction: str, max_new: float, keep_choice
     """(kept note, cut text, open the cut box, status)."""
     note = note or ""
     try:
-        if hasattr(engine, "truncate_note"):
-            cut = engine.truncate_note(note, instruction or "", int(max_new),
-                                       keep="end" if keep_choice == "Keep the end" else "start")
-        else:
-            cut = truncate_note(engine.tokenizer, note, instruction or "", engine.template, int(max_new),
-                                engine.context_length, keep="end" if keep_choice == "Keep the end" else "start")
-    except (UserError, ValueError) as exc:
+        cut = engine.truncate_note(note, instruction or "", int(max_new),
+                                   keep="end" if keep_choice == "Keep the end" else "start")
+    except UserError as exc:
         return note, "", False, error_box(str(exc))
-    except AttributeError:
-        return note, "", False, error_box("Truncation needs a local model's tokenizer.")
     if not cut.cut:
         return note, "", False, "The note already fits; nothing was cut."
     msg = f"Cut {cut.cut_tokens} tokens ({len(cut.cut)} characters) from the note; the removed text is shown below."
@@ -197,15 +188,15 @@ def _answer(engine, event, note, task_label, instr, use_history, preset, mx, smp
     turns_so_far = [(d["instruction"], d["answer"]) for d in done]
     question = with_history(instr, turns_so_far) if use_history else instr
     prompt = engine.prompt(sent, question)
-    b = Budget(engine.count_tokens(prompt), settings.max_new_tokens, engine.context_length)
-    if not b.fits:
+    b = engine.budget(prompt, settings.max_new_tokens)
+    if b is not None and not b.fits:
         yield chat, done, error_box(b.describe() + ". Nothing was generated: lower max new tokens or use “Truncate "
                                     "note to fit” (it shows exactly what is cut)."), ""
         return
     chat += [{"role": "user", "content": instr}, {"role": "assistant", "content": ""}]
     started, t0 = now_iso(), time.perf_counter()
     live = streams(settings)
-    name = preset if preset in (GREEDY, PAPER, CUSTOM) else GREEDY
+    name = settings.preset
     waiting = (f"Generating with the {name} preset… beam search cannot stream: the answer appears when it is done"
                if not live else "Generating…")
     yield chat, done, waiting, ""

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 from ..conversation import now_iso, snapshot
 from ..demo import display_name
-from ..engine import GenerationSettings
+from ..engines import GenerationSettings
 from ..errors import UserError
 from ..evidence import find_evidence, render_html
 from ..rating_logic import WINNERS, assign_sides, draw_pair, new_uid
@@ -18,7 +18,8 @@ from .rating_widget import error_box
 NEED_TWO = (
     "Compare mode needs at least two contenders. Start the app with another local model "
     "(`--compare-model ID_OR_FOLDER`, repeatable) or a model served over an OpenAI-compatible API "
-    "(`--remote-model NAME --remote-base-url URL`, key from `--remote-api-key` or `$OPENAI_API_KEY`)."
+    "(`--remote-model NAME --remote-base-url URL`, key from `$OPENAI_API_KEY` or the variable named by "
+    "`--remote-api-key-env`)."
 )
 HOW = ("Both contenders answer the same note and instruction. Which model is **Model A** (left) and which is "
        "**Model B** (right) is decided at random for every trial and shown only after your vote. The vote opens "
@@ -64,7 +65,8 @@ def _answer_both(ctx, note, task_label, instr, max_new, guard_choice) -> Iterato
     for side, name in names.items():
         e = engines[name]
         prompts[side] = e.prompt(sent, instr)
-        if e.count_tokens(prompts[side]) + settings.max_new_tokens > e.context_length:
+        b = e.budget(prompts[side], settings.max_new_tokens)
+        if b is not None and not b.fits:
             yield _out(status=error_box(f"The note and instruction do not fit Model {side}'s context of "
                                         f"{e.context_length} tokens with {settings.max_new_tokens} new tokens: "
                                         "shorten the note or lower max new tokens."))
