@@ -132,7 +132,7 @@ def build(ctx: AppContext) -> None:
     clear.click(lambda: ([], [], None, "", "", ""), None, [chatbot, turns, rid, status, cut_text, evidence],
                 **private)
     load_example.click(lambda name: examples.get(name, ""), example, note, **private)
-    note.change(lambda: logic.GUARD_HOLD, None, guard, show_progress="hidden", **private)  # confirm each note
+    note.change(logic.guard_reset, note, guard, show_progress="hidden", **private)  # confirm each note
     for comp in (note, instruction, max_new):
         comp.change(functools.partial(logic.budget_text, engine), [note, instruction, max_new], budget,
                     show_progress="hidden", trigger_mode="always_last", **private)

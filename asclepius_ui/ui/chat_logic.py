@@ -115,6 +115,12 @@ def guard_note(engines: Iterable, note: str, choice: str | None) -> Guarded:
                                      "“Privacy guard” to confirm this note."), None)
 
 
+def guard_reset(note: str) -> dict:
+    """A changed note needs a new confirmation: the guard goes back to "Do not send yet" and names this note."""
+    key = phi_guard.note_key(note or "")[:8]
+    return gr.update(value=GUARD_HOLD, info=f"Applies to this note only (fingerprint {key}).")
+
+
 def with_heartbeat(updates: Iterator, every: float = 1.0) -> Iterator:
     """``updates`` consumed in a thread; yields each update, or None when ``every`` seconds pass without one."""
     q: queue.Queue = queue.Queue()

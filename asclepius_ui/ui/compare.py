@@ -69,7 +69,7 @@ def build(ctx: AppContext) -> None:
     run.click(on_run, [note, task, instruction, max_new, guard],
               [ans_a, ans_b, score_a, score_b, status, reveal, trial, ev_a, ev_b, *votes],
               concurrency_limit=max(1, ctx.max_concurrent), concurrency_id="generate", api_name="compare")
-    note.change(lambda: chat_logic.GUARD_HOLD, None, guard, show_progress="hidden", api_visibility="private")
+    note.change(chat_logic.guard_reset, note, guard, show_progress="hidden", api_visibility="private")
     winner = gr.Textbox(visible=False, label="Winner (A, B, tie or both_bad)")  # an input of the `vote` API
     for key, button in zip(WINNERS, votes, strict=True):
         button.click(lambda k=key: k, None, winner, queue=False, show_progress="hidden",
