@@ -67,15 +67,14 @@ def build(ctx: AppContext) -> None:
                     example = gr.Dropdown([(example_label(n, engine), n) for n in examples], label="Example note",
                                           value=None, scale=3, elem_id="chat-example")
                     load_example = gr.Button("Load example", scale=1, size="sm")
-                note = gr.Textbox(label="Discharge summary", lines=9, max_lines=20, elem_id="chat-note",
+                note = gr.Textbox(label="Discharge summary", lines=9, max_lines=14, elem_id="chat-note",
                                   placeholder="Paste a discharge summary here.")
                 budget = gr.Markdown(logic.budget_text(engine, "", "", default_max_new(engine.context_length)),
                                      elem_id="token-budget")
-                with gr.Accordion("Truncate the note to fit", open=False):
-                    with gr.Row():
-                        keep = gr.Radio(["Keep the start", "Keep the end"], value="Keep the start",
-                                        label="When truncating", scale=2)
-                        truncate = gr.Button("Truncate note to fit", scale=1)
+                with gr.Row():
+                    keep = gr.Radio(["Keep the start", "Keep the end"], value="Keep the start",
+                                    label="When truncating", scale=2)
+                    truncate = gr.Button("Truncate note to fit", scale=1)
                 with gr.Accordion("Cut from the note", open=False) as cut_box:
                     cut_text = gr.Textbox(label="Text removed from the note", lines=6, interactive=False)
                 with gr.Accordion("Where in the note (latest answer)", open=True, elem_id="chat-evidence-box"):
@@ -83,10 +82,10 @@ def build(ctx: AppContext) -> None:
             with gr.Column(scale=6, min_width=380):
                 task, _arg, instruction = task_picker("chat-")
                 with gr.Row():
-                    ask = gr.Button("Ask", variant="primary", elem_id="chat-ask", scale=2)
-                    stop = gr.Button("Stop", variant="stop", elem_id="chat-stop", scale=1)
-                    regen = gr.Button("Regenerate", elem_id="chat-regen", scale=1)
-                    clear = gr.Button("Clear", elem_id="chat-clear", scale=1)
+                    ask = gr.Button("Ask", variant="primary", elem_id="chat-ask", scale=2, min_width=60)
+                    stop = gr.Button("Stop", variant="stop", elem_id="chat-stop", scale=1, min_width=60)
+                    regen = gr.Button("Regenerate", elem_id="chat-regen", scale=1, min_width=60)
+                    clear = gr.Button("Clear", elem_id="chat-clear", scale=1, min_width=60)
                 status = gr.Markdown("<sub>Ctrl+Enter in the page asks.</sub>", elem_id="chat-status")
                 guard = gr.Radio(logic.GUARD_CHOICES, value=logic.GUARD_HOLD, visible=remote, elem_id="chat-guard",
                                  label="Privacy guard: this model is remote. Send this note?")
