@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from asclepius_ui.storage import open_storage
@@ -125,4 +127,20 @@ def test_compare_answers_both_and_reveals_after_the_vote(tiny_engine, tiny_safet
     assert c["winner"] == "tie"
     [r] = [r for r in st.ratings() if r["comparison_id"] == c["id"]]
     assert r["settings"]["evidence"]["spans"] is not None
+    st.close()
+
+
+def test_a_rating_stores_and_exports_what_the_rater_saw(ctx, tmp_path):
+    from asclepius_ui.export import export
+    from asclepius_ui.ui.rating_widget import submit
+
+    st = open_storage(f"sqlite:///{tmp_path / 'r.db'}")
+    *_, (chat, turns, status, _) = run(ctx, instr="Was ceftriaxone given?")
+    message, _, _ = submit(st, turns, None, 3, [], "", None, {}, "local")
+    assert message.startswith("Saved rating")
+    out = tmp_path / "ratings.jsonl"
+    export(st, "ratings", "jsonl", out)
+    [row] = [json.loads(line) for line in out.read_text().splitlines()]
+    assert row["settings"]["preset"] == "greedy"
+    assert row["settings"]["evidence"] == turns[0]["evidence"]  # the spans the rater was shown
     st.close()
