@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("eval.report", "tables and plots from judge scores and expert ratings"),
     "make-study": ("eval.make_study", "build a blinded expert study file from answer files"),
     "synth": ("train.synth", "synthesise notes, instructions and answers through an endpoint"),
+    "data": ("train.data", "prepare training data (`data mimic`: MIMIC-III for Asclepius-R, offline)"),
     "pretrain": ("train.pretrain", "continued pretraining on clinical notes"),
     "finetune": ("train.finetune", "instruction fine-tuning (full, LoRA or QLoRA)"),
     "toy": ("train.toy", "the end-to-end CPU toy run (also builds the demo model)"),

@@ -14,6 +14,7 @@ import string
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import data_sources
 from .items import ANSWER_PREFIX
 from .tasks import normalize_task
 
@@ -116,8 +117,15 @@ def parse_study_text(text: str, fmt: str) -> ParsedStudy:
 
 
 def parse_study_file(path: str | Path) -> ParsedStudy:
-    """``parse_study_text`` on a .jsonl/.csv file (format from the extension)."""
+    """``parse_study_text`` on a .jsonl/.csv file (format from the extension), or on the rows of any other
+    ``data_sources`` source (parquet, .gz, a ``datasets`` folder, a cached hub dataset id)."""
     p = Path(path)
+    if p.suffix.lower() not in (".jsonl", ".json", ".csv") and data_sources.kind_of(str(path)) != "missing":
+        try:
+            rows = data_sources.read_records(str(path))
+        except data_sources.SourceError as exc:
+            raise StudyFileError([str(exc)]) from None
+        return parse_study_text("\n".join(json.dumps(r, ensure_ascii=False, default=str) for r in rows), "jsonl")
     fmt = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv"}.get(p.suffix.lower(), p.suffix.lower().lstrip("."))
     try:
         text = p.read_text(encoding="utf-8-sig")

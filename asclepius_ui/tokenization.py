@@ -121,3 +121,15 @@ def truncate_note(tokenizer, note: str, question: str, template: str, max_new_to
     """``truncate_to_fit`` with a Hugging Face tokenizer and ``template``."""
     return truncate_to_fit(lambda n: len(encode_prompt(tokenizer, build_prompt(n, question, template))),
                            lambda n: tokenizer_spans(tokenizer, n), note, max_new_tokens, context_length, keep)
+
+
+def pad_token_id(tokenizer) -> int:
+    """The id to pad batches with: the tokenizer's pad, else unk, else EOS, and never BOS.
+
+    LLaMA tokenizers have no pad token. Padded positions are masked (attention and labels), so the value changes no
+    result; it is never BOS so that BOS stays a real, attended token. The one rule for the app and training.
+    """
+    for tid in (tokenizer.pad_token_id, tokenizer.unk_token_id, tokenizer.eos_token_id):
+        if tid is not None and tid != tokenizer.bos_token_id:
+            return tid
+    raise ValueError("the tokenizer has no pad, unk or EOS token to pad with")

@@ -18,8 +18,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from asclepius_ui.batch import fit_problem
+from asclepius_ui.data_sources import add_source_arguments, source_options
 from asclepius_ui.engines import PRESETS, GenerationSettings, add_engine_arguments, load_engine, options_from_args
-from asclepius_ui.errors import GenerationError, ModelLoadError
+from asclepius_ui.errors import GenerationError, UserError
 from asclepius_ui.jsonl import JsonlAppender
 
 from .rows import InputError, iter_batches, read_done, read_rows, row_id
@@ -123,7 +124,9 @@ def generate_rows(engine, rows: list[dict], out_path: str | Path, settings: Gene
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m eval.generate", description=__doc__.split("\n")[0])
-    p.add_argument("--input", required=True, help="questions: .jsonl or .csv with note, question, task (id optional)")
+    p.add_argument("--input", required=True, help="questions with note, question, task (id optional): .jsonl, .csv, "
+                                                  ".parquet (.gz too), a `datasets` folder or a hub dataset id")
+    add_source_arguments(p, prefix="input-")
     p.add_argument("--out", required=True, help="answers .jsonl (appended to; existing ids are skipped)")
     p.add_argument("--name", help="model name for the answer_<model> column (default: registry name or folder)")
     add_engine_arguments(p)
@@ -163,18 +166,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if (args.max_new_tokens is not None and args.max_new_tokens < 1) or args.batch_size < 1:
             raise InputError("--max-new-tokens and --batch-size must be at least 1.")
-        rows = read_rows(args.input, REQUIRED)
+        rows = read_rows(args.input, REQUIRED, **source_options(args, prefix="input-"))
         if args.limit is not None:
             rows = rows[: args.limit]
         if not rows:
             raise InputError(f"{args.input} has no rows.")
+        settings = settings_from_args(args)
         engine = make_engine(args)
-    except (InputError, ModelLoadError, GenerationError) as exc:
+        engine.check_settings(settings)  # e.g. the paper preset's beams on a backend without beam search
+    except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for notice in engine.notices:
         print(f"note: {notice}", file=sys.stderr)
-    settings = settings_from_args(args)
     summary = generate_rows(engine, rows, args.out, settings, batch_size=args.batch_size, name=args.name,
                             concurrency=args.concurrency, progress=not args.no_progress)
     print(f"{summary.written} answers written to {args.out} ({summary.done_before} already there, "
