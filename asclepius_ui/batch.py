@@ -12,9 +12,12 @@ import json
 import os
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
+from .engines.base import GenerationResult, GenerationSettings
 from .errors import GenerationError, InputError, UserError
 from .tasks import TASKS, by_label, fill_instruction
 
@@ -84,28 +87,84 @@ def fit_problem(engine, prompt: str, settings) -> str | None:
     return None
 
 
+@dataclass
+class Answered:
+    """One row's outcome: ``result`` or the ``error`` that kept it from being answered."""
+
+    row: dict
+    result: GenerationResult | None = None
+    error: str | None = None
+
+
+def answer_rows(engine, rows: Iterable[dict], settings: GenerationSettings, *, batch_size: int = 1,
+                concurrency: int = 1, stop_event: threading.Event | None = None) -> Iterator[Answered]:
+    """Answer each row's ``question`` about its ``note``: the one loop behind ``eval.generate`` and the Batch page.
+
+    A prompt that cannot fit is an error for that row only. ``batch_size`` > 1 runs ``generate_batch`` on
+    backends that batch (prompts sorted by length to limit padding); a backend that serves concurrent requests
+    answers ``concurrency`` at a time; otherwise rows go one by one. Once ``stop_event`` is set, the running
+    generation ends early and no further row starts.
+    """
+    stop_event = stop_event or threading.Event()
+    todo: list[tuple[dict, str]] = []
+    for row in rows:
+        prompt = engine.prompt(str(row["note"]), str(row["question"]))
+        problem = fit_problem(engine, prompt, settings)
+        if problem:
+            yield Answered(row, error=problem)
+        else:
+            todo.append((row, prompt))
+
+    def one(rp: tuple[dict, str]) -> Answered:
+        if stop_event.is_set():
+            return Answered(rp[0], error="stopped before it started")
+        try:
+            return Answered(rp[0], engine.generate(rp[1], settings, stop_event))
+        except UserError as exc:
+            return Answered(rp[0], error=str(exc))
+
+    if engine.capabilities.batch and batch_size > 1:
+        if engine.capabilities.tokenizer:
+            todo.sort(key=lambda rp: engine.count_tokens(rp[1]))
+        for start in range(0, len(todo), batch_size):
+            chunk = todo[start:start + batch_size]
+            if stop_event.is_set():
+                return
+            try:
+                results = engine.generate_batch([p for _, p in chunk], settings)
+            except UserError as exc:
+                yield from (Answered(r, error=str(exc)) for r, _ in chunk)
+                continue
+            yield from (Answered(r, res) for (r, _), res in zip(chunk, results, strict=True))
+    elif engine.capabilities.concurrent and concurrency > 1:
+        with ThreadPoolExecutor(max_workers=concurrency) as pool:
+            yield from pool.map(one, todo)
+    else:
+        for rp in todo:
+            if stop_event.is_set():
+                return
+            yield one(rp)
+
+
 def answer_job(engine, job: dict, settings, stop_event: threading.Event | None = None) -> dict:
     """The job plus ``answer`` (or ``error``) and how it was produced."""
-    out = dict(job)
-    prompt = engine.prompt(str(job["note"]), str(job["question"]))
-    problem = fit_problem(engine, prompt, settings)
-    out.update(model=engine.model_id, template=engine.template, precision=engine.precision_label)
-    if problem:
-        return {**out, "answer": "", "error": problem}
-    try:
-        result = engine.generate(prompt, settings, stop_event)
-    except UserError as exc:
-        return {**out, "answer": "", "error": str(exc)}
-    return {**out, "answer": result.text, "error": "", "new_tokens": result.new_tokens,
-            "seconds": round(result.seconds, 4), "stopped": result.stopped}
+    return job_row(engine, next(answer_rows(engine, [job], settings, stop_event=stop_event)))
+
+
+def job_row(engine, done: Answered) -> dict:
+    """A Batch page output row: the job, ``answer`` or ``error``, and how it was produced."""
+    out = {**done.row, "model": engine.model_id, "template": engine.template, "precision": engine.precision_label}
+    if done.result is None:
+        return {**out, "answer": "", "error": done.error or ""}
+    r = done.result
+    return {**out, "answer": r.text, "error": "", "new_tokens": r.new_tokens, "seconds": round(r.seconds, 4),
+            "stopped": r.stopped}
 
 
 def run_jobs(engine, jobs: list[dict], settings, stop_event: threading.Event) -> Iterator[dict]:
     """Answer ``jobs`` in order, yielding each finished row; stops before the next job once ``stop_event`` is set."""
-    for job in jobs:
-        if stop_event.is_set():
-            return
-        yield answer_job(engine, job, settings, stop_event)
+    for done in answer_rows(engine, jobs, settings, stop_event=stop_event):
+        yield job_row(engine, done)
 
 
 def write_rows(rows: list[dict], fmt: str, folder: str | Path | None = None) -> Path:
