@@ -37,7 +37,8 @@ from sqlalchemy.pool import StaticPool
 
 from . import studies as study_logic
 from .conversation import now_iso
-from .rating_logic import StorageError, check_rating, check_winner, dpo_pair, new_uid, winner_model
+from .errors import InputError, StorageError, UserError
+from .rating_logic import check_rating, check_winner, dpo_pair, new_uid, winner_model
 from .rubric import RUBRIC_VERSION
 
 __all__ = ["Storage", "StorageError", "open_storage", "migrate", "new_uid", "MIGRATIONS"]
@@ -285,6 +286,11 @@ class Storage:
     def close(self) -> None:
         self.engine.dispose()
 
+    def database_files(self) -> list[Path]:
+        """The SQLite file behind this storage (none for a server database or in memory): never to be overwritten."""
+        db = self.engine.url.database if self.dialect == "sqlite" else None
+        return [Path(db)] if db and db != ":memory:" else []
+
     def schema_revision(self) -> str | None:
         from alembic.runtime.migration import MigrationContext
 
@@ -304,7 +310,7 @@ class Storage:
         try:
             with self._write_lock, Session(self._writer, expire_on_commit=False) as s, s.begin():
                 yield s
-        except (IntegrityError, StorageError, ValueError):
+        except (IntegrityError, UserError):
             raise
         except SQLAlchemyError as exc:
             raise _db_error(exc) from exc
@@ -320,7 +326,7 @@ class Storage:
     def _idempotent(self, model, uid: str, build) -> int:
         """Insert ``build()`` unless a row with ``uid`` exists; the id of the stored row either way."""
         if not uid:
-            raise ValueError("Every write needs an idempotency uid.")
+            raise InputError("Every write needs an idempotency uid.")
         try:
             with self._write() as s:
                 found = s.scalar(select(model.id).where(model.uid == uid))
@@ -409,13 +415,13 @@ class Storage:
         """Import a parsed study in one transaction (all or nothing)."""
         name = (name or "").strip()
         if not name:
-            raise ValueError("Give the study a name.")
+            raise InputError("Give the study a name.")
         if int(overlap) < 1:
-            raise ValueError("Overlap (raters per item) must be at least 1.")
+            raise InputError("Overlap (raters per item) must be at least 1.")
         try:
             with self._write() as s:
                 if s.scalar(select(Study.id).where(Study.name == name)) is not None:
-                    raise ValueError(f"A study named {name!r} already exists.")
+                    raise InputError(f"A study named {name!r} already exists.")
                 study = Study(name=name, overlap=int(overlap), models=list(parsed.models), created_by=created_by,
                               created_at=now_iso(), rubric_version=RUBRIC_VERSION)
                 s.add(study)
@@ -447,7 +453,7 @@ class Storage:
         with self._write() as s:
             study = s.scalar(select(Study).where(Study.id == study_id).with_for_update())
             if study is None:
-                raise ValueError(f"No study with id {study_id}.")
+                raise InputError(f"No study with id {study_id}.")
             open_id = s.scalar(select(StudyAssignment.id).where(
                 StudyAssignment.study_id == study_id, StudyAssignment.rater == rater,
                 StudyAssignment.status == "open").order_by(StudyAssignment.id).limit(1))
@@ -493,11 +499,11 @@ class Storage:
         checked = {aid: (check_rating(sc), cm or "") for aid, (sc, cm) in scores.items()}
         view = self.assignment(assignment_id, rater)
         if view is None:
-            raise ValueError("This item is not assigned to you.")
+            raise InputError("This item is not assigned to you.")
         labels = {x["answer_id"]: x["label"] for x in view["answers"]}
         if set(checked) != set(labels):
             missing = sorted(labels[a] for a in set(labels) - set(checked))
-            raise ValueError(f"Rate every answer before submitting (missing: {', '.join(missing)}).")
+            raise InputError(f"Rate every answer before submitting (missing: {', '.join(missing)}).")
         try:
             with self._write() as s:
                 done = s.scalars(select(StudyRating.id).where(StudyRating.uid.like(f"{uid}:%"))).all()
@@ -524,7 +530,7 @@ class Storage:
         with self._write() as s:
             a = s.get(StudyAssignment, assignment_id)
             if a is None or a.rater != rater:
-                raise ValueError("This item is not assigned to you.")
+                raise InputError("This item is not assigned to you.")
             if a.status == "open":
                 s.execute(update(StudyAssignment).where(StudyAssignment.id == assignment_id).values(
                     status="skipped", finished_at=now_iso(), seconds=(a.seconds or 0.0) + float(seconds or 0.0)))
@@ -534,7 +540,7 @@ class Storage:
         with self._read() as s:
             study = s.get(Study, study_id)
             if study is None:
-                raise ValueError(f"No study with id {study_id}.")
+                raise InputError(f"No study with id {study_id}.")
             status = dict(s.execute(select(StudyAssignment.status, func.count()).where(
                 StudyAssignment.study_id == study_id, StudyAssignment.rater == rater)
                 .group_by(StudyAssignment.status)).all())
