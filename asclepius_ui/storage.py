@@ -40,6 +40,7 @@ from .conversation import now_iso
 from .errors import InputError, StorageError, UserError
 from .rating_logic import check_rating, check_winner, dpo_pair, new_uid, winner_model
 from .rubric import RUBRIC_VERSION
+from .text_input import valid_chars as _t
 
 __all__ = ["Storage", "StorageError", "open_storage", "migrate", "new_uid", "MIGRATIONS"]
 
@@ -386,8 +387,9 @@ class Storage:
 
         def build(s: Session) -> Comparison:
             c = Comparison(uid=uid, rater=rater, model_a=model_a, model_b=model_b, revision_a=revision_a,
-                           revision_b=revision_b, swapped=bool(swapped), winner=winner, note=note, task=task,
-                           instruction=instruction, prompt=prompt, answer_a=answer_a, answer_b=answer_b,
+                           revision_b=revision_b, swapped=bool(swapped), winner=winner, note=_t(note), task=task,
+                           instruction=_t(instruction), prompt=_t(prompt), answer_a=_t(answer_a),
+                           answer_b=_t(answer_b),
                            settings=settings, seconds_a=seconds_a, seconds_b=seconds_b, shown_at=shown_at,
                            created_at=now_iso(), rubric_version=RUBRIC_VERSION)
             s.add(c)
@@ -513,7 +515,7 @@ class Storage:
                 previous = {r.answer_id: r.id for r in s.scalars(
                     select(StudyRating).where(StudyRating.assignment_id == assignment_id).order_by(StudyRating.id))}
                 rows = [StudyRating(uid=f"{uid}:{labels[aid]}", assignment_id=assignment_id, answer_id=aid,
-                                    label=labels[aid], score=sc, comment=cm, created_at=now_iso(),
+                                    label=labels[aid], score=sc, comment=_t(cm), created_at=now_iso(),
                                     rubric_version=RUBRIC_VERSION, supersedes_id=previous.get(aid))
                         for aid, (sc, cm) in sorted(checked.items(), key=lambda kv: labels[kv[0]])]
                 s.add_all(rows)
@@ -594,12 +596,12 @@ class Storage:
 def _rating(snapshot: dict, score: int, rater: str, uid: str, tags, comment: str, supersedes_id: int | None,
             source: str, comparison_id: int | None, side: str | None) -> Rating:
     snap = snapshot or {}
-    return Rating(uid=uid, source=source, rater=rater, model_id=str(snap.get("model_id", "")),
+    return Rating(uid=uid, source=source, rater=rater, model_id=_t(snap.get("model_id", "")),
                   model_revision=snap.get("model_revision"), precision=snap.get("precision"),
-                  template=snap.get("template"), task=snap.get("task"), note=snap.get("note", ""),
-                  instruction=snap.get("instruction", ""), prompt=snap.get("prompt", ""),
-                  answer=snap.get("answer", ""), settings=snap.get("settings"), started_at=snap.get("started_at"),
-                  finished_at=snap.get("finished_at"), generation_seconds=snap.get("generation_seconds"),
-                  new_tokens=snap.get("new_tokens"), score=score, tags=list(tags or []), comment=comment or "",
-                  created_at=now_iso(), rubric_version=RUBRIC_VERSION, supersedes_id=supersedes_id,
-                  comparison_id=comparison_id, side=side)
+                  template=snap.get("template"), task=_t(snap.get("task")) if snap.get("task") else None,
+                  note=_t(snap.get("note", "")), instruction=_t(snap.get("instruction", "")),
+                  prompt=_t(snap.get("prompt", "")), answer=_t(snap.get("answer", "")), settings=snap.get("settings"),
+                  started_at=snap.get("started_at"), finished_at=snap.get("finished_at"),
+                  generation_seconds=snap.get("generation_seconds"), new_tokens=snap.get("new_tokens"), score=score,
+                  tags=list(tags or []), comment=_t(comment), created_at=now_iso(), rubric_version=RUBRIC_VERSION,
+                  supersedes_id=supersedes_id, comparison_id=comparison_id, side=side)

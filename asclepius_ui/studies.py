@@ -14,13 +14,16 @@ import string
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import InputError
+from .text_input import check_upload, clean_text
+
 REQUIRED = ("note", "question", "task")
 ANSWER_PREFIX = "answer_"
 MAX_ANSWERS = 10
 LABELS = string.ascii_uppercase[:MAX_ANSWERS]
 
 
-class StudyFileError(ValueError):
+class StudyFileError(InputError):
     """The study file cannot be imported; ``problems`` lists every reason, one per line."""
 
     def __init__(self, problems: list[str]):
@@ -91,7 +94,15 @@ def parse_study_text(text: str, fmt: str) -> ParsedStudy:
     parsed = ParsedStudy(models=models)
     seen_ids: set[str] = set()
     for n, row in rows:
-        values = {k: "" if v is None else str(v) for k, v in row.items() if k is not None}
+        values = {}
+        for k, v in row.items():
+            if k is None:
+                continue
+            try:  # NUL and lone surrogates replaced, oversized cells refused: the same on every database
+                values[k] = clean_text(v, f"cell {k!r} on line {n}")
+            except InputError as exc:
+                problems.append(str(exc))
+                values[k] = ""
         if not any(v.strip() for v in values.values()):
             problems.append(f"line {n}: the row is empty")
             continue
@@ -116,6 +127,7 @@ def parse_study_text(text: str, fmt: str) -> ParsedStudy:
 def parse_study_file(path: str | Path) -> ParsedStudy:
     """``parse_study_text`` on a .jsonl/.csv file (format from the extension)."""
     p = Path(path)
+    check_upload(p.stat().st_size, "study file")
     fmt = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv"}.get(p.suffix.lower(), p.suffix.lower().lstrip("."))
     try:
         text = p.read_text(encoding="utf-8-sig")

@@ -12,6 +12,7 @@ from ..examples import example_notes
 from ..tasks import by_label, missing_argument
 from ..tokenization import Budget, default_max_new, truncate_note
 from . import rating_widget
+from .common import safe_markdown
 from .context import AppContext
 from .task_picker import task_picker
 
@@ -131,13 +132,13 @@ def build(ctx: AppContext) -> None:
                                            "“Truncate note to fit” (it shows exactly what is cut).")
             return
         request, event = ctx.new_request()
-        chat += [{"role": "user", "content": instr}, {"role": "assistant", "content": ""}]
+        chat += [{"role": "user", "content": safe_markdown(instr)}, {"role": "assistant", "content": ""}]
         started = now_iso()
         yield chat, done, request, "Generating…"
         update = None
         try:
             for update in engine.stream(prompt, settings, event):
-                chat[-1] = {"role": "assistant", "content": update.text}
+                chat[-1] = {"role": "assistant", "content": safe_markdown(update.text)}
                 if not update.done:
                     yield chat, done, request, f"Generating… {update.new_tokens} tokens"
         except GenerationError as exc:
@@ -148,7 +149,7 @@ def build(ctx: AppContext) -> None:
             event.set()  # ends generation if the page went away mid-stream
             ctx.finish(request)
         line = stats_line(engine.model_id, engine.precision_label, update.new_tokens, update.seconds, update.stopped)
-        chat[-1] = {"role": "assistant", "content": f"{update.text}\n\n<sub>{line}</sub>"}
+        chat[-1] = {"role": "assistant", "content": f"{safe_markdown(update.text)}\n\n<sub>{line}</sub>"}
         done.append(snapshot(note=note_text, task=t.label, instruction=instr, prompt=prompt, answer=update.text,
                              model_id=engine.model_id, revision=engine.revision, precision=engine.precision_label,
                              template=engine.template, settings=settings.as_dict(), started_at=started,

@@ -2,29 +2,13 @@
 
 from __future__ import annotations
 
-import html
-
 import gradio as gr
 
-from ..rating_logic import REASON_TAGS, StorageError, new_uid
+from ..errors import InputError, UserError
+from ..rating_logic import REASON_TAGS, new_uid
 from ..rubric import DESCRIPTIONS, RUBRIC_VERSION, SCORES, label
+from .common import LOCAL_USER, current_user, error_box, is_admin, user_message  # noqa: F401 (shared helpers)
 from .context import AppContext
-
-LOCAL_USER = "local"
-
-
-def current_user(request: gr.Request | None) -> str:
-    """The logged-in name, or "local" when the app runs single-user without --auth."""
-    return getattr(request, "username", None) or LOCAL_USER
-
-
-def is_admin(ctx: AppContext, user: str) -> bool:
-    """Without --auth the single local user administers; with it, only the admin role."""
-    return ctx.users is None or ctx.users.role(user) == "admin"
-
-
-def error_box(text: str) -> str:
-    return f'<div class="error-box">{html.escape(text)}</div>'
 
 
 def score_choices() -> list[tuple[str, int]]:
@@ -71,10 +55,12 @@ def submit(storage, turns: list[dict], which, score, tags, comment: str, uid: st
     try:
         rid = storage.save_rating(snapshot=snap, score=score, rater=rater, uid=uid, tags=list(tags or []),
                                   comment=values[2], supersedes_id=previous["id"] if previous else None)
-    except ValueError as exc:
+    except InputError as exc:
         return error_box(str(exc)), uid, saved
-    except StorageError as exc:
+    except UserError as exc:
         return error_box(f"Not saved: {exc} Your rating is still in the form; press Save to retry."), uid, saved
+    except Exception as exc:  # noqa: BLE001 - a bug: logged with an id, the form kept
+        return user_message(exc, "rate"), uid, saved
     saved[_key(snap)] = {"id": rid, "values": values}
     note = f" (replaces #{previous['id']})" if previous else ""
     return f"Saved rating #{rid}{note} for answer #{idx + 1}.", new_uid(), saved
@@ -106,4 +92,4 @@ def build(ctx: AppContext, turns: gr.State, chatbot) -> None:
 
     turns.change(on_turns, turns, [which, uid], show_progress="hidden")
     save.click(on_save, [turns, which, score, tags, comment, uid, saved], [status, uid, saved],
-               concurrency_limit=None)
+               concurrency_limit=None, api_name="rate")
