@@ -36,7 +36,8 @@ def build(ctx: AppContext) -> None:
             import_status = gr.Markdown(elem_id="admin-import-status")
             gr.Markdown("### Progress")
             with gr.Row():
-                study = gr.Dropdown(choices=[], value=None, label="Study", elem_id="admin-study", scale=3)
+                study = gr.Dropdown(choices=[], value=None, label="Study", elem_id="admin-study", scale=3,
+                                    allow_custom_value=True)
                 refresh = gr.Button("Refresh", elem_id="admin-refresh", scale=1)
             overall = gr.Markdown(elem_id="admin-overall")
             raters = gr.Dataframe(headers=["rater", "rated", "skipped", "open", "minutes"], interactive=False,

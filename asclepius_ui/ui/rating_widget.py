@@ -7,6 +7,7 @@ import gradio as gr
 from ..errors import InputError, UserError
 from ..rating_logic import REASON_TAGS, new_uid
 from ..rubric import DESCRIPTIONS, RUBRIC_VERSION, SCORES, label
+from ..text_input import finite_number
 from .common import LOCAL_USER, current_user, error_box, is_admin, user_message  # noqa: F401 (shared helpers)
 from .context import AppContext
 
@@ -44,7 +45,10 @@ def submit(storage, turns: list[dict], which, score, tags, comment: str, uid: st
     uid = uid or new_uid()
     if not turns:
         return error_box("There is no answer to rate yet: ask something first."), uid, saved
-    idx = len(turns) - 1 if which is None else int(which)
+    try:
+        idx = len(turns) - 1 if which in (None, "") else int(finite_number(which, "The answer number", integer=True))
+    except InputError as exc:
+        return error_box(str(exc)), uid, saved
     if not 0 <= idx < len(turns):
         return error_box("Pick an answer to rate."), uid, saved
     snap = turns[idx]
@@ -72,7 +76,7 @@ def build(ctx: AppContext, turns: gr.State, chatbot) -> None:
         with gr.Row():
             with gr.Column(scale=3):
                 which = gr.Dropdown(choices=[], value=None, label="Answer to rate (default: the latest)",
-                                    elem_id="rate-which")
+                                    elem_id="rate-which", allow_custom_value=True)  # checked in ``submit``
                 score = gr.Radio(score_choices(), label="Score", elem_id="rate-score")
                 tags = gr.CheckboxGroup(list(REASON_TAGS), label="Reasons (optional)", elem_id="rate-tags")
                 comment = gr.Textbox(label="Comment (optional)", lines=2, elem_id="rate-comment")

@@ -38,7 +38,8 @@ def build(ctx: AppContext) -> None:
     with gr.Column(elem_id="study-page"):
         gr.Markdown(INTRO)
         with gr.Row():
-            study = gr.Dropdown(choices=[], value=None, label="Study", elem_id="study-pick", scale=3)
+            study = gr.Dropdown(choices=[], value=None, label="Study", elem_id="study-pick", scale=3,
+                                allow_custom_value=True)  # studies imported later, API calls: checked in logic
             start = gr.Button("Start / resume", variant="primary", elem_id="study-start", scale=1)
         progress = gr.HTML(elem_id="study-progress")
         with gr.Column(visible=False) as item_box:

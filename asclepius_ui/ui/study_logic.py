@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from ..errors import UserError
 from ..rating_logic import new_uid
+from ..text_input import finite_number
 from .common import error_box, safe_markdown, user_message
 
 KEEP = object()  # leave this output unchanged
@@ -75,10 +76,11 @@ def study_choices(st) -> list[tuple[str, int]]:
 
 def start(st, study_id, user: str, n_slots: int) -> Shown:
     """Start or resume: the rater's open item, else a new one."""
-    if study_id is None:
+    if study_id is None or study_id == "":
         return show(st, None, None, "", n_slots, error_box("Pick a study first (an admin imports them on the Admin "
                                                            "tab)."))
     try:
+        study_id = finite_number(study_id, "The study id", lo=1, integer=True)
         view = st.next_assignment(int(study_id), user)
         return show(st, view, study_id, user, n_slots)
     except Exception as exc:  # noqa: BLE001 - UserError shown, anything else logged as an internal error
@@ -90,6 +92,10 @@ def submit(st, state: dict | None, study_id, user: str, values: list, n_slots: i
     """Save the ratings of the shown item (``values`` = score, comment per slot) and show the next one."""
     if not state:
         return Shown(status=error_box("Press Start first."))
+    try:
+        study_id = finite_number(study_id, "The study id", lo=1, integer=True)
+    except UserError as exc:
+        return Shown(status=error_box(str(exc)))
     view = state["view"]
     scores, missing = {}, []
     for i, ans in enumerate(view["answers"]):
