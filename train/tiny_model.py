@@ -8,7 +8,6 @@ from pathlib import Path
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-
 BNB_BLOCK = 32  # bitsandbytes' CPU 4-bit packing needs out_features divisible by this
 
 
