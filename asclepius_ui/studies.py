@@ -136,6 +136,14 @@ def parse_study_file(path: str | Path) -> ParsedStudy:
     return parse_study_text(text, fmt)
 
 
+def content_sha256(parsed: ParsedStudy) -> str:
+    """A digest of a study's content (models and items), to spot the same file imported twice."""
+    h = hashlib.sha256(json.dumps(parsed.models).encode())
+    for it in parsed.items:
+        h.update(json.dumps([it.ext_id, it.note, it.question, it.task, sorted(it.answers.items())]).encode())
+    return h.hexdigest()
+
+
 def _key(*parts: object) -> str:
     return hashlib.sha256(":".join(str(p) for p in parts).encode()).hexdigest()
 

@@ -44,8 +44,9 @@ def report(storage, study_id) -> tuple[str, list, list, list]:
     return text, rows, mean_rows, chat_rows
 
 
-def import_study(storage, path: str | None, name: str | None, overlap, user: str) -> tuple[str, int | None]:
-    """Import a study file; (status Markdown, new study id or None)."""
+def import_study(storage, path: str | None, name: str | None, overlap, user: str, allow_duplicate: bool = False,
+                 progress=None) -> tuple[str, int | None]:
+    """Import a study file; (status Markdown, new study id or None). ``progress(done, total)`` per batch."""
     if not path:
         return error_box("Choose a study file first."), None
     try:
@@ -62,7 +63,7 @@ def import_study(storage, path: str | None, name: str | None, overlap, user: str
 
         ov = finite_number(overlap if overlap not in (None, "") else 0, "Overlap (raters per item)", lo=1,
                            hi=1000, integer=True)
-        sid = storage.create_study(label, parsed, ov, user)
+        sid = storage.create_study(label, parsed, ov, user, allow_duplicate=bool(allow_duplicate), progress=progress)
     except UserError as exc:
         return error_box(f"Nothing was imported: {exc}"), None
     except Exception as exc:  # noqa: BLE001
