@@ -309,6 +309,7 @@ class Storage:
         # SQLite allows one writer at a time; queueing this process's writers here is fairer (lower tail latency)
         # than SQLite's sleeping busy handler, which still arbitrates between processes.
         self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else nullcontext()
+        self._secrets: dict[str, str] = {}
 
     @property
     def dialect(self) -> str:
@@ -518,6 +519,12 @@ class Storage:
 
     def secret(self, name: str) -> str:
         """A random per-database secret, made on first use (the same for every app server on this database)."""
+        if name in self._secrets:
+            return self._secrets[name]
+        self._secrets[name] = self._load_secret(name)
+        return self._secrets[name]
+
+    def _load_secret(self, name: str) -> str:
         with self._read() as s:
             found = s.scalar(select(AppSecret.value).where(AppSecret.name == name))
         if found is not None:

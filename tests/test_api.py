@@ -72,7 +72,7 @@ def test_a_rater_cannot_use_pages_their_role_may_not(api_app, tmp_path):
     url, _, _ = api_app
     bob = _client(url, "bob")
     with pytest.raises(AppError, match="not available to your account"):
-        bob.predict(None, 3, [], "", api_name="/rate")  # the chat page is not among --rater-pages (default: study)
+        bob.predict(None, 3, [], "", None, api_name="/rate")  # chat is not in --rater-pages (default: study)
     for user, role in (("alice", "admin"), ("bob", "rater")):
         add_user(tmp_path / "u.json", user, PASSWORDS[user], role)
     users = load_users(tmp_path / "u.json")
