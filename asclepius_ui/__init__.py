@@ -15,15 +15,15 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 from .prompts import TEMPLATES, build_prompt  # noqa: E402
 
 _ENGINE_NAMES = {"Engine", "GenerationResult", "GenerationSettings", "LoadOptions", "ModelLoadError",
-                 "GenerationError", "StreamUpdate", "answer", "load_engine"}
+                 "GenerationError", "StreamUpdate", "answer", "load_engine", "PRESETS"}
 
 __all__ = ["TEMPLATES", "build_prompt", *sorted(_ENGINE_NAMES)]
 
 
 def __getattr__(name: str):
-    """Import the engine (and torch) only when it is first used."""
+    """Import the engines only when first used (each backend imports its library, e.g. torch, when loaded)."""
     if name in _ENGINE_NAMES:
-        from . import engine
+        from . import engines
 
-        return getattr(engine, name)
+        return getattr(engines, name)
     raise AttributeError(f"module 'asclepius_ui' has no attribute {name!r}")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
-from .engine import DEMO_MARKER
+from .engines.base import DEMO_MARKER
 
 SHIPPED = Path(__file__).resolve().parent.parent / "assets" / "demo-model"
 
@@ -19,16 +20,15 @@ def is_demo_folder(path: Path) -> bool:
     return (path / DEMO_MARKER).exists() and (path / "config.json").exists()
 
 
-def demo_model_path(build: bool = True) -> Path:
-    """The shipped demo model, else a cached one, else build it now (well under a minute on 2 cores)."""
+def demo_model_path(build: Callable[[Path], object] | None = None) -> Path:
+    """The shipped demo model, else a cached one, else ``build(folder)`` it now (the launcher passes
+    ``train.toy.build_demo_model``: the training pipeline owns how it is made, and the core never imports it)."""
     for path in (SHIPPED, cache_dir()):
         if is_demo_folder(path):
             return path
-    if not build:
+    if build is None:
         raise FileNotFoundError("No demo model found; run `python -m train.toy --export-demo assets/demo-model`.")
-    from train.toy import build_demo_model  # the training pipeline owns how it is made
-
     out = cache_dir()
     print(f"Building the demo model in {out} (first start only)…", flush=True)
-    build_demo_model(out)
+    build(out)
     return out

@@ -8,28 +8,23 @@ import sys
 import warnings
 from pathlib import Path
 
-from .engine import DEVICES, LoadOptions, ModelLoadError, load_engine
-from .prompts import TEMPLATES
+from .endpoints import API_KEY_REFUSED
+from .engines import LoadOptions, add_engine_arguments, load_engine, options_from_args
+from .errors import ModelLoadError
 
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    m = p.add_argument_group("model")
-    m.add_argument("--model", help="Hugging Face id or local folder (default: the built-in demo model)")
-    m.add_argument("--template", choices=list(TEMPLATES), help="prompt template (default: from the registry)")
-    m.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
-    q = m.add_mutually_exclusive_group()
-    q.add_argument("--load-in-8bit", action="store_true", help="8-bit weights through bitsandbytes")
-    q.add_argument("--load-in-4bit", action="store_true", help="4-bit nf4 weights through bitsandbytes")
-    m.add_argument("--device", choices=list(DEVICES), default="auto")
-    m.add_argument("--revision", help="hub revision (branch, tag or commit)")
+    add_engine_arguments(p)
     c = p.add_argument_group("compare mode contenders")
     c.add_argument("--compare-model", action="append", default=[], metavar="MODEL",
-                   help="another local model for blind side-by-side comparison (repeatable)")
+                   help="another model (folder, hub id or .gguf) for blind side-by-side comparison (repeatable)")
     c.add_argument("--remote-model", help="a model served over an OpenAI-compatible API, as a contender")
     c.add_argument("--remote-base-url", help="its base URL (default: $OPENAI_BASE_URL)")
-    c.add_argument("--remote-api-key", help="its API key (default: $OPENAI_API_KEY)")
+    c.add_argument("--remote-api-key", help=argparse.SUPPRESS)  # refused: keys travel in environment variables
+    c.add_argument("--remote-api-key-env", default="OPENAI_API_KEY", metavar="VAR",
+                   help="environment variable holding its API key (default OPENAI_API_KEY)")
     c.add_argument("--remote-mode", choices=["chat", "completion"], default="chat")
     s = p.add_argument_group("server")
     s.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1, this machine only)")
@@ -62,12 +57,6 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def load_options(args: argparse.Namespace, model: str) -> LoadOptions:
-    precision = "8bit" if args.load_in_8bit else "4bit" if args.load_in_4bit else args.precision
-    return LoadOptions(model=model, precision=precision, device=args.device, template=args.template,
-                       revision=args.revision)
-
-
 def build_context(args: argparse.Namespace):
     """Load engines, storage and users as the flags say; raises ``ModelLoadError``/``SystemExit`` on bad input."""
     from .ui.context import AppContext
@@ -75,20 +64,23 @@ def build_context(args: argparse.Namespace):
     if args.model:
         model = args.model
     else:
+        from train.toy import build_demo_model
+
         from .demo import demo_model_path
 
-        model = str(demo_model_path())
-    engine = load_engine(load_options(args, model))
+        model = str(demo_model_path(build=build_demo_model))
+    engine = load_engine(options_from_args(args, model))
     contenders = {}
     for other in args.compare_model:
-        e = load_engine(load_options(args, other))
+        # A contender shares the precision and device flags; its backend follows from its own name.
+        opts = options_from_args(args, other)
+        opts.backend, opts.base_url, opts.gguf_file = "auto", None, None
+        e = load_engine(opts)
         contenders[e.model_id] = e
     if args.remote_model:
-        from .remote import RemoteEngine, RemoteOptions
-
-        remote = RemoteEngine(RemoteOptions(model=args.remote_model, base_url=args.remote_base_url,
-                                            api_key=args.remote_api_key, mode=args.remote_mode,
-                                            template=args.template or "asclepius"))
+        remote = load_engine(LoadOptions(model=args.remote_model, backend="openai", base_url=args.remote_base_url,
+                                         api_key_env=args.remote_api_key_env,
+                                         api_mode=args.remote_mode, template=args.template or "asclepius"))
         contenders[f"{args.remote_model} (remote)"] = remote
     storage = users = None
     if not args.no_db:
@@ -149,6 +141,9 @@ def server_options(args: argparse.Namespace):
 
 def main(argv: list[str] | None = None) -> int:
     args = add_arguments(argparse.ArgumentParser(description="Asclepius Studio")).parse_args(argv)
+    if args.remote_api_key:
+        print(f"error: {API_KEY_REFUSED.replace('--api-key', '--remote-api-key')}", file=sys.stderr)
+        return 2
     check_binding(args)
     from .auth import UsersFileError
     from .rating_logic import StorageError

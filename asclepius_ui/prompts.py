@@ -2,10 +2,15 @@
 
 The Asclepius template is byte-for-byte the one on the model card (its spelling "languge" and the
 single space after ``[Instruction End]`` included). Baseline templates are the ones the Asclepius
-authors used for their comparisons.
+authors used for their comparisons; ``asclepius-base`` is the Asclepius prompt followed by ``\nResponse: ``, which
+they used for the base models (plain LLaMA, PMC-LLaMA).
 """
 
 from __future__ import annotations
+
+import re
+
+from .errors import InputError
 
 ASCLEPIUS = """You are an intelligent clinical languge model.
 Below is a snippet of patient's discharge summary and a following instruction from healthcare professional.
@@ -40,8 +45,11 @@ A chat between a curious user and an artificial intelligence assistant. The assi
 {question} ASSISTANT: 
 """
 
+ASCLEPIUS_BASE = ASCLEPIUS + "\nResponse: "
+
 TEMPLATES: dict[str, str] = {
     "asclepius": ASCLEPIUS,
+    "asclepius-base": ASCLEPIUS_BASE,
     "alpaca": ALPACA,
     "medalpaca": MEDALPACA,
     "vicuna": VICUNA,
@@ -65,3 +73,20 @@ def build_prompt(note: str, question: str, template: str = "asclepius") -> str:
         raise ValueError(f"unknown template {template!r}; choose one of {', '.join(TEMPLATES)}") from None
     return fmt.format(note=note.strip("\r\n"), question=question.strip("\r\n"))
 
+
+
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def fill_placeholders(template: str, values: dict[str, str], required: tuple[str, ...] = ()) -> str:
+    """``template`` with each ``{name}`` for a name in ``values`` replaced; every other brace is left as it is.
+
+    Used for user-supplied prompt files (judge, synthesis), which may contain JSON or other braces. Raises
+    ``InputError`` when a name in ``required`` does not appear (at least one of ``a|b`` alternatives).
+    """
+    present = set(_PLACEHOLDER.findall(template))
+    missing = [r for r in required if not present & set(r.split("|"))]
+    if missing:
+        shown = ", ".join("{" + r.replace("|", "} or {") + "}" for r in missing)
+        raise InputError(f"The prompt file lacks the placeholder(s) {shown}.")
+    return _PLACEHOLDER.sub(lambda m: str(values[m.group(1)]) if m.group(1) in values else m.group(0), template)

@@ -42,6 +42,15 @@ REGISTRY: dict[str, ModelSpec] = {
             local_only=True,
             note="Trained on MIMIC-III; credentialed PhysioNet access. Load it from a local folder.",
         ),
+        # Baselines of the paper's comparison, prompted as the authors prompted them (src/utils.get_prompt).
+        ModelSpec("LLaMA-7B", "huggyllama/llama-7b", "asclepius-base", 2048, "LLaMA-1 7B",
+                  note="Baseline (base model): the Asclepius prompt followed by 'Response: ', as in the paper."),
+        ModelSpec("PMC-LLaMA-7B", "chaoyi-wu/PMC_LLAMA_7B", "asclepius-base", 2048, "LLaMA-1 7B",
+                  note="Baseline (base model): the Asclepius prompt followed by 'Response: ', as in the paper."),
+        ModelSpec("Alpaca-7B", "chavinlo/alpaca-native", "alpaca", 2048, "LLaMA-1 7B",
+                  note="Baseline: the Alpaca prompt, as in the paper."),
+        ModelSpec("MedAlpaca-7B", "medalpaca/medalpaca-7b", "medalpaca", 2048, "LLaMA-1 7B",
+                  note="Baseline: the MedAlpaca prompt, as in the paper."),
         ModelSpec(
             DEMO_NAME,
             None,

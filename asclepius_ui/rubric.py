@@ -11,8 +11,8 @@ DESCRIPTIONS: dict[int, str] = {
         "The answer includes incorrect or irrelevant content; or, for an unanswerable instruction, "
         "it does not say so and answers wrongly."
     ),
-    2: "Nothing in the answer is incorrect, but it omits significant or crucial content.",
-    3: "Nothing in the answer is incorrect, and it omits only minor content.",
+    2: "Nothing in the answer is incorrect or irrelevant, but it omits significant or crucial content.",
+    3: "Nothing in the answer is incorrect or irrelevant, and it omits only minor content.",
     4: (
         "The answer contains all necessary information; for an unanswerable instruction, "
         "it says that the instruction cannot be answered from the note."

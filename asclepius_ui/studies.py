@@ -14,11 +14,13 @@ import string
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import data_sources
 from .errors import InputError
+from .items import ANSWER_PREFIX
+from .tasks import normalize_task
 from .text_input import check_upload, clean_text
 
 REQUIRED = ("note", "question", "task")
-ANSWER_PREFIX = "answer_"
 MAX_ANSWERS = 10
 LABELS = string.ascii_uppercase[:MAX_ANSWERS]
 
@@ -117,7 +119,7 @@ def parse_study_text(text: str, fmt: str) -> ParsedStudy:
             problems.append(f"line {n}: id {ext_id!r} is used twice")
         seen_ids.add(ext_id)
         parsed.items.append(StudyItemIn(note=values.get("note", ""), question=values.get("question", ""),
-                                        task=values.get("task", "").strip(), ext_id=ext_id,
+                                        task=normalize_task(values.get("task")), ext_id=ext_id,
                                         answers={m: values.get(ANSWER_PREFIX + m, "") for m in models}))
     if problems:
         raise StudyFileError(problems)
@@ -125,9 +127,17 @@ def parse_study_text(text: str, fmt: str) -> ParsedStudy:
 
 
 def parse_study_file(path: str | Path) -> ParsedStudy:
-    """``parse_study_text`` on a .jsonl/.csv file (format from the extension)."""
+    """``parse_study_text`` on a .jsonl/.csv file (format from the extension), or on the rows of any other
+    ``data_sources`` source (parquet, .gz, a ``datasets`` folder, a cached hub dataset id)."""
     p = Path(path)
-    check_upload(p.stat().st_size, "study file")
+    if p.exists() and p.is_file():
+        check_upload(p.stat().st_size, "study file")
+    if p.suffix.lower() not in (".jsonl", ".json", ".csv") and data_sources.kind_of(str(path)) != "missing":
+        try:
+            rows = data_sources.read_records(str(path))
+        except data_sources.SourceError as exc:
+            raise StudyFileError([str(exc)]) from None
+        return parse_study_text("\n".join(json.dumps(r, ensure_ascii=False, default=str) for r in rows), "jsonl")
     fmt = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv"}.get(p.suffix.lower(), p.suffix.lower().lstrip("."))
     try:
         text = p.read_text(encoding="utf-8-sig")

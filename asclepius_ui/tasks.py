@@ -114,3 +114,52 @@ def missing_argument(task: Task, instruction: str) -> str | None:
     if task.has_argument_box and f"<{task.arg_label.lower()}>" in instruction:
         return f"Fill in the {task.arg_label.lower()} for this task."
     return None
+
+
+# ----- task names as files spell them -------------------------------------------------------------------------
+# Other spellings of the paper's eight tasks seen in real files (compared after ``_fold``).
+_ALIASES: dict[str, str] = {
+    "named entity recognition": "ner",
+    "entity recognition": "ner",
+    "abbreviation expansion": "abbreviation",
+    "relation extraction": "relation",
+    "temporal information extraction": "temporal",
+    "temporal extraction": "temporal",
+    "coreference resolution": "coreference",
+    "paraphrase": "paraphrasing",
+    "text summarization": "summarization",
+    "text summarisation": "summarization",
+    "summarisation": "summarization",
+    "question answering": "qa",
+}
+
+
+def _fold(name: str) -> str:
+    """Lower case, ``_``/``-`` and runs of whitespace as one space, no surrounding space."""
+    return " ".join(name.replace("_", " ").replace("-", " ").casefold().split())
+
+
+_BY_FOLDED: dict[str, str] = {
+    **{_fold(t.key): t.key for t in TASKS.values()},
+    **{_fold(t.label): t.key for t in TASKS.values()},
+    **{_fold(alias): key for alias, key in _ALIASES.items()},
+}
+
+
+def task_key(name: str | None) -> str | None:
+    """The key of the task ``name`` spells (key, label or a known alias, case and spacing ignored), else None."""
+    return _BY_FOLDED.get(_fold(name or ""))
+
+
+def normalize_task(name: str | None) -> str:
+    """The one spelling of a task name used to group results.
+
+    One of the paper's 8 tasks (or the free question), however spelled, becomes its label ("Text summarization"
+    and "summarization" both give "Summarization"); any other name is folded the same way (case and spacing) and
+    kept as its own group, capitalised ("medication  REVIEW" -> "Medication review"); empty stays "".
+    """
+    key = task_key(name)
+    if key is not None:
+        return TASKS[key].label
+    folded = _fold(name or "")
+    return folded[:1].upper() + folded[1:]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from .errors import InputError
 from .prompts import build_prompt
 
 
@@ -68,22 +70,23 @@ def budget_for(tokenizer, note: str, question: str, template: str, max_new_token
     return Budget(len(encode_prompt(tokenizer, prompt)), max_new_tokens, context_length)
 
 
-def truncate_note(tokenizer, note: str, question: str, template: str, max_new_tokens: int,
-                  context_length: int, keep: str = "start") -> Truncation:
-    """Cut ``note`` (from the end by default, or the start with ``keep="end"``) so the prompt fits.
+def truncate_to_fit(count: Callable[[str], int], spans: Callable[[str], list[tuple[int, int]]], note: str,
+                    max_new_tokens: int, context_length: int, keep: str = "start") -> Truncation:
+    """Cut ``note`` on token boundaries (from the end, or the start with ``keep="end"``) so the prompt fits.
 
-    Cuts on token boundaries of the note and returns the removed text so the caller can show it.
-    Raises ``ValueError`` when even an empty note does not fit.
+    ``count(note)`` is the prompt's token count with that note; ``spans(note)`` the character spans of the note's
+    tokens. Returns the removed text so the caller can show it; raises ``InputError`` when even an empty note
+    does not fit.
     """
-    if budget_for(tokenizer, note, question, template, max_new_tokens, context_length).fits:
+    def fits(text: str) -> bool:
+        return count(text) + max_new_tokens <= context_length
+
+    if fits(note):
         return Truncation(note, "", 0)
-    if not budget_for(tokenizer, "", question, template, max_new_tokens, context_length).fits:
-        raise ValueError("The instruction and max new tokens alone exceed the model's context; "
+    if not fits(""):
+        raise InputError("The instruction and max new tokens alone exceed the model's context; "
                          "shorten the instruction or lower max new tokens.")
-    try:
-        offsets = tokenizer(note, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
-    except (NotImplementedError, ValueError, KeyError, TypeError):  # slow tokenizer: cut on characters
-        offsets = [(i, i + 1) for i in range(len(note))]
+    offsets = spans(note)
     n = len(offsets)
 
     def piece(k: int) -> tuple[str, str]:
@@ -93,12 +96,40 @@ def truncate_note(tokenizer, note: str, question: str, template: str, max_new_to
         end = offsets[k - 1][1] if k else 0
         return note[:end], note[end:]
 
-    lo, hi = 0, n  # largest k tokens of the note that fit
+    lo, hi = 0, n  # the largest k tokens of the note that fit
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if budget_for(tokenizer, piece(mid)[0], question, template, max_new_tokens, context_length).fits:
+        if fits(piece(mid)[0]):
             lo = mid
         else:
             hi = mid - 1
     kept, cut = piece(lo)
     return Truncation(kept, cut, n - lo)
+
+
+def tokenizer_spans(tokenizer, text: str) -> list[tuple[int, int]]:
+    """Character spans of ``text``'s tokens from a Hugging Face tokenizer (characters for a slow one)."""
+    try:
+        return [tuple(o) for o in tokenizer(text, add_special_tokens=False,
+                                            return_offsets_mapping=True)["offset_mapping"]]
+    except (NotImplementedError, ValueError, KeyError, TypeError):  # slow tokenizer: cut on characters
+        return [(i, i + 1) for i in range(len(text))]
+
+
+def truncate_note(tokenizer, note: str, question: str, template: str, max_new_tokens: int,
+                  context_length: int, keep: str = "start") -> Truncation:
+    """``truncate_to_fit`` with a Hugging Face tokenizer and ``template``."""
+    return truncate_to_fit(lambda n: len(encode_prompt(tokenizer, build_prompt(n, question, template))),
+                           lambda n: tokenizer_spans(tokenizer, n), note, max_new_tokens, context_length, keep)
+
+
+def pad_token_id(tokenizer) -> int:
+    """The id to pad batches with: the tokenizer's pad, else unk, else EOS, and never BOS.
+
+    LLaMA tokenizers have no pad token. Padded positions are masked (attention and labels), so the value changes no
+    result; it is never BOS so that BOS stays a real, attended token. The one rule for the app and training.
+    """
+    for tid in (tokenizer.pad_token_id, tokenizer.unk_token_id, tokenizer.eos_token_id):
+        if tid is not None and tid != tokenizer.bos_token_id:
+            return tid
+    raise ValueError("the tokenizer has no pad, unk or EOS token to pad with")

@@ -1,8 +1,10 @@
 """Batch answers with the app's own engine: ``python -m eval.generate --model M --input q.jsonl --out a.jsonl``.
 
 Rows need ``note``, ``question`` and ``task`` (``id`` optional). Each output row keeps the input fields and adds
-``answer``, ``model``, ``template``, ``precision``, ``new_tokens`` and ``seconds``. A row whose id is already in
-the output file is skipped, so an interrupted run picks up where it stopped.
+``answer``, ``model``, ``template``, ``precision``, ``backend``, ``preset``, ``new_tokens`` and ``seconds``.
+Decoding defaults to the authors' evaluation setting (``--preset paper``); any backend works (``--backend``,
+``--base-url``). A row whose id is already in the output file is skipped, so an interrupted run picks up where
+it stopped.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from asclepius_ui.engine import PRECISIONS, GenerationError, GenerationSettings, LoadOptions, ModelLoadError
+from asclepius_ui.data_sources import add_source_arguments, source_options
+from asclepius_ui.engines import PRESETS, GenerationSettings, add_engine_arguments, load_engine, options_from_args
+from asclepius_ui.errors import GenerationError, ModelLoadError
 from asclepius_ui.jsonl import JsonlAppender
-from asclepius_ui.prompts import TEMPLATES
 
 from .rows import InputError, iter_batches, read_done, read_rows, row_id
 
@@ -41,23 +44,22 @@ def model_name(engine) -> str:
     return Path(str(engine.model_id).rstrip("/")).name or str(engine.model_id)
 
 
-def output_row(row: dict, engine, name: str, result) -> dict:
+def output_row(row: dict, engine, name: str, result, settings: GenerationSettings) -> dict:
     """An input row plus the answer and how it was produced."""
     out = dict(row)
     out["id"] = row_id(row)
-    out.update(answer=result.text, model=name, template=engine.template,
-               precision=getattr(engine, "precision", "remote"), new_tokens=result.new_tokens,
+    out.update(answer=result.text, model=name, template=engine.template, precision=engine.precision,
+               backend=engine.backend, preset=settings.preset, new_tokens=result.new_tokens,
                seconds=round(result.seconds, 4))
     return out
 
 
 def _check_fit(engine, prompt: str, settings: GenerationSettings) -> str | None:
-    if not hasattr(engine, "encode"):  # remote: the server decides
-        return None
-    n = len(engine.encode(prompt))
-    if n + settings.max_new_tokens > engine.context_length:
-        return (f"prompt has {n} tokens; with {settings.max_new_tokens} new tokens it exceeds the context of "
-                f"{engine.context_length}")
+    """Why ``prompt`` cannot be answered within the context, or ``None`` (also when the backend cannot count)."""
+    try:
+        engine.check_fits(prompt, settings)
+    except GenerationError as exc:
+        return str(exc)
     return None
 
 
@@ -66,8 +68,8 @@ def generate_rows(engine, rows: list[dict], out_path: str | Path, settings: Gene
                   progress: bool = True) -> RunSummary:
     """Answer every row not yet in ``out_path`` and append the results there as they finish.
 
-    ``batch_size`` > 1 uses ``Engine.generate_batch`` (prompts sorted by length to limit padding);
-    a remote engine answers ``concurrency`` requests at a time instead.
+    ``batch_size`` > 1 runs ``generate_batch`` on backends that batch (prompts sorted by length to limit padding);
+    a backend that serves concurrent requests (an OpenAI-compatible server) answers ``concurrency`` at a time.
     """
     settings = settings or GenerationSettings()
     name = name or model_name(engine)
@@ -89,9 +91,9 @@ def generate_rows(engine, rows: list[dict], out_path: str | Path, settings: Gene
     bar = tqdm(total=len(todo), desc=f"answers ({name})", unit="row", disable=not progress)
     written = 0
     with JsonlAppender(out_path) as out:
-        if hasattr(engine, "generate_batch") and batch_size > 1:
-            if hasattr(engine, "encode"):
-                todo.sort(key=lambda rp: len(engine.encode(rp[1])))
+        if engine.capabilities.batch and batch_size > 1:
+            if engine.capabilities.tokenizer:
+                todo.sort(key=lambda rp: engine.count_tokens(rp[1]))
             for batch in iter_batches(todo, batch_size):
                 try:
                     results = engine.generate_batch([p for _, p in batch], settings)
@@ -100,7 +102,7 @@ def generate_rows(engine, rows: list[dict], out_path: str | Path, settings: Gene
                     bar.update(len(batch))
                     continue
                 for (row, _), result in zip(batch, results, strict=True):
-                    out.write(output_row(row, engine, name, result))
+                    out.write(output_row(row, engine, name, result, settings))
                     written += 1
                 bar.update(len(batch))
         else:
@@ -110,11 +112,11 @@ def generate_rows(engine, rows: list[dict], out_path: str | Path, settings: Gene
                 except GenerationError as exc:
                     return rp[0], None, str(exc)
 
-            workers = max(1, concurrency) if not hasattr(engine, "generate_batch") else 1
+            workers = max(1, concurrency) if engine.capabilities.concurrent else 1
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 for row, result, error in pool.map(one, todo):
                     if error is None:
-                        out.write(output_row(row, engine, name, result))
+                        out.write(output_row(row, engine, name, result, settings))
                         written += 1
                     else:
                         failed.append((row_id(row), error))
@@ -125,55 +127,49 @@ def generate_rows(engine, rows: list[dict], out_path: str | Path, settings: Gene
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m eval.generate", description=__doc__.split("\n")[0])
-    p.add_argument("--model", help="Hugging Face id or local model folder (or, with --base-url, the served name)")
-    p.add_argument("--input", required=True, help="questions: .jsonl or .csv with note, question, task (id optional)")
+    p.add_argument("--input", required=True, help="questions with note, question, task (id optional): .jsonl, .csv, "
+                                                  ".parquet (.gz too), a `datasets` folder or a hub dataset id")
+    add_source_arguments(p, prefix="input-")
     p.add_argument("--out", required=True, help="answers .jsonl (appended to; existing ids are skipped)")
     p.add_argument("--name", help="model name for the answer_<model> column (default: registry name or folder)")
-    p.add_argument("--precision", default="auto", choices=PRECISIONS)
-    p.add_argument("--load-in-8bit", action="store_true", help="same as --precision 8bit")
-    p.add_argument("--load-in-4bit", action="store_true", help="same as --precision 4bit")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--template", choices=list(TEMPLATES), help="prompt template (default: the model's own)")
-    p.add_argument("--max-new-tokens", type=int, default=GenerationSettings().max_new_tokens)
-    p.add_argument("--batch-size", type=int, default=1, help="prompts per generate call (GPU)")
-    p.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (vLLM)")
-    p.add_argument("--api-key", help="key for --base-url (default: OPENAI_API_KEY)")
-    p.add_argument("--remote-model", help="model name on the endpoint (default: --model)")
-    p.add_argument("--remote-mode", default="chat", choices=("chat", "completion"),
-                   help="chat: prompt as one user message; completion: raw prompt to /v1/completions")
-    p.add_argument("--concurrency", type=int, default=4, help="parallel requests to a remote endpoint")
+    add_engine_arguments(p)
+    p.add_argument("--remote-model", help="same as --model, for a model served at --base-url")
+    p.add_argument("--api-key", help=argparse.SUPPRESS)
+    d = p.add_argument_group("decoding")
+    d.add_argument("--preset", choices=list(PRESETS), default="paper",
+                   help="paper: the authors' evaluation (5 beams, sampling, temperature 1, 400 new tokens); "
+                        "greedy: the app's interactive default")
+    d.add_argument("--max-new-tokens", type=int, help="override the preset's 400")
+    d.add_argument("--batch-size", type=int, default=1, help="prompts per generate call (transformers on a GPU)")
+    d.add_argument("--concurrency", type=int, default=4, help="parallel requests to an OpenAI-compatible server")
     p.add_argument("--limit", type=int, help="answer only the first N rows")
     p.add_argument("--no-progress", action="store_true")
     return p
 
 
 def make_engine(args: argparse.Namespace):
-    """A local ``Engine`` or, with ``--base-url``, a ``RemoteEngine``, from the CLI arguments."""
-    if args.base_url:
-        from asclepius_ui.remote import RemoteEngine, RemoteOptions
+    """The engine the flags describe, through the one backend registry."""
+    if args.api_key:
+        raise InputError("--api-key is not taken on the command line (it would end up in shell history and process "
+                         "lists): put the key in an environment variable and name it with --api-key-env.")
+    model = args.model or args.remote_model
+    if not model:
+        raise InputError("--model is required (a Hugging Face id, a local folder, a .gguf file, or with --base-url "
+                         "the served model's name).")
+    return load_engine(options_from_args(args, model))
 
-        served = args.remote_model or args.model
-        if not served:
-            raise InputError("--base-url needs --remote-model (or --model) naming the served model.")
-        return RemoteEngine(RemoteOptions(model=served, base_url=args.base_url, api_key=args.api_key,
-                                          template=args.template or "asclepius", mode=args.remote_mode))
-    from asclepius_ui.engine import load_engine
 
-    if not args.model:
-        raise InputError("--model is required (a Hugging Face id or a local folder).")
-    if args.load_in_8bit and args.load_in_4bit:
-        raise InputError("Choose one of --load-in-8bit and --load-in-4bit.")
-    precision = "8bit" if args.load_in_8bit else "4bit" if args.load_in_4bit else args.precision
-    return load_engine(LoadOptions(model=args.model, precision=precision, device=args.device,
-                                   template=args.template))
+def settings_from_args(args: argparse.Namespace) -> GenerationSettings:
+    overrides = {} if args.max_new_tokens is None else {"max_new_tokens": args.max_new_tokens}
+    return GenerationSettings.from_preset(args.preset, **overrides)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.max_new_tokens < 1 or args.batch_size < 1:
+        if (args.max_new_tokens is not None and args.max_new_tokens < 1) or args.batch_size < 1:
             raise InputError("--max-new-tokens and --batch-size must be at least 1.")
-        rows = read_rows(args.input, REQUIRED)
+        rows = read_rows(args.input, REQUIRED, **source_options(args, prefix="input-"))
         if args.limit is not None:
             rows = rows[: args.limit]
         if not rows:
@@ -182,9 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     except (InputError, ModelLoadError, GenerationError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    for notice in getattr(engine, "notices", []):
+    for notice in engine.notices:
         print(f"note: {notice}", file=sys.stderr)
-    settings = GenerationSettings(max_new_tokens=args.max_new_tokens)
+    settings = settings_from_args(args)
     summary = generate_rows(engine, rows, args.out, settings, batch_size=args.batch_size, name=args.name,
                             concurrency=args.concurrency, progress=not args.no_progress)
     print(f"{summary.written} answers written to {args.out} ({summary.done_before} already there, "

@@ -1,10 +1,13 @@
 """LLM-as-judge over an OpenAI-compatible endpoint: ``python -m eval.judge --input wide.jsonl --out judged.jsonl``.
 
 Input rows have ``note``, ``question`` and one ``answer_<model>`` column per model. For each row the judge sees
-one prompt with the note, the instruction and all answers as anonymous agents in a seeded shuffled order, plus
-the 4-point rubric, and replies with scores only (temperature 0). Output rows keep the input and add, per pass,
-``order``, ``score_<model>``, ``raw_reply`` and ``parse_error`` (a reply that cannot be parsed leaves the scores
-missing, never 0). Rows already in the output (by id and pass) are skipped, so a run can be resumed.
+one prompt with the note, the instruction and all answers, anonymous and labelled A, B, C… in a seeded shuffled
+order. By default the protocol is the paper's (``--protocol paper``): the judge works out the answer itself, grades
+each response on the 4-point rubric, and puts the N scores on the first line of its reply; temperature 0 and
+2048 tokens, as the authors ran GPT-4. Output rows keep the input and add, per pass, ``order``, ``score_<model>``,
+``raw_reply`` and ``parse_error`` (a reply that cannot be parsed, has the wrong number of scores or a score out of
+range is asked once more, then leaves those scores missing, never 0). Rows already in the output (by id and pass)
+are skipped, so a run can be resumed.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import random
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,11 +24,13 @@ import numpy as np
 import openai
 from tqdm import tqdm
 
-from asclepius_ui import api_calls
+from asclepius_ui import endpoints
+from asclepius_ui.endpoints import EndpointSettings
 from asclepius_ui.jsonl import JsonlAppender
 from asclepius_ui.rubric import RUBRIC_VERSION
+from asclepius_ui.tasks import normalize_task
 
-from .judge_prompt import agent_order, build_judge_messages, parse_scores
+from .judge_prompt import PLACEHOLDERS, PROTOCOLS, agent_order, build_judge_messages, parse_scores
 from .rows import (
     ANSWER_PREFIX,
     SCORE_PREFIX,
@@ -39,24 +43,22 @@ from .rows import (
 )
 
 PASSES = ("forward", "reverse")
+PAPER_JUDGE = "gpt-4-0314"
 
 
 @dataclass
-class JudgeConfig:
-    """Where the judge runs and how hard to try."""
+class JudgeOptions:
+    """How the judge is asked (the endpoint is ``EndpointSettings``): the paper's protocol and sampling by default.
 
-    model: str = "gpt-4"
-    base_url: str | None = None
-    api_key: str | None = None
-    azure_endpoint: str | None = None
-    api_version: str | None = None
-    concurrency: int = 4
-    max_retries: int = 6
-    backoff: float = 1.0
-    max_backoff: float = 60.0
-    timeout: float = 120.0
+    ``template`` is a user prompt (``--prompt-file``) used verbatim with its placeholders filled.
+    """
+
+    protocol: str = "paper"
+    template: str | None = None
+    temperature: float = 0.0
+    max_tokens: int = 2048
     seed: int = 0
-    max_tokens: int = 256
+    parse_retries: int = 1
 
 
 @dataclass
@@ -66,6 +68,7 @@ class JudgeSummary:
     written: int = 0
     skipped: int = 0
     parse_errors: int = 0
+    reasked: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
     fatal: str | None = None
 
@@ -74,31 +77,25 @@ def judge_key(row: dict) -> str:
     return f"{row_id(row)}|{row.get('pass', 'forward')}"
 
 
-def make_client(config: JudgeConfig):
-    """An async OpenAI (or Azure OpenAI) client; retries are ours, so the client's own are off."""
+def make_client(settings: EndpointSettings):
+    """The async client for the judge's endpoint; ``InputError`` when there is none."""
     try:
-        return api_calls.make_client(config.base_url, config.api_key, config.azure_endpoint, config.api_version,
-                                     config.timeout)
-    except api_calls.NoEndpointError as exc:
+        return endpoints.make_client(settings)
+    except endpoints.NoEndpointError as exc:
         raise InputError(str(exc)) from None
 
 
-async def ask(client, messages: list[dict], config: JudgeConfig, rng: random.Random) -> tuple[str, int]:
-    """The judge's reply text (empty stays "") and the attempts it took; retries as ``api_calls.retry_reason`` says."""
-    policy = api_calls.RetryPolicy(config.max_retries, config.backoff, config.max_backoff)
-    reply = await api_calls.chat_with_retries(client, messages, config.model, max_tokens=config.max_tokens,
-                                              policy=policy, rng=rng, temperature=0)
-    return reply.text, reply.attempts
-
-
 def judged_row(row: dict, models: list[str], order: list[str], pass_name: str, reply: str, attempts: int,
-               config: JudgeConfig) -> dict:
+               settings: EndpointSettings, options: JudgeOptions, parsed=None) -> dict:
     """The output row: input fields, the agent order, each model's score (or None) and the raw reply."""
-    parsed = parse_scores(reply, len(order))
+    parsed = parsed or parse_scores(reply, len(order))
     out = dict(row)
     out["id"] = row_id(row)
-    out.update({"pass": pass_name, "order": order, "judge_model": config.model, "rubric_version": RUBRIC_VERSION,
-                "seed": config.seed, "attempts": attempts, "raw_reply": reply, "parse_error": parsed.error})
+    if "task" in row:
+        out["task"] = normalize_task(row.get("task"))
+    out.update({"pass": pass_name, "order": order, "judge_model": settings.model, "rubric_version": RUBRIC_VERSION,
+                "protocol": "prompt-file" if options.template is not None else options.protocol,
+                "seed": options.seed, "attempts": attempts, "raw_reply": reply, "parse_error": parsed.error})
     by_model = {m: parsed.scores[i] for i, m in enumerate(order, start=1)}
     for m in models:
         out[SCORE_PREFIX + m] = by_model[m]
@@ -120,26 +117,32 @@ def check_rows(rows: list[dict], models: list[str] | None) -> list[str]:
     return models
 
 
-async def judge_rows_async(rows: list[dict], out_path: str | Path, config: JudgeConfig,
-                           models: list[str] | None = None, reverse_pass: bool = False, client=None,
-                           progress: bool = True) -> JudgeSummary:
-    """Judge every (row, pass) not yet in ``out_path``, ``config.concurrency`` requests at a time."""
+async def judge_rows_async(rows: list[dict], out_path: str | Path, settings: EndpointSettings,
+                           options: JudgeOptions | None = None, models: list[str] | None = None,
+                           reverse_pass: bool = False, client=None, progress: bool = True) -> JudgeSummary:
+    """Judge every (row, pass) not yet in ``out_path``, ``settings.concurrency`` requests at a time."""
+    options = options or JudgeOptions()
     models = check_rows(rows, models)
     done = read_done(out_path, key=judge_key)
-    client = client or make_client(config)
+    client = client or make_client(settings)
+    limiter = endpoints.limiter_for(settings)
     passes = PASSES if reverse_pass else PASSES[:1]
     jobs = []
     for row in rows:
-        forward = agent_order(models, row_id(row), config.seed)
+        forward = agent_order(models, row_id(row), options.seed)
         for p in passes:
             key = f"{row_id(row)}|{p}"
             if key in done:
                 continue
             jobs.append((row, p, forward if p == "forward" else forward[::-1]))
     summary = JudgeSummary(skipped=len(done))
-    semaphore = asyncio.Semaphore(max(1, config.concurrency))
-    rng = random.Random(config.seed)
-    bar = tqdm(total=len(jobs), desc=f"judge ({config.model})", unit="call", disable=not progress)
+    semaphore = asyncio.Semaphore(max(1, settings.concurrency))
+    bar = tqdm(total=len(jobs), desc=f"judge ({settings.model})", unit="call", disable=not progress)
+
+    async def ask(messages: list[dict]) -> tuple[str, int]:
+        reply = await endpoints.complete(client, messages, settings, max_tokens=options.max_tokens,
+                                         temperature=options.temperature, limiter=limiter)
+        return reply.text, reply.attempts
 
     with JsonlAppender(out_path) as out:
         async def one(row: dict, pass_name: str, order: list[str]) -> None:
@@ -147,31 +150,45 @@ async def judge_rows_async(rows: list[dict], out_path: str | Path, config: Judge
                 if summary.fatal:
                     return
                 messages = build_judge_messages(str(row["note"]), str(row["question"]),
-                                                [str(row[ANSWER_PREFIX + m]) for m in order])
+                                                [str(row[ANSWER_PREFIX + m]) for m in order],
+                                                options.protocol, options.template)
                 try:
-                    reply, attempts = await ask(client, messages, config, rng)
-                except api_calls.FatalAPIError as exc:
+                    reply, attempts = await ask(messages)
+                    parsed = parse_scores(reply, len(order))
+                    for _ in range(options.parse_retries):
+                        if parsed.error is None:
+                            break
+                        summary.reasked += 1
+                        again, more = await ask(messages)
+                        attempts += more
+                        reparsed = parse_scores(again, len(order))
+                        if reparsed.error is None or reparsed.valid() > parsed.valid():
+                            reply, parsed = again, reparsed
+                except endpoints.FatalAPIError as exc:
                     summary.fatal = f"The endpoint refused the request ({type(exc.cause).__name__}): {exc.cause}"
                     return
-                except (TimeoutError, openai.OpenAIError, api_calls.MalformedReply, json.JSONDecodeError) as exc:
+                except (TimeoutError, openai.OpenAIError, *endpoints.MALFORMED) as exc:
                     summary.failed.append((f"{row_id(row)}|{pass_name}", f"{type(exc).__name__}: {exc}"))
                     bar.update(1)
                     return
-                result = judged_row(row, models, order, pass_name, reply, attempts, config)
+                result = judged_row(row, models, order, pass_name, reply, attempts, settings, options, parsed)
                 out.write(result)
                 summary.written += 1
                 summary.parse_errors += result["parse_error"] is not None
                 bar.update(1)
 
-        await asyncio.gather(*(one(*job) for job in jobs))
-    bar.close()
+        try:
+            await asyncio.gather(*(one(*job) for job in jobs))
+        finally:
+            bar.close()
     return summary
 
 
-def judge_rows(rows: list[dict], out_path: str | Path, config: JudgeConfig, **kwargs) -> JudgeSummary:
+def judge_rows(rows: list[dict], out_path: str | Path, settings: EndpointSettings,
+               options: JudgeOptions | None = None, **kwargs) -> JudgeSummary:
     """Synchronous wrapper around ``judge_rows_async`` (in a worker thread when this one runs an event loop)."""
     def run() -> JudgeSummary:
-        return asyncio.run(judge_rows_async(rows, out_path, config, **kwargs))
+        return asyncio.run(judge_rows_async(rows, out_path, settings, options, **kwargs))
 
     try:
         asyncio.get_running_loop()
@@ -241,35 +258,38 @@ def format_consistency(report: dict) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    placeholders = ", ".join(f"{{{k}}} ({v})" for k, v in PLACEHOLDERS.items())
     p = argparse.ArgumentParser(prog="python -m eval.judge", description=__doc__.split("\n")[0])
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--input", help="wide rows (.jsonl/.csv): note, question, answer_<model> columns")
     src.add_argument("--answers", nargs="+", help="long answer files from eval.generate, one per model")
     p.add_argument("--out", required=True, help="judged .jsonl (appended to; done rows are skipped)")
     p.add_argument("--models", nargs="+", help="judge only these models (default: every answer_<model> column)")
-    p.add_argument("--judge-model", default="gpt-4", help="model (or Azure deployment) name at the endpoint")
-    p.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (default: OpenAI)")
-    p.add_argument("--api-key", help="default: OPENAI_API_KEY (AZURE_OPENAI_API_KEY with --azure-endpoint)")
-    p.add_argument("--azure-endpoint", help="Azure OpenAI resource URL")
-    p.add_argument("--api-version", default="2024-06-01", help="Azure OpenAI API version")
-    p.add_argument("--concurrency", type=int, default=4, help="requests in flight at once")
-    p.add_argument("--max-retries", type=int, default=6, help="retries of a 429/5xx/connection error")
-    p.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
+    p.add_argument("--protocol", choices=PROTOCOLS, default="paper",
+                   help="paper: labels A, B…, answer first, N scores on the first line (default); "
+                        "lines: Agent 1..N and one 'Agent i: s' line each")
+    p.add_argument("--prompt-file", help=f"use this judge prompt verbatim; placeholders: {placeholders}")
+    p.add_argument("--max-tokens", type=int, default=2048, help="reply token limit (the paper: 2048)")
+    p.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (the paper: 0)")
     p.add_argument("--seed", type=int, default=0, help="seed of the per-row agent order")
     p.add_argument("--reverse-pass", action="store_true", help="judge again in reversed order; report consistency")
     p.add_argument("--consistency-out", help="where to write the consistency report (default: OUT.consistency.json)")
     p.add_argument("--limit", type=int, help="judge only the first N rows")
     p.add_argument("--no-progress", action="store_true")
+    endpoints.add_endpoint_arguments(p, model_required=True, model_aliases=("--judge-model",))
+    p.epilog = f"The paper's judge was {PAPER_JUDGE} (OpenAI); pin a dated model snapshot for reproducible scores."
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    config = JudgeConfig(model=args.judge_model, base_url=args.base_url, api_key=args.api_key,
-                         azure_endpoint=args.azure_endpoint, api_version=args.api_version,
-                         concurrency=args.concurrency, max_retries=args.max_retries, timeout=args.timeout,
-                         seed=args.seed)
     try:
+        settings = endpoints.settings_from_args(args)
+        template = Path(args.prompt_file).read_text(encoding="utf-8") if args.prompt_file else None
+        options = JudgeOptions(protocol=args.protocol, template=template, temperature=args.temperature,
+                               max_tokens=args.max_tokens, seed=args.seed)
+        if template is not None:  # fail before any request when a placeholder is missing
+            build_judge_messages("n", "q", ["a", "b"], options.protocol, template)
         if args.input:
             rows = read_rows(args.input, ("note", "question"))
         else:
@@ -277,18 +297,21 @@ def main(argv: list[str] | None = None) -> int:
         if args.limit is not None:
             rows = rows[: args.limit]
         check_rows(rows, args.models)
-        client = make_client(config)
+        client = make_client(settings)
+    except OSError as exc:
+        print(f"error: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 2
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    summary = judge_rows(rows, args.out, config, models=args.models, reverse_pass=args.reverse_pass, client=client,
-                         progress=not args.no_progress)
+    summary = judge_rows(rows, args.out, settings, options, models=args.models, reverse_pass=args.reverse_pass,
+                         client=client, progress=not args.no_progress)
     if summary.fatal:
         print(f"error: {summary.fatal}", file=sys.stderr)
         return 2
     print(f"{summary.written} judgements written to {args.out} ({summary.skipped} already there, "
-          f"{summary.parse_errors} unparseable replies kept as missing, {len(summary.failed)} failed).",
-          file=sys.stderr)
+          f"{summary.reasked} replies asked again, {summary.parse_errors} unparseable replies kept as missing, "
+          f"{len(summary.failed)} failed).", file=sys.stderr)
     for key, error in summary.failed[:20]:
         print(f"  failed {key}: {error}", file=sys.stderr)
     if args.reverse_pass:

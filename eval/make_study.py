@@ -11,6 +11,8 @@ import random
 import sys
 from dataclasses import dataclass
 
+from asclepius_ui.tasks import normalize_task
+
 from .rows import ANSWER_PREFIX, InputError, answer_models, merge_answers, read_rows, row_id, write_rows
 
 
@@ -38,7 +40,8 @@ def study_rows(wide: list[dict], models: list[str] | None = None, tasks: list[st
         raise InputError(f"No answers for {', '.join(unknown)}; the input has {', '.join(available)}.")
     if len(models) < 2:
         raise InputError(f"A study needs answers from at least two models, got {len(models)}.")
-    rows = [r for r in wide if not tasks or str(r.get("task", "")) in tasks]
+    wanted = {normalize_task(t) for t in tasks or ()}
+    rows = [r for r in wide if not tasks or normalize_task(r.get("task")) in wanted]
     if tasks and not rows:
         raise InputError(f"No items with task {', '.join(tasks)}.")
     out, dropped = [], []
@@ -49,7 +52,7 @@ def study_rows(wide: list[dict], models: list[str] | None = None, tasks: list[st
             dropped.append(rid)
             continue
         out.append({"id": rid, "note": str(r.get("note", "")), "question": str(r.get("question", "")),
-                    "task": str(r.get("task", "") or ""), **{ANSWER_PREFIX + m: str(a) for m, a in answers.items()}})
+                    "task": normalize_task(r.get("task")), **{ANSWER_PREFIX + m: str(a) for m, a in answers.items()}})
     if sample is not None and sample < len(out):
         picked = sorted(random.Random(seed).sample(range(len(out)), sample))
         out = [out[i] for i in picked]

@@ -8,7 +8,6 @@ Bradley-Terry strengths with intervals, agreement between raters and between the
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +16,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from asclepius_ui.items import item_id
 from asclepius_ui.rubric import RUBRIC_VERSION, SCORES
+from asclepius_ui.tasks import normalize_task
 
 from . import stats
 from .judge import consistency
@@ -64,16 +65,12 @@ def load_judged(paths: list[str | Path]) -> tuple[pd.DataFrame, list[dict]]:
     return judged_scores(judged), judged
 
 
-def _item_key(note: str, instruction: str) -> str:
-    return "a" + hashlib.sha256(f"{note}\x1f{instruction}".encode()).hexdigest()[:16]
-
-
 def db_sources(storage, study: str | None = None) -> dict:
     """Expert study ratings, in-app ratings and A/B votes from a ``Storage`` (current ratings only)."""
     study_rows = [r for r in storage.study_ratings() if not r["superseded"] and (study is None or r["study"] == study)]
     experts = pd.DataFrame([(str(r["item"]), str(r["task"] or ""), r["model"], r["rater"], float(r["score"]))
                             for r in study_rows], columns=COLUMNS)
-    app = pd.DataFrame([(_item_key(r["note"], r["instruction"]), str(r["task"] or ""), r["model_id"], r["rater"],
+    app = pd.DataFrame([(item_id(r["note"], r["instruction"]), str(r["task"] or ""), r["model_id"], r["rater"],
                          float(r["score"])) for r in storage.ratings()], columns=COLUMNS)
     votes = []
     for c in storage.comparisons():
@@ -143,6 +140,7 @@ class Report:
 
 def analyse_scores(key: str, scores: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> SourceResult:
     """Means with intervals, distributions, win rates and Bradley-Terry strengths for one source."""
+    scores = scores.assign(task=scores["task"].map(normalize_task))  # one group per task however it is spelled
     valid = scores.dropna(subset=["score"])
     models = sorted(valid["model"].unique())
     res = SourceResult(key, SOURCE_TITLES.get(key, key), len(valid), valid["item"].nunique(), models,

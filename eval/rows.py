@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
+from asclepius_ui import data_sources
 from asclepius_ui.errors import InputError
+from asclepius_ui.items import ANSWER_PREFIX, item_id
 from asclepius_ui.jsonl import iter_jsonl, read_jsonl
 
-ANSWER_PREFIX = "answer_"
 SCORE_PREFIX = "score_"
 
 
@@ -20,22 +20,27 @@ def row_id(row: dict) -> str:
     given = row.get("id")
     if given not in (None, ""):
         return str(given)
-    text = f"{row.get('note', '')}\x1f{row.get('question', '')}"
-    return "h" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    return item_id(str(row.get("note", "")), str(row.get("question", "")))
 
 
-def read_rows(path: str | Path, required: Iterable[str] = ()) -> list[dict]:
-    """Rows of a ``.jsonl`` (one JSON object a line) or ``.csv`` file, checked for ``required`` columns.
+def read_rows(path: str | Path, required: Iterable[str] = (), *, split: str = "train", revision: str | None = None,
+              columns: Mapping[str, str] | None = None) -> list[dict]:
+    """Rows of a ``.jsonl`` (one JSON object a line) or ``.csv`` file, or of any ``asclepius_ui.data_sources`` source
+    (parquet, compressed files, ``datasets`` folders, hub ids with ``split``/``revision``), checked for ``required``
+    columns; ``columns`` (or the known aliases) name the source's columns for them.
 
     Raises ``InputError`` naming the file and, for JSONL, the line of the first bad row.
     """
     p = Path(path)
-    if not p.exists():
+    kind, (fmt, comp) = data_sources.kind_of(str(path)), data_sources.table_format(p)
+    if kind == "missing":
         raise InputError(f"Input file not found: {p}")
-    if p.is_dir():
-        raise InputError(f"{p} is a folder; give a .jsonl or .csv file.")
-    rows = _read_csv(p) if p.suffix.lower() == ".csv" else _read_jsonl(p)
+    if kind != "file" or comp or fmt in ("parquet", "tsv"):
+        rows = data_sources.read_records(str(path), split=split, revision=revision)
+    else:
+        rows = _read_csv(p) if p.suffix.lower() == ".csv" else _read_jsonl(p)
     required = list(required)
+    rows = _canonical(rows, required, columns)
     for i, row in enumerate(rows, start=1):
         missing = [c for c in required if c not in row or row[c] is None]
         if missing:
@@ -45,6 +50,19 @@ def read_rows(path: str | Path, required: Iterable[str] = ()) -> list[dict]:
     for row in rows:
         row.pop("_line", None)
     return rows
+
+
+def _canonical(rows: list[dict], required: list[str], columns: Mapping[str, str] | None) -> list[dict]:
+    """Rename the columns standing for ``required`` names (given, or known aliases) when they differ."""
+    try:
+        mapping = data_sources.resolve_columns(data_sources.columns_of(rows), required, columns)
+    except data_sources.SourceError:
+        if columns:
+            raise
+        return rows  # the per-row check below names the missing columns
+    if all(k == v for k, v in mapping.items()):
+        return rows
+    return data_sources.canonical_rows(rows, mapping)
 
 
 def _read_jsonl(p: Path) -> list[dict]:

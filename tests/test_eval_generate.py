@@ -41,7 +41,7 @@ def test_same_engine_same_template_exact_answers_and_resume(tmp_path, tiny_bin_m
     inp, out = tmp_path / "q.jsonl", tmp_path / "a.jsonl"
     write_jsonl(inp, questions[:4])
     args = ["--model", str(tiny_bin_model), "--input", str(inp), "--out", str(out), "--precision", "fp32",
-            "--device", "cpu", "--max-new-tokens", str(NEW), "--no-progress", "--name", "tiny"]
+            "--device", "cpu", "--max-new-tokens", str(NEW), "--no-progress", "--name", "tiny", "--preset", "greedy"]
     assert generate.main(args) == 0
     rows = lines(out)
     assert [r["id"] for r in rows] == ["given-id"] + [row_id(q) for q in questions[1:4]]
@@ -50,7 +50,7 @@ def test_same_engine_same_template_exact_answers_and_resume(tmp_path, tiny_bin_m
         assert {k: r[k] for k in q if k != "id"} == {k: v for k, v in q.items() if k != "id"}  # input kept
         expected = tiny_engine.generate(build_prompt(q["note"], q["question"], "asclepius"), settings)
         assert r["answer"] == expected.text and r["new_tokens"] == expected.new_tokens
-        assert (r["model"], r["template"], r["precision"]) == ("tiny", "asclepius", "fp32")
+        assert (r["model"], r["template"], r["precision"], r["preset"]) == ("tiny", "asclepius", "fp32", "greedy")
         assert r["seconds"] >= 0
 
     # Resume: only the two new rows are answered; nothing already written changes.
@@ -118,12 +118,14 @@ def write_csv(path, rows) -> None:
         w.writerows({k: q.get(k, "") for k in ("id", "note", "question", "task")} for q in rows)
 
 
-def test_remote_endpoint(tmp_path, questions):
+def test_remote_endpoint(tmp_path, questions, monkeypatch):
     inp = tmp_path / "q.csv"
     write_csv(inp, questions[:3])
     remote_out = tmp_path / "remote.jsonl"
     with OpenAIServer(lambda body: f"Answer to: {instruction_of(prompt_of(body))}", api_key="k") as stub:
-        rc = generate.main(["--base-url", stub.base_url, "--api-key", "k", "--remote-model", "served-b",
+        monkeypatch.setenv("STUB_KEY", "k")
+        rc = generate.main(["--base-url", stub.base_url, "--api-key-env", "STUB_KEY", "--api-mode", "chat",
+                            "--remote-model", "served-b",
                             "--input", str(inp), "--out", str(remote_out), "--no-progress", "--concurrency", "2"])
         prompts = [prompt_of(r) for r in stub.requests]
     assert rc == 0 and all(r["stream"] for r in stub.requests)
@@ -164,3 +166,27 @@ def test_make_study_from_two_models(tmp_path, tiny_bin_model, questions, capsys)
     sampled = tmp_path / "sampled.jsonl"
     assert make_study.main(["--wide", str(tmp_path / "study.jsonl"), "--sample", "2", "--out", str(sampled)]) == 0
     assert len(lines(sampled)) == 2
+
+
+def test_paper_preset_is_the_default_and_reaches_generate(tmp_path, tiny_bin_model, tiny_engine, questions):
+    """Without --preset, eval.generate decodes as the authors evaluated: 5 beams, sampling, temperature 1."""
+    import torch
+
+    inp, out = tmp_path / "q.jsonl", tmp_path / "a.jsonl"
+    write_jsonl(inp, questions[:1])
+    torch.manual_seed(7)
+    assert generate.main(["--model", str(tiny_bin_model), "--input", str(inp), "--out", str(out), "--device", "cpu",
+                          "--max-new-tokens", str(NEW), "--no-progress"]) == 0
+    row = lines(out)[0]
+    assert row["preset"] == "paper"
+    paper = GenerationSettings.from_preset("paper", max_new_tokens=NEW)
+    assert (paper.num_beams, paper.do_sample, paper.temperature) == (5, True, 1.0)
+    ids = torch.tensor([tiny_engine.encode(build_prompt(questions[0]["note"], questions[0]["question"]))])
+    torch.manual_seed(7)  # the same draw, straight through transformers with the authors' arguments
+    with torch.inference_mode():
+        direct = tiny_engine.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=NEW,
+                                            num_beams=5, do_sample=True, temperature=1.0, top_p=1.0,
+                                            eos_token_id=tiny_engine.eos_token_ids,
+                                            pad_token_id=tiny_engine.tokenizer.pad_token_id or 0)
+    new = tiny_engine._strip_eos(direct[0, ids.shape[1]:].tolist())
+    assert row["answer"] == tiny_engine.tokenizer.decode(new, skip_special_tokens=True)

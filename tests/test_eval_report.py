@@ -74,7 +74,7 @@ def test_judged_file_report_by_hand(tmp_path):
     assert judge.strength.loc["asclepius", "strength"] > judge.strength.loc["vicuna", "strength"] > \
         judge.strength.loc["alpaca", "strength"]
     tasks = judge.task_means.set_index(["task", "model"])
-    assert tasks.loc[("summarization", "asclepius"), "mean"] == pytest.approx(3.5)
+    assert tasks.loc[("Summarization", "asclepius"), "mean"] == pytest.approx(3.5)
     assert judge.distribution.loc["alpaca", 1] == pytest.approx(2 / 6)
     c = rep.consistency
     assert c["per_model"]["asclepius"] == {"n": 3, "exact": 1.0, "mad": 0.0, "mean_forward": pytest.approx(11 / 3),
@@ -91,6 +91,29 @@ def test_judged_file_report_by_hand(tmp_path):
     for name, fig in figures.items():
         assert fig.parent == tmp_path and valid_png(fig), name
         assert f"({fig.name})" in text
+
+
+def test_task_names_are_grouped_however_they_are_spelled(tmp_path):
+    rows = [json.loads(line) for line in JUDGED.read_text().splitlines() if line.strip()]
+    spellings = {"qa": ["Question Answering", "question  answering"], "summarization": ["Text Summarization",
+                                                                                        "text summarization"]}
+    seen: dict[str, int] = {}
+    for r in rows:
+        if r["task"] in spellings:
+            i = seen.get(r["task"], 0)
+            seen[r["task"]] = i + 1
+            r["task"] = spellings[r["task"]][i % 2]
+    messy = tmp_path / "messy.jsonl"
+    messy.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    clean_rep = report.build_report(tmp_path / "a", judged=[JUDGED], n_boot=50)[0]
+    messy_rep = report.build_report(tmp_path / "b", judged=[messy], n_boot=50)[0]
+    clean, got = clean_rep.results[0].task_means, messy_rep.results[0].task_means
+    assert sorted(got["task"].unique()) == sorted(clean["task"].unique())
+    assert set(got["task"]) <= {"Question answering", "Summarization", "Abbreviation expansion",
+                                "Named entity recognition", "Paraphrasing", "Relation extraction",
+                                "Temporal information extraction", "Coreference resolution"}
+    assert got.reset_index(drop=True)[["task", "model", "mean"]].equals(clean.reset_index(drop=True)[
+        ["task", "model", "mean"]])
 
 
 def test_db_and_judged_report_with_agreement(tmp_path, ratings_db):

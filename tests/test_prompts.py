@@ -99,3 +99,49 @@ def test_missing_argument_is_caught():
     assert missing_argument(t, fill_instruction(t, "")) == "Fill in the abbreviation for this task."
     assert missing_argument(t, fill_instruction(t, "CHF")) is None
     assert missing_argument(by_label("Free question"), "") is None
+
+
+def test_asclepius_base_is_the_asclepius_prompt_then_response():
+    got = build_prompt("\n\nNOTE LINE 1\nNOTE LINE 2\n\n", "\nWhat is the diagnosis?\n", "asclepius-base")
+    assert got.encode("utf-8") == MODEL_CARD_BYTES + b"\nResponse: "
+    assert "asclepius-base" in TEMPLATES
+
+
+@pytest.mark.parametrize("hub_id,template", [("huggyllama/llama-7b", "asclepius-base"),
+                                             ("chaoyi-wu/PMC_LLAMA_7B", "asclepius-base"),
+                                             ("medalpaca/medalpaca-7b", "medalpaca")])
+def test_baselines_use_the_authors_templates(hub_id, template):
+    spec = resolve(hub_id)
+    assert spec.known and spec.template == template
+
+
+def test_template_choices_come_from_the_registry_of_templates():
+    import argparse
+
+    from asclepius_ui.launch import add_arguments
+
+    args = add_arguments(argparse.ArgumentParser()).parse_args(["--template", "asclepius-base"])
+    assert args.template == "asclepius-base"
+
+
+@pytest.mark.parametrize("raw,label", [
+    ("Abbreviation Expansion", "Abbreviation expansion"), ("abbreviation  expansion", "Abbreviation expansion"),
+    ("Text Summarization", "Summarization"), ("text summarization", "Summarization"),
+    ("NAMED_ENTITY_RECOGNITION", "Named entity recognition"), ("qa", "Question answering"),
+    ("Temporal Information Extraction", "Temporal information extraction"),
+    ("Medication  REVIEW", "Medication review"), ("medication review", "Medication review"), ("", ""), (None, ""),
+])
+def test_task_names_normalise_onto_the_papers_eight(raw, label):
+    from asclepius_ui.tasks import normalize_task
+
+    assert normalize_task(raw) == label
+
+
+def test_fill_placeholders_leaves_other_braces_and_checks_required():
+    from asclepius_ui.errors import InputError
+    from asclepius_ui.prompts import fill_placeholders
+
+    assert fill_placeholders('{note} {"a": 1} {other}', {"note": "N"}) == 'N {"a": 1} {other}'
+    with pytest.raises(InputError, match=r"\{question\}"):
+        fill_placeholders("{note}", {"note": "N"}, required=("note", "question"))
+    assert fill_placeholders("{n}", {"n": "3"}, required=("num|n",)) == "3"

@@ -173,3 +173,82 @@ def test_bad_inputs_have_clear_messages(tmp_path):
         data.load_notes(tmp_path / "n.csv")
     with pytest.raises(data.DataError, match="missing column"):
         data.load_instructions(tmp_path / "n.csv")
+
+
+# ---------------------------------------------------------------- --match_released
+
+
+def test_released_prompt_bytes():
+    """The released checkpoints were fine-tuned on the card's prompt without the space after [Instruction End]."""
+    from asclepius_ui.prompts import ASCLEPIUS
+
+    assert "[Instruction End] \n" in ASCLEPIUS  # the inference prompt (model card) keeps it
+    prompt = data.released_prompt("\nNote.\n", "\nWhat?\n")
+    assert prompt.endswith("[Instruction Begin]\nWhat?\n[Instruction End]\n")
+    assert prompt == build_prompt("Note.", "What?").replace("[Instruction End] \n", "[Instruction End]\n")
+    assert prompt.startswith("You are an intelligent clinical languge model.\n")
+
+
+def test_released_encoding_joint_tokenization_and_off_by_one_mask(tok, sp):
+    """ids = BOS + sp(prompt + answer) + EOS, jointly; labels mask len(BOS + sp(prompt)) - 1 positions."""
+    answer = "congestive heart failure\n"
+    ex = data.encode_released(tok, NOTE, QUESTION, answer, max_length=2048)
+    prompt = data.released_prompt(NOTE, QUESTION)
+    joint = [1] + sp.encode(prompt + answer.strip("\n")) + [2]
+    assert ex["input_ids"] == joint
+    n_prompt = len([1] + sp.encode(prompt))
+    assert ex["labels"] == [-100] * (n_prompt - 1) + joint[n_prompt - 1:]
+    assert ex["labels"][n_prompt - 2] == -100 and ex["labels"][n_prompt - 1] != -100  # last prompt token trained
+    # the default encoding differs exactly there: the app's prompt bytes, separate tokenization, exact mask
+    ours = data.encode_instruction(tok, NOTE, QUESTION, answer, max_length=2048)
+    assert ours["input_ids"] != ex["input_ids"]
+    # truncation cuts "...answer</s>" as a whole, as the reference did
+    short = data.encode_released(tok, NOTE, QUESTION, answer * 10, max_length=n_prompt + 3)
+    assert short["input_ids"] == ([1] + sp.encode(prompt + (answer * 10).strip("\n")))[:n_prompt + 3]
+    # a prompt longer than max_length keeps the reference's behaviour: only the last position carries loss
+    long = data.encode_released(tok, NOTE * 50, QUESTION, answer, max_length=64)
+    assert len(long["input_ids"]) == 64 and sum(x != -100 for x in long["labels"]) == 1
+
+
+def test_released_collator_pads_with_bos_and_masks_every_bos(tok):
+    a = data.encode_released(tok, NOTE, QUESTION, ANSWER, 2048)
+    b = data.encode_released(tok, "Short.", "Drug?", "furosemide", 2048)
+    batch = data.ReleasedCollator(tok.bos_token_id)([a, b])
+    k = len(b["input_ids"])
+    assert (batch["input_ids"][1, k:] == 1).all()  # pad = BOS
+    assert batch["attention_mask"][:, 0].tolist() == [0, 0]  # the real BOS is masked out of attention too
+    assert batch["attention_mask"][1, 1:k].all() and not batch["attention_mask"][1, k:].any()
+    assert (batch["labels"][1, k:] == -100).all()
+    assert torch.equal(batch["attention_mask"], (batch["input_ids"] != 1).long())
+    # the default collator never pads with BOS and keeps BOS attended
+    ours = data.InstructionCollator(data.pad_id_for(tok))([a, b])
+    assert ours["attention_mask"][:, 0].tolist() == [1, 1] and data.pad_id_for(tok) != 1
+
+
+def test_released_pretraining_stream_doubles_bos_at_note_boundaries(tok):
+    texts = [n.text for n in make_notes(6, seed=3)]
+    ds = data.build_pretraining_dataset(texts, tok, block_size=32, seed=5, released=True)
+    import random
+
+    order = list(range(len(texts)))
+    random.Random(5).shuffle(order)
+    per_note = tok([texts[i] for i in order])["input_ids"]
+    assert all(ids[0] == 1 for ids in per_note)
+    stream = [1] + [t for ids in per_note for t in ids + [2, 1]]  # BOS BOS note EOS BOS BOS note EOS BOS ...
+    flat = [t for block in ds["input_ids"] for t in block]
+    assert flat == stream[:len(flat)] and len(ds) == len(stream) // 32
+    assert flat[:2] == [1, 1]
+    boundary = len(per_note[0]) + 1
+    assert flat[boundary:boundary + 3] == [2, 1, 1]
+    ours = [t for block in data.build_pretraining_dataset(texts, tok, 32, seed=5)["input_ids"] for t in block]
+    assert ours[:2] != [1, 1] and all(not (x == 1 and y == 1) for x, y in zip(ours, ours[1:], strict=False))
+
+
+def test_default_prompt_ids_follow_encode_prompt_bos_rule(tok):
+    """train = inference: the prompt ids are asclepius_ui.tokenization.encode_prompt's, BOS exactly once."""
+    from asclepius_ui.tokenization import encode_prompt
+
+    prompt = build_prompt(NOTE, QUESTION)
+    ex = data.encode_instruction(tok, NOTE, QUESTION, ANSWER, 2048)
+    n = len(encode_prompt(tok, prompt))
+    assert ex["input_ids"][:n] == encode_prompt(tok, prompt) and ex["labels"][:n] == [-100] * n

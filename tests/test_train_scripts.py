@@ -76,6 +76,34 @@ def test_paper_defaults():
     _, dargs, _, ft = parse((ModelArguments, FinetuneDataArguments, LoraArguments, FinetuneTrainingArguments),
                             ["--model_name_or_path", "m", "--data_path", "d", "--use_cpu"])
     assert ft.num_train_epochs == 3 and dargs.model_max_length == 2048 and dargs.template == "asclepius"
+    # the reference's cadence and timeouts: log every step, save every 1000 pretraining steps / each fine-tuning epoch
+    assert (targs.logging_steps, targs.save_strategy.value, targs.save_steps) == (1, "steps", 1000)
+    assert (ft.logging_steps, ft.save_strategy.value) == (1, "epoch")
+    assert targs.ddp_timeout == ft.ddp_timeout == 18000
+    assert not dargs.match_released  # default: train on what the app sends at inference
+    from transformers.utils import is_torch_tf32_available
+
+    assert targs.tf32 is None  # --use_cpu: no tf32
+    _, _, gpu = parse((ModelArguments, PretrainDataArguments, PretrainTrainingArguments),
+                      ["--model_name_or_path", "m", "--data_path", "d", "--bf16", "False"])
+    assert gpu.tf32 is (True if is_torch_tf32_available() else None)
+
+
+def test_fsdp_leaves_activation_checkpointing_to_the_fsdp_config(monkeypatch):
+    """Under FSDP the TrainingArguments kind of checkpointing (a redundant AllGather) stays off by default."""
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")  # what `accelerate launch` with an FSDP config sets
+    _, _, targs = parse((ModelArguments, PretrainDataArguments, PretrainTrainingArguments),
+                        ["--model_name_or_path", "m", "--data_path", "d", "--use_cpu"])
+    assert targs.activation_checkpointing is False
+    monkeypatch.delenv("ACCELERATE_USE_FSDP")
+    _, _, _, ft = parse((ModelArguments, FinetuneDataArguments, LoraArguments, FinetuneTrainingArguments),
+                        ["--model_name_or_path", "m", "--data_path", "d", "--use_cpu", "--fsdp",
+                         "--fsdp_config", str(CONFIGS / "fsdp2_llama.json")])
+    assert ft.activation_checkpointing is False
+    assert ft.fsdp_plugin_args == {
+        "fsdp_version": 2, "auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
+        "transformer_cls_names_to_wrap": "LlamaDecoderLayer", "cpu_ram_efficient_loading": True,
+        "state_dict_type": "FULL_STATE_DICT", "activation_checkpointing": True, "reshard_after_forward": True}
 
 
 def test_pretrain_cli_then_resume_continues_global_step(workdir, tmp_path):
@@ -86,6 +114,7 @@ def test_pretrain_cli_then_resume_continues_global_step(workdir, tmp_path):
     assert pretrain.main(args) == 0
     assert (out / "checkpoint-2").is_dir() and (out / "checkpoint-4").is_dir()
     assert (out / "model.safetensors").is_file() and (out / "tokenizer.model").is_file()
+    assert (out / "checkpoint-2" / "tokenizer.model").is_file()  # intermediate checkpoints load on their own
 
     rec = StepRecorder()
     margs, dargs, targs = parse((ModelArguments, PretrainDataArguments, PretrainTrainingArguments),
@@ -147,20 +176,33 @@ def _launch_env(config: Path) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("name", ["fsdp_7b_8xa100.yaml", "fsdp_13b_8xa100.yaml"])
-def test_fsdp_configs_load_with_accelerate(name):
+def test_fsdp_configs_are_fsdp2_with_fsdp_activation_checkpointing(name):
     from accelerate.commands.config.config_args import load_config_from_file
     from accelerate.utils import DistributedType
 
     cfg = load_config_from_file(str(CONFIGS / name))
     assert cfg.distributed_type == DistributedType.FSDP
     assert cfg.num_processes == 8 and cfg.num_machines == 1 and cfg.mixed_precision == "bf16"
-    assert cfg.fsdp_config["fsdp_sharding_strategy"] == "FULL_SHARD"
+    assert cfg.fsdp_config["fsdp_version"] == 2 and cfg.fsdp_config["fsdp_reshard_after_forward"] is True
     assert cfg.fsdp_config["fsdp_auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP"
     assert cfg.fsdp_config["fsdp_transformer_layer_cls_to_wrap"] == "LlamaDecoderLayer"
+    assert not {"fsdp_sharding_strategy", "fsdp_backward_prefetch", "fsdp_forward_prefetch",
+                "fsdp_use_orig_params"} & set(cfg.fsdp_config)  # FSDP1-only options
     env = _launch_env(CONFIGS / name)  # what `accelerate launch` hands to the 8 processes
-    assert env["ACCELERATE_USE_FSDP"] == "true" and env["FSDP_SHARDING_STRATEGY"] == "FULL_SHARD"
+    assert env["ACCELERATE_USE_FSDP"] == "true" and env["FSDP_VERSION"] == "2"
+    assert env["FSDP_RESHARD_AFTER_FORWARD"] == "true" and env["FSDP_ACTIVATION_CHECKPOINTING"] == "true"
     assert env["FSDP_TRANSFORMER_CLS_TO_WRAP"] == "LlamaDecoderLayer"
     assert env["FSDP_STATE_DICT_TYPE"] == "FULL_STATE_DICT" and env["ACCELERATE_MIXED_PRECISION"] == "bf16"
+
+
+def test_docs_use_fsdp2_only():
+    """Every documented launch uses the FSDP2 configs; the deprecated `--fsdp "<string>"` form is gone."""
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "training.md").read_text()
+    commands = "\n".join(block.split("\n", 1)[1] for block in docs.split("```")[1::2] if block.startswith("bash"))
+    assert "accelerate launch" in commands and '--fsdp "' not in commands and "fsdp_version: 1" not in docs
+    assert "--fsdp --fsdp_config train/configs/fsdp2_llama.json" in commands
+    for name in ("fsdp_7b_8xa100.yaml", "fsdp_13b_8xa100.yaml"):
+        assert f"train/configs/{name}" in docs
 
 
 def test_attention_backend_choice():

@@ -6,38 +6,43 @@ The server is the only test double (for the paid remote API); the real ``openai`
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
-import random
+import re
 import threading
-import time
 
-import httpx
-import openai
 import pytest
 
-from asclepius_ui.api_calls import RateLimiter, RetryPolicy, retry_after
+from asclepius_ui.endpoints import EndpointSettings
 from train import synth
-from train.synth import ClientSettings, clean_instruction, reject_reason
+from train.synth import StageOptions, clean_instruction, reject_reason
 
-from .openai_server import Error, OpenAIServer, Raw, Reply, completion
+from .openai_server import Error, OpenAIServer, Raw, Reply, completion, instruction_of
+
+FAST = {"retry-after-ms": "1"}  # the SDK honours it: retries without real waiting
+
+
+def between(text: str, begin: str, end: str) -> str:
+    m = re.search(re.escape(begin) + r"\n(.*?)\n" + re.escape(end), text, re.DOTALL)
+    return m.group(1) if m else ""
 
 
 def reply_text(body: dict) -> str:
     user = body["messages"][-1]["content"]
-    if "Case report:" in user:
-        case = user.split("Case report:\n", 1)[1]
+    if "[Case Report Begin]" in user:
+        case = between(user, "[Case Report Begin]", "[Case Report End]")
         return f"```\nDISCHARGE SUMMARY\nHospital Course: pt with {case[:40]}\n```"
-    if "Write one new instruction" in user:
-        n = user.count("\n- ")
-        return f'1. Instruction: "What was done on day {n}?"\nextra line'
-    question = user.split("Instruction:\n", 1)[1].split("\n\n", 1)[0]
+    if "[Example Questions Begin]" in user:
+        n = len(between(user, "[Example Questions Begin]", "[Example Questions End]").splitlines())
+        if "MODELNOTE" in user:
+            return "What does the model say about the dose?"
+        return f'1. Question: "What was done on day {n}?"\nextra line'
+    question = instruction_of(user)
     if "ROBOT" in question:
         return "As an AI language model, I cannot give medical advice."
-    if "REFUSE" in question:
-        return "I'm sorry, but I can't help with that."
     if "ASKBACK" in question:
         return "Could you clarify which admission you mean?"
+    if "UNANSWERABLE" in question:
+        return "The summary does not record the dose, so this cannot be answered from it."
     return f"The answer to '{question}' is in the hospital course."
 
 
@@ -52,9 +57,9 @@ class Faults:
         with self.lock:
             fault = self.faults.pop(0) if self.faults else None
         if fault == "429":
-            return Error(429, "rate limited", {"Retry-After": "0"})
+            return Error(429, "rate limited", FAST)
         if fault in ("500", "503"):
-            return Error(int(fault), "server error")
+            return Error(int(fault), "server error", FAST)
         if fault == "401":
             return Error(401, "bad key")
         if fault == "badjson":
@@ -64,6 +69,16 @@ class Faults:
             reply.pop("choices")
             return Raw(json.dumps(reply).encode())
         return "" if fault == "empty" else reply_text(body)
+
+
+class FakeSleep:
+    """Records the waits asked for instead of sleeping."""
+
+    def __init__(self):
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
 
 
 def ok_usage(api: OpenAIServer) -> dict[str, int]:
@@ -79,10 +94,10 @@ def api():
         yield server
 
 
-def settings(api: OpenAIServer, **kw) -> ClientSettings:
+def settings(api: OpenAIServer, **kw) -> EndpointSettings:
     base = dict(base_url=api.base_url, model="test-model", api_key="sk-test", concurrency=3, max_retries=4,
-                backoff_base=0.01, backoff_max=0.05, timeout=10, max_tokens=64, price_in=0.5, price_out=1.5)
-    return ClientSettings(**{**base, **kw})
+                timeout=10)
+    return EndpointSettings(**{**base, **kw})
 
 
 CASES = [{"patient_uid": f"uid-{i}", "text": f"A {30 + i}-year-old man with chest pain number {i}."}
@@ -92,17 +107,24 @@ CASES = [{"patient_uid": f"uid-{i}", "text": f"A {30 + i}-year-old man with ches
 def test_notes_retry_on_429_5xx_and_malformed_then_resume(api, tmp_path):
     out = tmp_path / "notes.jsonl"
     api.responder.faults = ["429", "500", "badjson", "empty", "503", "nochoices"]
-    res = asyncio.run(synth.synth_notes(CASES[:4], out, settings(api)))
+    sleep = FakeSleep()
+    res = asyncio.run(synth.synth_notes(CASES[:4], out, settings(api), sleep=sleep))
     rows = synth.read_jsonl(out)
     assert sorted(r["note_id"] for r in rows) == [f"uid-{i}" for i in range(4)]
     assert all(r["note"].startswith("DISCHARGE SUMMARY") and "```" not in r["note"] for r in rows)
     assert res.written == 4 and res.usage.failed == 0
-    assert res.usage.retries == 6 and len(api.requests) == 10
-    assert res.usage.reasons["429"] == 1 and res.usage.reasons["malformed"] == 3
+    assert res.usage.retries == 6 and res.usage.requests == 10 and len(api.requests) == 10
+    assert dict(res.usage.statuses) == {"429": 1, "500": 1, "503": 1} and res.usage.malformed == 3
+    assert len(sleep.waits) == 3, "malformed replies are re-asked after a (fake) backoff wait"
     billed = ok_usage(api)
     assert res.usage.prompt_tokens == billed["prompt"]
     assert res.usage.completion_tokens == billed["completion"]
     assert res.usage.cost(0.5, 1.5) == pytest.approx(billed["prompt"] / 1000 * 0.5 + billed["completion"] / 1000 * 1.5)
+    # the authors' sampling: temperature 1, max_tokens 4088 minus the prompt's (estimated) tokens
+    body = api.requests[-1]
+    assert body["temperature"] == 1
+    assert body["max_tokens"] == 4088 - synth.approx_tokens(body["messages"][0]["content"])
+    assert [m["role"] for m in body["messages"]] == ["user"]
 
     # a crash left a torn line: the restart ignores it, skips finished rows and asks only for the rest
     with out.open("a") as f:
@@ -114,11 +136,45 @@ def test_notes_retry_on_429_5xx_and_malformed_then_resume(api, tmp_path):
     assert sorted(r["note_id"] for r in synth.read_jsonl(out)) == [f"uid-{i}" for i in range(6)]
 
 
-def test_note_prompt_states_the_papers_rules():
-    text = synth.note_messages("CASE TEXT")[1]["content"]
-    for phrase in ["Use only facts stated in the case report", "everyday", "do not define", "headings",
-                   "grammatical slips", "not discharged", "summary of the hospital course", "CASE TEXT"]:
-        assert phrase in text
+def test_note_prompt_states_every_rule_of_the_reference():
+    text = synth.note_messages("CASE TEXT")[0]["content"]
+    assert text.index("[Case Report Begin]\nCASE TEXT\n[Case Report End]") < text.index("Requirements")
+    for phrase in ["discharge summary only", "no other phrases", '"high cholesterol" for "hypercholesterolemia"',
+                   "abbreviations without defining them", "Minor grammatical errors",
+                   "does not explicitly state or define", "not been discharged yet",
+                   "summary of the hospital course", "structure of an EHR", "medical consistency",
+                   "detailed and comprehensive discharge summary", "several distinct headings"]:
+        assert phrase in text, phrase
+
+
+def test_instruction_prompt_states_every_rule_of_the_reference():
+    text = synth.instruction_messages("THE NOTE", "abbreviation", ["s1", "s2", "s3"], [], synth.random.Random(0)
+                                      )[0]["content"]
+    assert text.index("THE NOTE") < text.index("[Example Questions Begin]"), "the note comes before the examples"
+    for phrase in ["healthcare professional", 'the task "Abbreviation expansion"', "differs from them",
+                   "Do not repeat the verbs or the sentence structure of the examples",
+                   "answerable from the information in the discharge summary alone", "as short as you can",
+                   "3 example questions"]:
+        assert phrase in text, phrase
+    assert text.rstrip().endswith("Output only the question.")
+
+
+def test_answer_prompt_states_every_rule_of_the_reference():
+    text = synth.answer_messages("THE NOTE", "THE QUESTION")[0]["content"]
+    assert text.index("THE NOTE") < text.index("THE QUESTION")
+    for phrase in ["accurate and concise", "cannot be fully answered", "explain why it is unanswerable",
+                   "Do not say that you cannot respond because you are an AI model",
+                   "Do not ask a question back", "do not rephrase the instruction"]:
+        assert phrase in text, phrase
+    assert text.endswith("Response:")
+
+
+def test_max_tokens_follow_the_reference():
+    prompt = "x" * 300
+    assert synth.stage_max_tokens("notes", prompt) == 4088 - 100
+    assert synth.stage_max_tokens("instructions", prompt) == 300
+    assert synth.stage_max_tokens("answers", prompt) == 100 + 400
+    assert synth.stage_max_tokens("answers", prompt, fixed=64) == 64
 
 
 def test_instructions_use_three_seeds_and_a_growing_pool(api, tmp_path):
@@ -127,8 +183,10 @@ def test_instructions_use_three_seeds_and_a_growing_pool(api, tmp_path):
     res = asyncio.run(synth.synth_instructions(notes, out, settings(api, concurrency=1), tasks=["qa"]))
     assert res.written == 4
     # 3 seeds, then the pool grows by one question per finished request, capped at 2 shown
-    shown = [r["messages"][-1]["content"].count("\n- ") for r in api.requests]
+    shown = [len(between(r["messages"][-1]["content"], "[Example Questions Begin]", "[Example Questions End]")
+                 .splitlines()) for r in api.requests]
     assert shown == [3, 4, 5, 5]
+    assert all(r["max_tokens"] == 300 and r["temperature"] == 1 for r in api.requests)
     seeds = synth.load_seeds()["qa"]
     first = api.requests[0]["messages"][-1]["content"]
     assert sum(s in first for s in seeds) == 3 and "Note 0" in first and "Question answering" in first
@@ -137,81 +195,87 @@ def test_instructions_use_three_seeds_and_a_growing_pool(api, tmp_path):
                        "question": "What was done on day 3?", "model": "test-model"}
 
 
+def test_the_filter_drops_a_question_that_says_the_model(api, tmp_path):
+    notes = [{"note_id": "n0", "note": "Pt had CAP."}, {"note_id": "n1", "note": "MODELNOTE pt had CHF."}]
+    out = tmp_path / "instructions.jsonl"
+    res = asyncio.run(synth.synth_instructions(notes, out, settings(api, concurrency=1), tasks=["qa"]))
+    assert res.written == 1 and res.rejected == 1
+    rejected = synth.read_jsonl(synth.rejected_path(out))
+    assert rejected[0]["note_id"] == "n1" and rejected[0]["reason"] == "question mentions 'the model'"
+    assert rejected[0]["reply"] == "What does the model say about the dose?"
+    assert reject_reason({"note": "n", "question": "What does The Model think?"}) == "question mentions 'The Model'"
+
+
 def test_seeds_are_five_per_task():
     seeds = synth.load_seeds()
     assert sorted(seeds) == sorted(synth.TASK_KEYS) and len(synth.TASK_KEYS) == 8
     assert all(len(v) == 5 and len(set(v)) == 5 for v in seeds.values())
 
 
+def test_seeds_file_in_the_authors_format_with_any_spelling(tmp_path):
+    path = tmp_path / "seeds.json"
+    path.write_text(json.dumps([{"task": "Named Entity Recognition", "samples": ["a", "b", "c", "d", "e"]},
+                                {"task": "abbreviation  EXPANSION", "samples": ["f", "g", "h"]}]))
+    seeds = synth.load_seeds(path, tasks=["ner", "abbreviation"])
+    assert seeds == {"ner": ["a", "b", "c", "d", "e"], "abbreviation": ["f", "g", "h"]}
+    with pytest.raises(synth.InputError, match="at least 3 seed instructions for Question answering"):
+        synth.load_seeds(path, tasks=["ner", "qa"])
+    path.write_text(json.dumps({"Triage": ["a", "b", "c"]}))
+    with pytest.raises(synth.InputError, match="unknown task 'Triage'"):
+        synth.load_seeds(path, tasks=["ner"])
+
+
 def test_answers_filtered(api, tmp_path):
-    qs = ["What was the diagnosis?", "ROBOT question", "REFUSE this", "ASKBACK please", "Which drug?"]
+    qs = ["What was the diagnosis?", "ROBOT question", "ASKBACK please", "UNANSWERABLE dose?", "Which drug?"]
     rows = [{"note_id": f"n{i}", "task": "qa", "note": "Pt had CAP.", "question": q} for i, q in enumerate(qs)]
     out = tmp_path / "pairs.jsonl"
     res = asyncio.run(synth.synth_answers(rows, out, settings(api)))
     kept = synth.read_jsonl(out)
     rejected = synth.read_jsonl(synth.rejected_path(out))
-    assert sorted(r["question"] for r in kept) == ["What was the diagnosis?", "Which drug?"]
+    assert sorted(r["question"] for r in kept) == ["UNANSWERABLE dose?", "What was the diagnosis?", "Which drug?"]
     assert {r["question"]: r["reason"] for r in rejected} == {
-        "ROBOT question": "mentions being an AI or language model",
-        "REFUSE this": "refusal",
-        "ASKBACK please": "ends with a question mark",
+        "ROBOT question": "answer mentions 'AI language'",
+        "ASKBACK please": "answer ends with a question mark",
     }
-    assert res.written == 2 and res.rejected == 3
+    assert res.written == 3 and res.rejected == 2
+    body = api.requests[0]
+    assert body["max_tokens"] == synth.approx_tokens(body["messages"][0]["content"]) + 400
     # rejected rows count as finished: a rerun sends nothing
     n = len(api.requests)
     asyncio.run(synth.synth_answers(rows, out, settings(api)))
     assert len(api.requests) == n
 
 
+@pytest.mark.parametrize("pattern", synth.FILTER_PATTERNS)
+def test_every_reference_pattern_is_filtered_in_every_field(pattern):
+    for field in ("note", "question", "answer"):
+        row = {"note": "Pt had CAP.", "question": "Which drug?", "answer": "Ceftriaxone."}
+        row[field] = f"Text where {pattern.upper()} appears."
+        assert reject_reason(row) == f"{field} mentions {pattern.upper()!r}"
+
+
 def test_reject_reason_and_cleaning():
-    assert reject_reason("The patient received heparin.") is None
-    assert reject_reason("I am an AI and cannot say.") is not None
-    assert reject_reason("As a language model I think it is CHF.") is not None
-    assert reject_reason("I cannot determine that from the note.") == "refusal"
-    assert reject_reason("Is it heparin?") == "ends with a question mark"
-    assert reject_reason("The summary does not mention the dose.") is None
+    assert reject_reason({"answer": "The patient received heparin."}) is None
+    assert reject_reason({"answer": "As a language model I think it is CHF."}) == "answer mentions 'language model'"
+    assert reject_reason({"answer": "I cannot determine that from the note."}) is None  # an explained unanswerable
+    assert reject_reason({"answer": "Is it heparin?"}) == "answer ends with a question mark"
+    assert reject_reason({"question": "Which drug?"}) is None
+    assert reject_reason({"note": "  "}) == "empty note"
     assert clean_instruction('  \n2) Instruction: "Expand AKI."\n') == "Expand AKI."
     assert clean_instruction("- New instruction: List the drugs.") == "List the drugs."
 
 
-def test_rate_limiter_window_arithmetic():
-    now = [0.0]
-    lim = RateLimiter(rpm=2, tpm=100, window=60, clock=lambda: now[0])
-    assert lim._wait_time(10, 0.0) == 0
-    lim.events.extend([[0.0, 10.0], [1.0, 10.0]])
-    assert lim._wait_time(10, 2.0) == pytest.approx(58.0)  # third request waits for the first to age out
-    lim.events.popleft()
-    assert lim._wait_time(95, 2.0) == pytest.approx(59.0)  # 10 + 95 tokens > 100: wait for the second
-    assert lim._wait_time(50, 2.0) == 0
-    assert lim._wait_time(10, 61.5) == 0 and not lim.events
-
-
-def test_rate_limiter_spaces_requests():
-    lim = RateLimiter(rpm=2, tpm=None, window=0.2)
-
-    async def go():
-        return [(await lim.acquire(1))[0] for _ in range(3)]
-
-    times = asyncio.run(go())
-    assert times[2] - times[0] >= 0.2 - 1e-3
-
-
-def rate_limited(**headers: str) -> openai.RateLimitError:
-    response = httpx.Response(429, headers=headers, request=httpx.Request("POST", "http://127.0.0.1/v1"))
-    return openai.RateLimitError("rate limited", response=response, body=None)
-
-
-def test_retry_after_forms_and_backoff_caps():
-    assert retry_after(rate_limited(**{"retry-after-ms": "250", "retry-after": "9"})) == pytest.approx(0.25)
-    assert retry_after(rate_limited(**{"retry-after": "3"})) == 3.0
-    later = email.utils.formatdate(time.time() + 30, usegmt=True)
-    assert 25 < retry_after(rate_limited(**{"retry-after": later})) <= 30
-    assert retry_after(rate_limited(**{"retry-after": "soon"})) is None
-    assert retry_after(rate_limited()) is None and retry_after(ValueError("x")) is None
-    rng = random.Random(0)
-    policy = RetryPolicy(base=1.0, cap=4.0, retry_after_cap=5.0)
-    assert policy.delay(rate_limited(**{"retry-after": "120"}), 0, rng) == 5.0  # the server's wait, capped
-    assert all(2.0 <= policy.delay(rate_limited(), 3, rng) <= 4.0 for _ in range(20))  # 8 s capped to 4, jittered
+def test_prompt_files_per_stage_and_their_placeholders(api, tmp_path):
+    notes_prompt = "[Case Report Begin]\n{pmc}\n[Case Report End]\nWrite it. {\"json\": true}"
+    res = asyncio.run(synth.synth_notes(CASES[:1], tmp_path / "n.jsonl", settings(api),
+                                        StageOptions(template=synth.check_template("notes", notes_prompt))))
+    assert res.written == 1
+    assert api.requests[-1]["messages"] == [{"role": "user", "content": (
+        f"[Case Report Begin]\n{CASES[0]['text']}\n[Case Report End]\nWrite it. {{\"json\": true}}")}]
+    with pytest.raises(synth.InputError, match=r"\{examples\} or \{samples\}"):
+        synth.check_template("instructions", "{note} {task}")
+    with pytest.raises(synth.InputError, match=r"\{question\}"):
+        synth.check_template("answers", "{note}")
 
 
 def test_cli_notes_summary_and_bad_key(api, tmp_path, monkeypatch, capsys):
@@ -231,5 +295,30 @@ def test_cli_notes_summary_and_bad_key(api, tmp_path, monkeypatch, capsys):
     assert "AuthenticationError" in capsys.readouterr().err
     assert len(synth.read_jsonl(out)) == 3  # nothing already saved is lost
 
-    assert synth.main(["notes", "--input", str(tmp_path / "missing.csv"), "--out", str(out), "--model", "m"]) == 2
+    assert synth.main(["notes", "--input", str(tmp_path / "missing.csv"), "--out", str(out), "--model", "m",
+                       "--base-url", api.base_url]) == 2
     assert "no such file" in capsys.readouterr().err
+    # a key given where an env var's NAME belongs is refused, never silently dropped
+    assert synth.main(args[:10] + ["sk-live-abc123"] + args[11:]) == 2
+    assert "--api-key-env takes the NAME" in capsys.readouterr().err
+    assert synth.main(args[:10] + ["UNSET_KEY_VAR"] + args[11:]) == 2
+    assert "UNSET_KEY_VAR: that environment variable is not set" in capsys.readouterr().err
+
+
+def test_cli_api_key_is_refused_not_dropped(tmp_path, capsys, monkeypatch):
+    rows = tmp_path / "instructions.jsonl"
+    rows.write_text(json.dumps({"note_id": "n0", "task": "qa", "note": "Pt had CAP.", "question": "Which drug?"}))
+    out = tmp_path / "p.jsonl"
+    with OpenAIServer(Faults(), api_key="sk-secret") as api:
+        base = ["answers", "--input", str(rows), "--out", str(out), "--base-url", api.base_url, "--model", "m"]
+        assert synth.main(base + ["--api-key", "sk-secret"]) == 2
+        assert "name it with --api-key-env" in capsys.readouterr().err and not api.requests
+        monkeypatch.setenv("SECRET_KEY", "sk-secret")
+        assert synth.main(base + ["--api-key-env", "SECRET_KEY"]) == 0
+    assert "wrote 1" in capsys.readouterr().out
+
+
+def test_tasks_flag_takes_any_spelling():
+    assert synth.parse_tasks("qa, Named Entity Recognition,text summarization") == ["qa", "ner", "summarization"]
+    with pytest.raises(synth.InputError, match="unknown task"):
+        synth.parse_tasks("qa,triage")

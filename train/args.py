@@ -1,7 +1,8 @@
 """Dataclass arguments for ``train.pretrain`` and ``train.finetune`` with the paper's defaults.
 
 Asclepius (Kweon et al. 2023): lr 2e-5, cosine schedule, warmup ratio 0.03, weight decay 0, global batch 128,
-1 epoch of pretraining and 3 of fine-tuning, max length 2048, bf16, gradient checkpointing, FSDP full shard.
+1 epoch of pretraining and 3 of fine-tuning, max length 2048, bf16, tf32, activation checkpointing, FSDP full shard,
+ddp_timeout 18000, logging every step, a checkpoint every 1000 pretraining steps and every fine-tuning epoch.
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ import warnings
 from dataclasses import dataclass, field
 
 from transformers import HfArgumentParser, TrainingArguments
+from transformers.utils import is_torch_tf32_available
+
+from asclepius_ui.data_sources import Source
 
 
 @dataclass
@@ -25,19 +29,49 @@ class ModelArguments:
     )
 
 
+SOURCE_HELP = ("a .csv/.tsv/.jsonl/.json/.parquet file (optionally .gz/.bz2/.xz/.zst), a folder saved by `datasets`, "
+               "or a Hugging Face dataset id such as starmpcc/Asclepius-Synthetic-Clinical-Notes")
+
+
 @dataclass
-class PretrainDataArguments:
-    data_path: str = field(metadata={"help": "notes as CSV/JSONL/parquet, or a folder saved by `train.data pretrain`"})
-    text_column: str | None = field(default=None, metadata={"help": "note column (default: note, text, ...)"})
+class SourceArguments:
+    """Where the rows come from (see ``asclepius_ui.data_sources``)."""
+
+    data_path: str = field(metadata={"help": SOURCE_HELP})
+    split: str = field(default="train", metadata={"help": "split of a hub dataset or DatasetDict folder"})
+    revision: str | None = field(default=None, metadata={"help": "revision (branch, tag, commit) of a hub dataset"})
+    note_column: str | None = field(
+        default=None, metadata={"help": "note column (default: note, text, discharge_summary)",
+                                "aliases": ["--text_column", "--text-column"]})
+    match_released: bool = field(
+        default=False,
+        metadata={"help": "train exactly as the released Asclepius checkpoints were (see docs/training.md); "
+                          "default: train on the bytes and ids the app sends at inference"})
+
+    def source(self) -> Source:
+        return Source(self.data_path, split=self.split, revision=self.revision)
+
+
+@dataclass
+class PretrainDataArguments(SourceArguments):
     model_max_length: int = field(default=2048, metadata={"help": "block size of the packed sequences"})
+    dedup_notes: bool = field(default=True, metadata={"help": "train on each distinct note once"})
     save_prepared_to: str | None = field(default=None, metadata={"help": "also save the packed dataset here"})
 
 
 @dataclass
-class FinetuneDataArguments:
-    data_path: str = field(metadata={"help": "instruction rows (note, question, answer[, task]) CSV/JSONL/parquet"})
+class FinetuneDataArguments(SourceArguments):
+    question_column: str | None = field(default=None, metadata={"help": "default: question, instruction"})
+    answer_column: str | None = field(default=None, metadata={"help": "default: answer, response, output"})
+    task_column: str | None = field(default=None, metadata={"help": "default: task, category"})
     model_max_length: int = field(default=2048, metadata={"help": "examples longer than this are cut"})
     template: str = field(default="asclepius", metadata={"help": "prompt template of asclepius_ui.prompts"})
+
+    def columns(self) -> dict[str, str]:
+        """Canonical name -> column for the columns named by flags."""
+        given = {"note": self.note_column, "question": self.question_column, "answer": self.answer_column,
+                 "task": self.task_column}
+        return {k: v for k, v in given.items() if v}
 
 
 @dataclass
@@ -53,9 +87,14 @@ class LoraArguments:
     )
 
 
+def fsdp_requested(fsdp: object = None) -> bool:
+    """FSDP through ``--fsdp`` (torchrun) or an ``accelerate launch`` FSDP config (its environment)."""
+    return bool(fsdp) or os.environ.get("ACCELERATE_USE_FSDP", "").lower() in {"1", "true"}
+
+
 @dataclass
 class AsclepiusTrainingArguments(TrainingArguments):
-    """``TrainingArguments`` with the paper's defaults and a global batch size."""
+    """``TrainingArguments`` with the reference recipe's defaults and a global batch size."""
 
     output_dir: str = field(default="runs/asclepius", metadata={"help": "checkpoints and the final HF folder"})
     learning_rate: float = 2e-5
@@ -65,9 +104,11 @@ class AsclepiusTrainingArguments(TrainingArguments):
     num_train_epochs: float = 1.0
     per_device_train_batch_size: int = 4
     bf16: bool = True
-    logging_steps: float = 10
-    save_steps: float = 500
+    logging_steps: float = 1
     save_total_limit: int | None = 3
+    ddp_timeout: int = field(
+        default=18000, metadata={"help": "seconds collectives may wait (reference: 18000; a 7B merge or save on "
+                                         "rank 0 outlasts the 1800 s default)"})
     remove_unused_columns: bool = False
     global_batch_size: int = field(
         default=128,
@@ -85,9 +126,13 @@ class AsclepiusTrainingArguments(TrainingArguments):
                     f"using {self.gradient_accumulation_steps * per_step}",
                     stacklevel=2,
                 )
-        # paper default: activation (gradient) checkpointing on, unless either spelling of the flag says otherwise
+        # reference: --tf32 True; on where the GPU has it (Ampere or newer), unless the flag says otherwise
+        if self.tf32 is None and not self.use_cpu and is_torch_tf32_available():
+            self.tf32 = True
+        # paper default: activation checkpointing on. Under FSDP the launch config's own activation checkpointing
+        # (fsdp_config activation_checkpointing) does it: the training-argument kind costs a redundant AllGather.
         if self.activation_checkpointing is None and self.gradient_checkpointing is None:
-            self.activation_checkpointing = True
+            self.activation_checkpointing = not fsdp_requested(self.fsdp)
         if self.activation_checkpointing_kwargs is None and self.gradient_checkpointing_kwargs is None:
             self.activation_checkpointing_kwargs = {"use_reentrant": False}
         super().__post_init__()
@@ -96,11 +141,14 @@ class AsclepiusTrainingArguments(TrainingArguments):
 @dataclass
 class PretrainTrainingArguments(AsclepiusTrainingArguments):
     num_train_epochs: float = 1.0
+    save_strategy: str = "steps"
+    save_steps: float = 1000  # reference: a checkpoint every 1000 steps
 
 
 @dataclass
 class FinetuneTrainingArguments(AsclepiusTrainingArguments):
     num_train_epochs: float = 3.0
+    save_strategy: str = "epoch"  # reference: a checkpoint each epoch
 
 
 def parse(types: tuple, argv: list[str] | None = None):

@@ -1,13 +1,16 @@
 """Instruction fine-tuning on (note, question, answer) rows with the app's prompt, full or LoRA/QLoRA.
 
     accelerate launch --config_file train/configs/fsdp_7b_8xa100.yaml -m train.finetune \\
-        --model_name_or_path runs/pretrain-7b --data_path instructions.jsonl --output_dir runs/asclepius-7b
+        --model_name_or_path runs/pretrain-7b --data_path starmpcc/Asclepius-Synthetic-Clinical-Notes \\
+        --output_dir runs/asclepius-7b
 
     # one 24 GB GPU
     python -m train.finetune --model_name_or_path runs/pretrain-7b --data_path instructions.jsonl \\
         --output_dir runs/asclepius-7b-qlora --qlora --per_device_train_batch_size 4
 
-Only answer tokens and the final EOS carry loss (see ``train.data.encode_instruction``).
+Only answer tokens and the final EOS carry loss (see ``train.data.encode_instruction``); ``--match_released`` trains
+as the released checkpoints were instead (``train.data.encode_released``). With LoRA on several processes every rank
+waits for the adapter save, rank 0 merges, and all wait for the merge before leaving.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ import sys
 from pathlib import Path
 
 import torch
-from transformers import BitsAndBytesConfig, Trainer
 
+from asclepius_ui.errors import InputError
+from asclepius_ui.quantization import nf4_config
 from train.args import (
     FinetuneDataArguments,
     FinetuneTrainingArguments,
@@ -27,8 +31,14 @@ from train.args import (
     parse,
     resume_value,
 )
-from train.data import DataError, InstructionCollator, build_instruction_dataset, load_instructions, pad_id_for
-from train.pretrain import load_model, load_tokenizer, save_final, save_tokenizer
+from train.data import (
+    InstructionCollator,
+    ReleasedCollator,
+    build_instruction_dataset,
+    load_instructions,
+    pad_id_for,
+)
+from train.pretrain import load_model, load_tokenizer, save_tokenizer, train_and_save
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +52,7 @@ def build_model(margs: ModelArguments, largs: LoraArguments, targs: FinetuneTrai
     kwargs = {}
     if largs.qlora:
         compute = torch.bfloat16 if targs.bf16 else torch.float32
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=compute,
-        )
+        kwargs["quantization_config"] = nf4_config(compute)
     model = load_model(margs, **kwargs)
     if largs.qlora:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=targs.activation_checkpointing)
@@ -78,24 +85,26 @@ def run(margs: ModelArguments, dargs: FinetuneDataArguments, largs: LoraArgument
         targs: FinetuneTrainingArguments, callbacks: list | None = None):
     """Fine-tune end to end; returns ``(trainer, TrainOutput)``. ``callbacks`` go to the ``Trainer``."""
     tokenizer = load_tokenizer(margs)
-    rows = load_instructions(dargs.data_path)
-    dataset, skipped = build_instruction_dataset(rows, tokenizer, dargs.model_max_length, dargs.template)
+    rows = load_instructions(dargs.source(), dargs.columns())
+    dataset, skipped = build_instruction_dataset(rows, tokenizer, dargs.model_max_length, dargs.template,
+                                                 released=dargs.match_released)
     if skipped:
         log.warning("skipped %d example(s) whose prompt is longer than %d tokens", skipped, dargs.model_max_length)
     model = build_model(margs, largs, targs)
-    trainer = Trainer(model=model, args=targs, train_dataset=dataset,
-                      data_collator=InstructionCollator(pad_id_for(tokenizer)), processing_class=tokenizer,
-                      callbacks=callbacks)
-    result = trainer.train(resume_from_checkpoint=resume_value(targs.resume_from_checkpoint))
-    if largs.lora or largs.qlora:
+    collator = ReleasedCollator(tokenizer.bos_token_id) if dargs.match_released else InstructionCollator(
+        pad_id_for(tokenizer))
+    lora = largs.lora or largs.qlora
+    trainer, result = train_and_save(model, tokenizer, dataset, collator, targs,
+                                     resume_value(targs.resume_from_checkpoint), callbacks, save=not lora)
+    if lora:
         adapter_dir = Path(targs.output_dir) / "adapter"
         trainer.save_model(str(adapter_dir))
+        trainer.accelerator.wait_for_everyone()  # every rank's part of the adapter is on disk
         if trainer.is_world_process_zero():
             save_tokenizer(tokenizer, adapter_dir)
             if largs.merge_lora:
                 merge_adapter(margs, adapter_dir, targs.output_dir, tokenizer)
-    else:
-        save_final(trainer, tokenizer, targs.output_dir)
+        trainer.accelerator.wait_for_everyone()  # no rank leaves (and tears down the group) before the merge is done
     return trainer, result
 
 
@@ -106,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         run(margs, dargs, largs, targs)
-    except (DataError, OSError) as exc:
+    except (InputError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -16,8 +16,16 @@ from pathlib import Path
 
 import datasets
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, Trainer, TrainingArguments
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
 
+from asclepius_ui.errors import InputError
 from train.args import ModelArguments, PretrainDataArguments, PretrainTrainingArguments, parse, resume_value
 from train.data import DataError, PackedCollator, build_pretraining_dataset, load_notes
 
@@ -53,24 +61,38 @@ def load_model(margs: ModelArguments, **kwargs) -> PreTrainedModel:
 
 
 def load_pretraining_data(dargs: PretrainDataArguments, tokenizer, seed: int) -> datasets.Dataset:
-    """A packed dataset: loaded from a ``save_to_disk`` folder, or built from a notes file."""
+    """A packed dataset: loaded from a ``save_to_disk`` folder of blocks, or built from notes of any source."""
     path = Path(dargs.data_path)
-    if path.is_dir():
+    if path.is_dir() and (path / "dataset_info.json").is_file():
         ds = datasets.load_from_disk(str(path))
-        if "input_ids" not in ds.column_names:
-            raise DataError(f"{path}: not a packed dataset (no input_ids column)")
-        return ds
-    ds = build_pretraining_dataset(load_notes(path, dargs.text_column), tokenizer, dargs.model_max_length, seed)
+        if isinstance(ds, datasets.Dataset) and "input_ids" in ds.column_names:
+            return ds
+    notes = load_notes(dargs.source(), dargs.note_column, dedup=dargs.dedup_notes)
+    log.info("%d %snotes from %s", len(notes), "distinct " if dargs.dedup_notes else "", dargs.source().describe())
+    ds = build_pretraining_dataset(notes, tokenizer, dargs.model_max_length, seed, released=dargs.match_released)
     if dargs.save_prepared_to:
         ds.save_to_disk(dargs.save_prepared_to)
     return ds
+
+
+class TokenizerInCheckpoints(TrainerCallback):
+    """Put the tokenizer, ``tokenizer.model`` included, in every ``checkpoint-N`` folder (rank 0)."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if ckpt.is_dir():
+                save_tokenizer(self.tokenizer, ckpt)
 
 
 def train_and_save(model, tokenizer, dataset, collator, targs: TrainingArguments, resume: str | bool | None = None,
                    callbacks: list | None = None, save: bool = True):
     """Run ``Trainer`` (resuming when asked) and write the final HF folder to ``targs.output_dir``."""
     trainer = Trainer(model=model, args=targs, train_dataset=dataset, data_collator=collator,
-                      processing_class=tokenizer, callbacks=callbacks)
+                      processing_class=tokenizer, callbacks=[TokenizerInCheckpoints(tokenizer), *(callbacks or [])])
     result = trainer.train(resume_from_checkpoint=resume)
     if save:
         save_final(trainer, tokenizer, targs.output_dir)
@@ -115,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     margs, dargs, targs = parse((ModelArguments, PretrainDataArguments, PretrainTrainingArguments), argv)
     try:
         run(margs, dargs, targs)
-    except (DataError, OSError) as exc:
+    except (InputError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

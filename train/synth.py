@@ -1,13 +1,29 @@
-"""Synthetic training data through any OpenAI-compatible chat-completions endpoint.
+"""Synthetic training data through any OpenAI-compatible chat-completions endpoint, following the paper's recipe.
 
-Three stages, each a resumable JSONL file (a restart skips rows already written):
+Three stages, each a resumable JSONL file (a restart skips rows already written or rejected):
 
     python -m train.synth notes --input pmc_patients.csv --out notes.jsonl --base-url URL --model M
     python -m train.synth instructions --input notes.jsonl --out instructions.jsonl --base-url URL --model M
     python -m train.synth answers --input instructions.jsonl --out pairs.jsonl --base-url URL --model M
 
-Requests run concurrently (``--concurrency``) under requests/min and tokens/min limits, with retries and
-exponential backoff (honouring ``Retry-After``) on 429, 5xx, connection errors and malformed replies.
+The prompts carry every rule of the authors' synthesis scripts in our own words; sampling defaults to theirs
+(temperature 1; notes: 4088 tokens minus the prompt, instructions: 300, answers: the prompt's tokens + 400; prompt
+tokens are estimated at 3 characters a token, no tokenizer is downloaded). Each stage drops a row whose note,
+question or answer matches the authors' pattern list (e.g. "the model", "clinical language", "NER model") or whose
+answer ends in "?", and writes it to ``OUT.rejected.jsonl`` with the reason.
+
+``--prompt-file FILE`` replaces the stage's prompt (one user message) with the file's text; placeholders:
+notes ``{case_report}`` (or ``{pmc}``); instructions ``{task}``, ``{note}``, ``{examples}`` (or ``{samples}``:
+the example instructions, one a line) and ``{num_examples}``; answers ``{note}``, ``{question}``.
+
+``--seeds FILE`` (instructions stage) is JSON: either an object mapping each task to its seed instructions,
+``{"Named Entity Recognition": ["...", ...], "abbreviation": [...]}``, or a list of ``{"task": ..., "samples":
+[...]}`` objects as in the authors' bootstrapping script. Task names are matched case- and spacing-insensitively
+(key, label or a known alias); each task generated needs at least 3 seeds (3 are shown, plus up to 2 instructions
+generated earlier for that task).
+
+Requests go through ``asclepius_ui.endpoints``: bounded concurrency, requests/min and tokens/min limits, the SDK's
+retries (429, 5xx, connection errors, honouring ``Retry-After``) and re-asks after malformed or empty replies.
 """
 
 from __future__ import annotations
@@ -15,12 +31,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
+import math
 import random
 import re
 import sys
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,102 +44,179 @@ from typing import Any
 import openai
 from tqdm.auto import tqdm
 
-from asclepius_ui.api_calls import (
-    FatalAPIError,
-    RateLimiter,
-    RetryPolicy,
-    Usage,
-    chat_with_retries,
-    make_client,
-)
+from asclepius_ui import endpoints
+from asclepius_ui.endpoints import EndpointSettings, FatalAPIError, RateLimiter, Usage
+from asclepius_ui.errors import InputError
 from asclepius_ui.jsonl import JsonlAppender, read_jsonl
-from asclepius_ui.tasks import TASKS
+from asclepius_ui.prompts import fill_placeholders
+from asclepius_ui.tasks import TASKS, task_key
 
 SEEDS_PATH = Path(__file__).with_name("seeds.json")
 TASK_KEYS = [k for k in TASKS if k != "free"]
+STAGES = ("notes", "instructions", "answers")
 
 # ---------------------------------------------------------------- prompts (pure)
 
-NOTE_SYSTEM = "You are an experienced hospital physician who writes discharge summaries."
-
 NOTE_RULES = [
-    "Use only facts stated in the case report. Do not add any finding, test result, medication, dose, date, name "
-    "or outcome that the case report does not contain.",
-    "Where a formal standard term has an everyday equivalent that clinicians use on the ward, prefer the everyday "
-    "wording.",
-    "Use the abbreviations clinicians commonly use, and do not define or expand them.",
-    "Organise the summary under the usual headings (for example: Admission Diagnosis, History of Present Illness, "
-    "Hospital Course, Discharge Diagnosis, Discharge Medications, Follow-up), leaving out headings the case report "
-    "gives nothing for.",
-    "Terse fragments and minor grammatical slips, as in real notes, are acceptable.",
-    "If the patient was not discharged (for example died, was transferred or is still in hospital), write a "
-    "summary of the hospital course instead of a discharge plan.",
-    "Write the summary only: no preamble, no comments about these rules, no mention of the case report.",
+    "Write the discharge summary only, with no other phrases around it such as notices or comments.",
+    "Where the case report uses a standard clinical term, write the everyday, non-standardised equivalent that "
+    'clinicians commonly use instead; for example, write "high cholesterol" for "hypercholesterolemia".',
+    "Use abbreviations without defining them.",
+    "Minor grammatical errors are acceptable.",
+    "Include no clinical information or detail (medication names, doses, treatment plans, diagnoses, procedures, "
+    "test results and the like) that the case report does not explicitly state or define.",
+    "If the patient has not been discharged yet, write a summary of the hospital course instead of a discharge "
+    "summary.",
+    "Keep the structure of an EHR and medical consistency, and write a detailed and comprehensive discharge summary.",
+    "A discharge summary is a comprehensive document: organise it under several distinct headings.",
 ]
 
 NOTE_TEMPLATE = (
-    "Turn the case report below into the discharge summary that the treating team would have written.\n"
-    "Follow these rules:\n" + "\n".join(f"{i}. {r}" for i, r in enumerate(NOTE_RULES, 1)) + "\n\nCase report:\n{case}"
+    "You are a clinical model with an expert command of clinical writing.\n\n"
+    "[Case Report Begin]\n{case_report}\n[Case Report End]\n\n"
+    "From the patient's case report above, write a synthetic discharge summary as it would appear in an "
+    "Electronic Health Record (EHR).\n\n"
+    "Requirements:\n" + "\n".join(f"{i}. {r}" for i, r in enumerate(NOTE_RULES, 1))
 )
 
-INSTRUCTION_SYSTEM = "You write instructions that healthcare professionals give to a clinical language model."
+INSTRUCTION_RULES = [
+    "You may draw on the examples, but write a question of your own that differs from them.",
+    "Do not repeat the verbs or the sentence structure of the examples, so that the questions stay diverse.",
+    "Most important: the question must be answerable from the information in the discharge summary alone.",
+    "Keep the question as short as you can.",
+]
 
-INSTRUCTION_TEMPLATE = """Task type: {label}.
-Here are example instructions of this type:
-{examples}
+INSTRUCTION_TEMPLATE = (
+    "You are a healthcare professional who often consults an advanced clinical language model able to analyse "
+    "clinical notes: you put questions to it and use its output to support your decisions.\n\n"
+    'Suppose you want to ask it a question for the task "{task}" about the discharge summary below. '
+    "How would you put it?\n\n"
+    "[Discharge Summary Begin]\n{note}\n[Discharge Summary End]\n\n"
+    "Below are {num_examples} example questions for this task, for reference.\n"
+    + "\n".join(INSTRUCTION_RULES) + "\n\n"
+    "[Example Questions Begin]\n{examples}\n[Example Questions End]\n\n"
+    "Output only the question."
+)
 
-Discharge summary:
-{note}
+ANSWER_RULES = [
+    "Be accurate and concise in responding to the instruction.",
+    "If the instruction cannot be fully answered from the discharge summary, explain why it is unanswerable with "
+    "the information given.",
+    "Do not say that you cannot respond because you are an AI model.",
+    "Do not ask a question back, and do not rephrase the instruction.",
+]
 
-Write one new instruction of the type "{label}" for the discharge summary above. \
-It must be brief, different from the examples, and answerable from this discharge summary alone. \
-Reply with the instruction only."""
+ANSWER_TEMPLATE = (
+    "You are a clinical language model with an expert command of clinical notes.\n\n"
+    "[Discharge Summary Begin]\n{note}\n[Discharge Summary End]\n\n"
+    "[Instruction Begin]\n{question}\n[Instruction End]\n\n"
+    "Above are a discharge summary, or part of one, and an instruction that a healthcare professional gave about "
+    "it. Respond to the instruction using the discharge summary.\n\n"
+    "Requirements:\n" + "\n".join(f"- {r}" for r in ANSWER_RULES) + "\n\n"
+    "Response:"
+)
 
-ANSWER_SYSTEM = "You are a careful clinician answering questions about a patient's discharge summary."
+TEMPLATES = {"notes": NOTE_TEMPLATE, "instructions": INSTRUCTION_TEMPLATE, "answers": ANSWER_TEMPLATE}
+# Placeholders a prompt file must use (``a|b``: either name); the second names are the authors' own.
+REQUIRED = {"notes": ("case_report|pmc",), "instructions": ("note", "examples|samples"),
+            "answers": ("note", "question")}
 
-ANSWER_TEMPLATE = """Discharge summary:
-{note}
-
-Instruction:
-{question}
-
-Answer the instruction accurately and concisely, using only information in the discharge summary. \
-If the summary does not contain what is asked, say so briefly."""
-
-
-def load_seeds(path: str | Path = SEEDS_PATH) -> dict[str, list[str]]:
-    """Hand-written seed instructions: 5 per task."""
-    seeds = json.loads(Path(path).read_text(encoding="utf-8"))
-    missing = [t for t in TASK_KEYS if len(seeds.get(t, [])) < 3]
-    if missing:
-        raise ValueError(f"{path}: need at least 3 seeds for task(s) {', '.join(missing)}")
-    return seeds
-
-
-def note_messages(case_report: str) -> list[dict[str, str]]:
-    return [{"role": "system", "content": NOTE_SYSTEM},
-            {"role": "user", "content": NOTE_TEMPLATE.format(case=case_report.strip())}]
+# The authors' sampling: temperature 1; max_tokens by stage from the prompt's token count.
+TEMPERATURE = 1.0
+NOTE_CONTEXT = 4088
+INSTRUCTION_MAX_TOKENS = 300
+ANSWER_EXTRA_TOKENS = 400
+MIN_NOTE_TOKENS = 256
 
 
-def instruction_messages(note: str, task: str, seeds: Sequence[str], pool: Sequence[str],
-                         rng: random.Random) -> list[dict[str, str]]:
-    """3 random seeds plus up to 2 earlier generated instructions for ``task``, then the note."""
+def approx_tokens(text: str) -> int:
+    """Tokens in ``text``, over- rather than under-estimated (3 characters a token)."""
+    return math.ceil(len(text) / 3)
+
+
+def stage_max_tokens(stage: str, prompt: str, fixed: int | None = None) -> int:
+    """The completion limit for one request: ``fixed`` if given, else the authors' rule for ``stage``."""
+    if fixed is not None:
+        return fixed
+    if stage == "notes":
+        return NOTE_CONTEXT - approx_tokens(prompt)
+    if stage == "instructions":
+        return INSTRUCTION_MAX_TOKENS
+    return approx_tokens(prompt) + ANSWER_EXTRA_TOKENS
+
+
+def _user(text: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}]
+
+
+def note_messages(case_report: str, template: str | None = None) -> list[dict[str, str]]:
+    case = case_report.strip()
+    return _user(fill_placeholders(template or NOTE_TEMPLATE, {"case_report": case, "pmc": case}))
+
+
+def instruction_messages(note: str, task: str, seeds: Sequence[str], pool: Sequence[str], rng: random.Random,
+                         template: str | None = None) -> list[dict[str, str]]:
+    """3 random seeds plus up to 2 earlier generated instructions for ``task``, after the note."""
     examples = rng.sample(list(seeds), 3) + rng.sample(list(pool), min(2, len(pool)))
-    text = INSTRUCTION_TEMPLATE.format(label=TASKS[task].label, note=note.strip(),
-                                       examples="\n".join(f"- {e}" for e in examples))
-    return [{"role": "system", "content": INSTRUCTION_SYSTEM}, {"role": "user", "content": text}]
+    shown = "\n".join(examples)
+    text = fill_placeholders(template or INSTRUCTION_TEMPLATE,
+                             {"task": TASKS[task].label, "note": note.strip(), "examples": shown, "samples": shown,
+                              "num_examples": str(len(examples))})
+    return _user(text)
 
 
-def answer_messages(note: str, question: str) -> list[dict[str, str]]:
-    return [{"role": "system", "content": ANSWER_SYSTEM},
-            {"role": "user", "content": ANSWER_TEMPLATE.format(note=note.strip(), question=question.strip())}]
+def answer_messages(note: str, question: str, template: str | None = None) -> list[dict[str, str]]:
+    return _user(fill_placeholders(template or ANSWER_TEMPLATE, {"note": note.strip(), "question": question.strip()}))
+
+
+def check_template(stage: str, template: str) -> str:
+    """``template`` when it has the placeholders ``stage`` needs; ``InputError`` naming the missing ones."""
+    fill_placeholders(template, {}, REQUIRED[stage])
+    return template
+
+
+def load_seeds(path: str | Path = SEEDS_PATH, tasks: Sequence[str] = TASK_KEYS) -> dict[str, list[str]]:
+    """Seed instructions by task key from a seeds file (format in the module docstring).
+
+    Raises ``InputError`` for an unreadable file, an unknown task name, or fewer than 3 seeds for a task in
+    ``tasks``.
+    """
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InputError(f"{p}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{p}: not JSON ({exc})") from None
+    if isinstance(data, list):
+        try:
+            pairs = [(d["task"], d["samples"]) for d in data]
+        except (TypeError, KeyError):
+            raise InputError(f'{p}: a list of seeds needs {{"task": ..., "samples": [...]}} objects') from None
+    elif isinstance(data, dict):
+        pairs = list(data.items())
+    else:
+        raise InputError(f"{p}: expected a JSON object (task -> instructions) or a list of task objects")
+    seeds: dict[str, list[str]] = defaultdict(list)
+    for name, items in pairs:
+        key = task_key(str(name))
+        if key is None or key == "free":
+            raise InputError(f"{p}: unknown task {name!r}; use one of {', '.join(TASKS[k].label for k in TASK_KEYS)}")
+        if not isinstance(items, list) or not all(isinstance(x, str) and x.strip() for x in items):
+            raise InputError(f"{p}: the seeds of {name!r} must be a list of non-empty strings")
+        seeds[key].extend(x.strip() for x in items)
+    short = [TASKS[t].label for t in tasks if len(seeds.get(t, [])) < 3]
+    if short:
+        raise InputError(f"{p}: need at least 3 seed instructions for {', '.join(short)}")
+    return dict(seeds)
 
 
 def clean_instruction(reply: str) -> str:
     """The first non-empty line, without list markers, labels or surrounding quotes."""
     for line in reply.strip().splitlines():
         line = re.sub(r"^\s*(?:[-*\u2022]|\d+[.)])\s*", "", line).strip()
-        line = re.sub(r"^(?:new\s+)?instruction\s*:\s*", "", line, flags=re.I).strip().strip("\"'").strip()
+        line = re.sub(r"^(?:new\s+)?(?:instruction|question)\s*:\s*", "", line, flags=re.I).strip()
+        line = line.strip("\"'").strip()
         if line:
             return line
     return ""
@@ -136,57 +229,46 @@ def clean_note(reply: str) -> str:
     return (m.group(1) if m else text).strip()
 
 
-_AI_TALK = re.compile(r"\b(?:as an ai|an ai (?:language )?model|a language model|as a language model|"
-                      r"i am an ai|i'm an ai|large language model|ai assistant)\b", re.I)
-_REFUSAL = re.compile(r"^\s*(?:i'?m sorry|i am sorry|sorry,|i apologi[sz]e|unfortunately,? i|"
-                      r"i (?:cannot|can't|can not|am unable to|'m unable to|won't|will not))", re.I)
+# The authors' filter (postproc_questions.py): a note, question or answer mentioning one of these is dropped.
+FILTER_PATTERNS = ("AI language", "language model", "clinical language", "recognition model", "extraction model",
+                   "the model", "summarization model", "clinical model", "generation model", "AI model", "NER model")
+_FILTER = re.compile("|".join(re.escape(p) for p in FILTER_PATTERNS), re.IGNORECASE)
 
 
-def reject_reason(answer: str) -> str | None:
-    """Why an answer is dropped (AI talk, a refusal, ends in '?', empty), or ``None`` to keep it."""
-    a = answer.strip()
-    if not a:
-        return "empty"
-    if _AI_TALK.search(a):
-        return "mentions being an AI or language model"
-    if _REFUSAL.search(a):
-        return "refusal"
-    if a.endswith("?"):
-        return "ends with a question mark"
+def reject_reason(row: dict[str, Any]) -> str | None:
+    """Why a row is dropped, or ``None`` to keep it.
+
+    Each of ``note``, ``question`` and ``answer`` present in ``row`` must be non-empty and free of the
+    ``FILTER_PATTERNS``; an answer must not end in "?".
+    """
+    for field in ("note", "question", "answer"):
+        if field not in row:
+            continue
+        text = str(row[field] or "").strip()
+        if not text:
+            return f"empty {field}"
+        m = _FILTER.search(text)
+        if m:
+            return f"{field} mentions {m.group(0)!r}"
+    if "answer" in row and str(row["answer"]).strip().endswith("?"):
+        return "answer ends with a question mark"
     return None
 
 
-# ---------------------------------------------------------------- rate limiting and requests
+# ---------------------------------------------------------------- resumable stages
 
 
 @dataclass
-class ClientSettings:
-    base_url: str
-    model: str
-    api_key: str = "EMPTY"
-    concurrency: int = 8
-    rpm: float | None = None
-    tpm: float | None = None
-    max_retries: int = 6
-    backoff_base: float = 1.0
-    backoff_max: float = 60.0
-    timeout: float = 120.0
-    temperature: float = 0.7
-    max_tokens: int = 1024
-    price_in: float = 0.0
-    price_out: float = 0.0
+class StageOptions:
+    """How a stage asks (the endpoint is ``EndpointSettings``): the authors' sampling unless overridden.
 
+    ``max_tokens=None`` applies the stage's rule (``stage_max_tokens``); ``template`` is a ``--prompt-file``.
+    """
 
-async def chat(client: openai.AsyncOpenAI, messages: list[dict[str, str]], s: ClientSettings, limiter: RateLimiter,
-               usage: Usage, rng: random.Random) -> str:
-    """One completion's text, retried with backoff; raises ``FatalAPIError`` or the last error."""
-    policy = RetryPolicy(s.max_retries, s.backoff_base, s.backoff_max, retry_after_cap=s.backoff_max)
-    reply = await chat_with_retries(client, messages, s.model, max_tokens=s.max_tokens, policy=policy, rng=rng,
-                                    temperature=s.temperature, limiter=limiter, usage=usage, require_content=True)
-    return reply.text
-
-
-# ---------------------------------------------------------------- resumable stages
+    template: str | None = None
+    temperature: float = TEMPERATURE
+    max_tokens: int | None = None
+    seed: int = 0
 
 
 @dataclass
@@ -208,27 +290,33 @@ class StageResult:
     usage: Usage
 
 
-async def run_jobs(jobs: Sequence[Job], build: Callable[[Job], list[dict[str, str]]],
-                   finish: Callable[[Job, str], tuple[dict[str, Any] | None, str | None]], out: str | Path,
-                   s: ClientSettings, key_field: str = "key", desc: str = "synth",
-                   client: openai.AsyncOpenAI | None = None, seed: int = 0) -> StageResult:
-    """Run ``jobs`` not yet in ``out`` (or its rejected file) with bounded concurrency.
+async def run_jobs(stage: str, jobs: Sequence[Job], build: Callable[[Job], list[dict[str, str]]],
+                   finish: Callable[[Job, str], dict[str, Any]], out: str | Path, endpoint: EndpointSettings,
+                   options: StageOptions, key_field: str = "key", client: openai.AsyncOpenAI | None = None,
+                   limiter: RateLimiter | None = None,
+                   sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> StageResult:
+    """Run ``jobs`` not yet in ``out`` (or its rejected file), ``endpoint.concurrency`` at a time.
 
-    ``build`` makes the messages at dispatch time; ``finish`` turns the reply into a row to keep (or ``None``)
-    and a rejection reason (or ``None``).
+    ``build`` makes the messages at dispatch time; ``finish`` turns the reply into the row to write, which is
+    kept unless ``reject_reason`` finds a reason to drop it (then it goes to the rejected file with the reason).
+    ``sleep`` waits between re-asks after a malformed reply (injectable for tests).
     """
     done = {r.get(key_field) for r in read_jsonl(out)} | {r.get(key_field) for r in read_jsonl(rejected_path(out))}
     todo = [j for j in jobs if j.key not in done]
     usage = Usage()
-    client = client or make_client(s.base_url, s.api_key, timeout=s.timeout)
-    limiter = RateLimiter(s.rpm, s.tpm)
+    own_client = client is None
+    client = client or endpoints.make_client(endpoint, usage=usage)
+    limiter = limiter or endpoints.limiter_for(endpoint)
     sink, rejects = JsonlAppender(out), JsonlAppender(rejected_path(out))
     queue: asyncio.Queue[Job] = asyncio.Queue()
     for j in todo:
         queue.put_nowait(j)
-    rng = random.Random(seed)
     counts = {"written": 0, "rejected": 0}
-    bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=desc, unit="row")
+    bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=stage, unit="row")
+
+    def reject(job: Job, reply: str | None, reason: str) -> None:
+        rejects.write({key_field: job.key, **job.row, "reply": reply, "reason": reason})
+        counts["rejected"] += 1
 
     async def worker() -> None:
         while True:
@@ -236,25 +324,33 @@ async def run_jobs(jobs: Sequence[Job], build: Callable[[Job], list[dict[str, st
                 job = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
+            messages = build(job)
+            max_tokens = stage_max_tokens(stage, messages[-1]["content"], options.max_tokens)
+            if max_tokens < MIN_NOTE_TOKENS and stage == "notes" and options.max_tokens is None:
+                reject(job, None, f"case report too long: its prompt leaves {max_tokens} of {NOTE_CONTEXT} tokens")
+                bar.update(1)
+                continue
             try:
-                reply = await chat(client, build(job), s, limiter, usage, rng)
+                reply = await endpoints.complete(client, messages, endpoint, max_tokens=max_tokens,
+                                                 temperature=options.temperature, limiter=limiter, usage=usage,
+                                                 require_content=True, sleep=sleep)
             except FatalAPIError:
                 raise
             except Exception as exc:  # noqa: BLE001 - one bad row must not stop the run
                 usage.failed += 1
                 bar.write(f"{job.key}: failed after retries: {type(exc).__name__}: {exc}")
             else:
-                row, reason = finish(job, reply)
-                if row is not None:
+                row = finish(job, reply.text)
+                reason = reject_reason(row)
+                if reason is None:
                     sink.write({key_field: job.key, **row})
                     counts["written"] += 1
                 else:
-                    rejects.write({key_field: job.key, **job.row, "reply": reply, "reason": reason})
-                    counts["rejected"] += 1
+                    reject(job, reply.text, reason)
             bar.update(1)
             bar.set_postfix(tokens=usage.prompt_tokens + usage.completion_tokens, retries=usage.retries)
 
-    workers = [asyncio.create_task(worker()) for _ in range(max(1, s.concurrency))]
+    workers = [asyncio.create_task(worker()) for _ in range(max(1, endpoint.concurrency))]
     try:
         await asyncio.gather(*workers)
     finally:
@@ -263,7 +359,8 @@ async def run_jobs(jobs: Sequence[Job], build: Callable[[Job], list[dict[str, st
         bar.close()
         sink.close()
         rejects.close()
-        await client.close()
+        if own_client:
+            await client.close()
     return StageResult(counts["written"], counts["rejected"], len(jobs) - len(todo), usage)
 
 
@@ -277,17 +374,15 @@ def read_input(path: str | Path) -> list[dict[str, Any]]:
     return list(read_table(path))
 
 
-async def synth_notes(rows: Iterable[dict[str, Any]], out: str | Path, s: ClientSettings,
-                      id_column: str = "patient_uid", text_column: str = "text", **kw) -> StageResult:
+async def synth_notes(rows: Iterable[dict[str, Any]], out: str | Path, endpoint: EndpointSettings,
+                      options: StageOptions | None = None, id_column: str = "patient_uid", text_column: str = "text",
+                      **kw) -> StageResult:
     """Case reports -> discharge summaries: rows ``{"note_id", "note", "model"}``."""
+    options = options or StageOptions()
     jobs = [Job(str(r[id_column]), {"case": r[text_column]}) for r in rows if str(r.get(text_column) or "").strip()]
-
-    def finish(job: Job, reply: str):
-        note = clean_note(reply)
-        return ({"note": note, "model": s.model}, None) if note else (None, "empty note")
-
-    return await run_jobs(jobs, lambda j: note_messages(j.row["case"]), finish, out, s, key_field="note_id",
-                          desc="notes", **kw)
+    return await run_jobs("notes", jobs, lambda j: note_messages(j.row["case"], options.template),
+                          lambda job, reply: {"note": clean_note(reply), "model": endpoint.model}, out, endpoint,
+                          options, key_field="note_id", **kw)
 
 
 def assign_tasks(note_id: str, per_note: int, tasks: Sequence[str] = TASK_KEYS, seed: int = 0) -> list[str]:
@@ -296,100 +391,104 @@ def assign_tasks(note_id: str, per_note: int, tasks: Sequence[str] = TASK_KEYS, 
     return rng.sample(list(tasks), min(per_note, len(tasks)))
 
 
-async def synth_instructions(rows: Iterable[dict[str, Any]], out: str | Path, s: ClientSettings,
-                             tasks_per_note: int = 1, tasks: Sequence[str] = TASK_KEYS,
-                             seeds: dict[str, list[str]] | None = None, seed: int = 0, **kw) -> StageResult:
+async def synth_instructions(rows: Iterable[dict[str, Any]], out: str | Path, endpoint: EndpointSettings,
+                             options: StageOptions | None = None, tasks_per_note: int = 1,
+                             tasks: Sequence[str] = TASK_KEYS, seeds: dict[str, list[str]] | None = None,
+                             **kw) -> StageResult:
     """Notes -> one new instruction per (note, task), bootstrapped from seeds plus a growing pool per task."""
-    seeds = seeds or load_seeds()
+    options = options or StageOptions()
+    seeds = seeds or load_seeds(tasks=tasks)
     pool: dict[str, list[str]] = defaultdict(list)
     for r in read_jsonl(out):
         if r.get("task") in seeds and r.get("question"):
             pool[r["task"]].append(r["question"])
     jobs = [Job(f"{r['note_id']}:{t}", {"note_id": str(r["note_id"]), "task": t, "note": r["note"]})
-            for r in rows for t in assign_tasks(str(r["note_id"]), tasks_per_note, tasks, seed)]
-    rng = random.Random(seed)
+            for r in rows for t in assign_tasks(str(r["note_id"]), tasks_per_note, tasks, options.seed)]
+    rng = random.Random(options.seed)
 
     def build(job: Job):
         t = job.row["task"]
-        return instruction_messages(job.row["note"], t, seeds[t], pool[t], rng)
+        return instruction_messages(job.row["note"], t, seeds[t], pool[t], rng, options.template)
 
     def finish(job: Job, reply: str):
-        q = clean_instruction(reply)
-        if not q:
-            return None, "empty instruction"
-        pool[job.row["task"]].append(q)
-        return {**job.row, "question": q, "model": s.model}, None
+        row = {**job.row, "question": clean_instruction(reply), "model": endpoint.model}
+        if reject_reason(row) is None:
+            pool[job.row["task"]].append(row["question"])
+        return row
 
-    return await run_jobs(jobs, build, finish, out, s, desc="instructions", seed=seed, **kw)
+    return await run_jobs("instructions", jobs, build, finish, out, endpoint, options, **kw)
 
 
-async def synth_answers(rows: Iterable[dict[str, Any]], out: str | Path, s: ClientSettings, **kw) -> StageResult:
+async def synth_answers(rows: Iterable[dict[str, Any]], out: str | Path, endpoint: EndpointSettings,
+                        options: StageOptions | None = None, **kw) -> StageResult:
     """Instructions -> answers, filtered by ``reject_reason`` (dropped rows go to ``*.rejected.jsonl``)."""
+    options = options or StageOptions()
     jobs = [Job(str(r.get("key") or f"{r['note_id']}:{r['task']}"),
                 {k: r[k] for k in ("note_id", "task", "note", "question")}) for r in rows]
-
-    def finish(job: Job, reply: str):
-        answer = reply.strip()
-        reason = reject_reason(answer)
-        return (None, reason) if reason else ({**job.row, "answer": answer, "model": s.model}, None)
-
-    return await run_jobs(jobs, lambda j: answer_messages(j.row["note"], j.row["question"]), finish, out, s,
-                          desc="answers", **kw)
+    return await run_jobs("answers", jobs,
+                          lambda j: answer_messages(j.row["note"], j.row["question"], options.template),
+                          lambda job, reply: {**job.row, "answer": reply.strip(), "model": endpoint.model},
+                          out, endpoint, options, **kw)
 
 
 # ---------------------------------------------------------------- CLI
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m train.synth", description=__doc__.split("\n\n")[0])
-    p.add_argument("stage", choices=["notes", "instructions", "answers"])
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m train.synth", description=__doc__.split("\n\n")[0],
+                                epilog="Prompt-file placeholders and the seeds format: see the module docstring "
+                                       "(python -c 'import train.synth as s; print(s.__doc__)') or docs/training.md.")
+    p.add_argument("stage", choices=STAGES)
     p.add_argument("--input", required=True, help="notes: case-report CSV/JSONL/parquet; later stages: JSONL")
     p.add_argument("--out", required=True, help="JSONL output (appended to; finished rows are skipped)")
-    p.add_argument("--base-url", default=os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1"))
-    p.add_argument("--model", required=True)
-    p.add_argument("--api-key-env", "--api-key", dest="api_key_env", default="OPENAI_API_KEY",
-                   help="name of the environment variable holding the API key")
-    p.add_argument("--concurrency", type=int, default=8)
-    p.add_argument("--rpm", type=float, default=None, help="requests per minute limit")
-    p.add_argument("--tpm", type=float, default=None, help="tokens per minute limit")
-    p.add_argument("--max-retries", type=int, default=6)
-    p.add_argument("--timeout", type=float, default=120.0)
-    p.add_argument("--temperature", type=float, default=0.7)
-    p.add_argument("--max-tokens", type=int, default=None, help="default: 1500 notes, 128 instructions, 600 answers")
+    p.add_argument("--prompt-file", help="this stage's prompt, used verbatim with its placeholders filled")
+    p.add_argument("--temperature", type=float, default=TEMPERATURE, help="sampling temperature (the paper: 1)")
+    p.add_argument("--max-tokens", type=int, default=None,
+                   help=f"completion limit (default, as the paper: notes {NOTE_CONTEXT} minus the prompt's tokens, "
+                        f"instructions {INSTRUCTION_MAX_TOKENS}, answers the prompt's tokens + {ANSWER_EXTRA_TOKENS})")
     p.add_argument("--price-in", type=float, default=0.0, help="USD per 1k prompt tokens (for the summary)")
     p.add_argument("--price-out", type=float, default=0.0, help="USD per 1k completion tokens")
     p.add_argument("--limit", type=int, default=None, help="only the first N input rows")
     p.add_argument("--id-column", default="patient_uid", help="notes stage: case id column")
-    p.add_argument("--text-column", default="text", help="notes stage: case text column")
+    p.add_argument("--text-column", default="text", help="notes stage: case text column (the authors': patient)")
     p.add_argument("--tasks-per-note", type=int, default=1, help="instructions stage")
-    p.add_argument("--tasks", default=",".join(TASK_KEYS), help="instructions stage: comma-separated task keys")
-    p.add_argument("--seeds", default=str(SEEDS_PATH), help="instructions stage: seed instructions JSON")
+    p.add_argument("--tasks", default=",".join(TASK_KEYS),
+                   help="instructions stage: comma-separated tasks (keys or names)")
+    p.add_argument("--seeds", default=str(SEEDS_PATH), help="instructions stage: seed instructions JSON (format: "
+                   "{task: [instruction, ...]} or [{\"task\": ..., \"samples\": [...]}])")
     p.add_argument("--seed", type=int, default=0)
-    return p.parse_args(argv)
+    endpoints.add_endpoint_arguments(p, model_required=True, concurrency=8)
+    return p
+
+
+def parse_tasks(text: str) -> list[str]:
+    """Task keys from a comma-separated list of keys or names; ``InputError`` for an unknown one."""
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    keys = [task_key(n) for n in names]
+    unknown = [n for n, k in zip(names, keys, strict=True) if k is None or k == "free"]
+    if unknown:
+        raise InputError(f"unknown task(s) {', '.join(unknown)}; choose from {', '.join(TASK_KEYS)}")
+    return [k for k in keys if k is not None]
 
 
 def main(argv: list[str] | None = None) -> int:
-    a = parse_args(argv)
-    max_tokens = a.max_tokens or {"notes": 1500, "instructions": 128, "answers": 600}[a.stage]
-    s = ClientSettings(base_url=a.base_url, model=a.model, api_key=os.environ.get(a.api_key_env) or "EMPTY",
-                       concurrency=a.concurrency, rpm=a.rpm, tpm=a.tpm, max_retries=a.max_retries,
-                       timeout=a.timeout, temperature=a.temperature, max_tokens=max_tokens,
-                       price_in=a.price_in, price_out=a.price_out)
+    a = build_parser().parse_args(argv)
     try:
+        endpoint = endpoints.settings_from_args(a)
+        template = check_template(a.stage, Path(a.prompt_file).read_text(encoding="utf-8")) if a.prompt_file else None
+        options = StageOptions(template=template, temperature=a.temperature, max_tokens=a.max_tokens, seed=a.seed)
         rows = read_input(a.input)[: a.limit]
         if a.stage == "notes":
             missing = [c for c in (a.id_column, a.text_column) if rows and c not in rows[0]]
             if missing:
-                raise ValueError(f"{a.input}: missing column(s) {', '.join(missing)}")
-            coro = synth_notes(rows, a.out, s, a.id_column, a.text_column)
+                raise InputError(f"{a.input}: missing column(s) {', '.join(missing)}")
+            coro = synth_notes(rows, a.out, endpoint, options, a.id_column, a.text_column)
         elif a.stage == "instructions":
-            tasks = [t.strip() for t in a.tasks.split(",") if t.strip()]
-            unknown = [t for t in tasks if t not in TASK_KEYS]
-            if unknown:
-                raise ValueError(f"unknown task(s) {', '.join(unknown)}; choose from {', '.join(TASK_KEYS)}")
-            coro = synth_instructions(rows, a.out, s, a.tasks_per_note, tasks, load_seeds(a.seeds), a.seed)
+            tasks = parse_tasks(a.tasks)
+            coro = synth_instructions(rows, a.out, endpoint, options, a.tasks_per_note, tasks,
+                                      load_seeds(a.seeds, tasks))
         else:
-            coro = synth_answers(rows, a.out, s)
+            coro = synth_answers(rows, a.out, endpoint, options)
         result = asyncio.run(coro)
     except FatalAPIError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -397,11 +496,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyError as exc:
         print(f"error: {a.input}: a row lacks the field {exc}", file=sys.stderr)
         return 2
-    except (ValueError, OSError) as exc:
+    except OSError as exc:
+        print(f"error: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # InputError and train.data.DataError
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"{a.stage}: wrote {result.written}, rejected {result.rejected}, already done {result.skipped} -> {a.out}")
-    print(result.usage.summary(s.price_in, s.price_out))
+    print(result.usage.summary(a.price_in, a.price_out))
     if result.usage.failed:
         print(f"{result.usage.failed} row(s) failed; run the same command again to retry them", file=sys.stderr)
         return 1

@@ -7,10 +7,11 @@ from collections.abc import Iterator
 import gradio as gr
 
 from ..conversation import now_iso, snapshot, stats_line, with_history
-from ..engine import GenerationError, GenerationSettings
+from ..engines import GenerationError, GenerationSettings
+from ..errors import UserError
 from ..examples import example_notes
 from ..tasks import by_label, missing_argument
-from ..tokenization import Budget, default_max_new, truncate_note
+from ..tokenization import default_max_new
 from . import rating_widget
 from .common import safe_markdown
 from .context import AppContext
@@ -46,8 +47,10 @@ def settings_from(max_new: float, sampling: bool, temperature: float, top_p: flo
 def budget_text(ctx: AppContext, note: str, instruction: str, max_new: float) -> str:
     """The live token count shown under the note."""
     e = ctx.engine
-    prompt_tokens = e.count_tokens(e.prompt(note or "", instruction or ""))
-    b = Budget(prompt_tokens, int(max_new), e.context_length)
+    b = e.budget(e.prompt(note or "", instruction or ""), int(max_new))
+    if b is None:
+        return (f"Token budget unknown: {e.model_id} is served by a backend that cannot count tokens here "
+                f"(context {e.context_length}). Pass --tokenizer DIR to count them.")
     text = b.describe()
     if not b.fits:
         return _error(text + ". Lower max new tokens, shorten the note, or use “Truncate note to fit”.")
@@ -125,9 +128,8 @@ def build(ctx: AppContext) -> None:
         turns_so_far = [(d["instruction"], d["answer"]) for d in done]
         question = with_history(instr, turns_so_far) if use_history else instr
         prompt = engine.prompt(note_text, question)
-        n_prompt = engine.count_tokens(prompt)
-        b = Budget(n_prompt, settings.max_new_tokens, engine.context_length)
-        if not b.fits:
+        b = engine.budget(prompt, settings.max_new_tokens)
+        if b is not None and not b.fits:
             yield chat, done, None, _error(b.describe() + ". Nothing was generated: lower max new tokens or use "
                                            "“Truncate note to fit” (it shows exactly what is cut).")
             return
@@ -167,12 +169,10 @@ def build(ctx: AppContext) -> None:
 
     def do_truncate(note_text: str, instr: str, mx, keep_choice: str):
         try:
-            cut = truncate_note(engine.tokenizer, note_text or "", instr or "", engine.template, int(mx),
-                                engine.context_length, keep="end" if keep_choice == "Keep the end" else "start")
-        except ValueError as exc:
+            cut = engine.truncate_note(note_text or "", instr or "", int(mx),
+                                       keep="end" if keep_choice == "Keep the end" else "start")
+        except UserError as exc:
             return note_text, "", gr.update(), _error(str(exc))
-        except AttributeError:
-            return note_text, "", gr.update(), _error("Truncation needs a local model's tokenizer.")
         if not cut.cut:
             return note_text, "", gr.update(), "The note already fits; nothing was cut."
         msg = f"Cut {cut.cut_tokens} tokens ({len(cut.cut)} characters) from the note; the removed text is shown below."

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import gradio as gr
 
 from ..conversation import now_iso, snapshot
-from ..engine import GenerationError, GenerationSettings
+from ..engines import GenerationError, GenerationSettings
 from ..rating_logic import WINNERS, StorageError, assign_sides, draw_pair, new_uid
 from ..tasks import by_label, missing_argument
 from ..tokenization import default_max_new
@@ -19,7 +19,8 @@ from .task_picker import task_picker
 NEED_TWO = (
     "Compare mode needs at least two contenders. Start the app with another local model "
     "(`--compare-model ID_OR_FOLDER`, repeatable) or a model served over an OpenAI-compatible API "
-    "(`--remote-model NAME --remote-base-url URL`, key from `--remote-api-key` or `$OPENAI_API_KEY`)."
+    "(`--remote-model NAME --remote-base-url URL`, key from `$OPENAI_API_KEY` or the variable named by "
+    "`--remote-api-key-env`)."
 )
 HOW = ("Both contenders answer the same note and instruction. Which model is **Model A** (left) and which is "
        "**Model B** (right) is decided at random for every trial and shown only after your vote. The vote opens "
@@ -79,7 +80,8 @@ def build(ctx: AppContext) -> None:
         for side, name in names.items():
             e = engines[name]
             prompts[side] = e.prompt(note_text, instr)
-            if e.count_tokens(prompts[side]) + settings.max_new_tokens > e.context_length:
+            b = e.budget(prompts[side], settings.max_new_tokens)
+            if b is not None and not b.fits:
                 yield (*blank, error_box(f"The note and instruction do not fit Model {side}'s context of "
                                          f"{e.context_length} tokens with {settings.max_new_tokens} new tokens: "
                                          "shorten the note or lower max new tokens."), "", None, *_buttons(False))

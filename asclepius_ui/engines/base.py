@@ -1,0 +1,268 @@
+"""The engine interface every backend implements, and the value types that cross it.
+
+One typed streaming generator serves every caller (chat, compare, batch answers, benchmarks)::
+
+    engine = load_engine(LoadOptions("model.gguf"))            # any backend, picked by asclepius_ui.engines
+    prompt = engine.prompt(note, "List the discharge medications.")
+    engine.check_fits(prompt, settings)                          # GenerationError if it cannot fit
+    for update in engine.stream(prompt, settings, stop_event):   # the growing answer; stop_event ends it
+        print(update.text)
+
+What a backend cannot do is declared in ``engine.capabilities`` (e.g. no local tokenizer behind a remote server)
+and asking for it raises ``UnsupportedError``: callers check the capability, never catch AttributeError.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, fields, replace
+
+from ..errors import GenerationError, UnsupportedError
+from ..prompts import build_prompt
+from ..tokenization import Budget, Truncation, truncate_to_fit
+
+DEMO_MARKER = "asclepius_demo.json"  # a file in a model folder that marks the project's own demo model
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do; the pages and CLIs adapt to it instead of probing for attributes."""
+
+    tokenizer: bool = True  # exact token counts here (the budget and "Truncate note to fit" work)
+    streaming: bool = True  # greedy/sampled answers arrive token by token
+    beams: bool = True  # beam search (num_beams > 1)
+    batch: bool = False  # generate_batch runs one padded batch (else prompts one after another)
+    concurrent: bool = False  # many requests at once (a server); local engines serialise their requests
+    prefix_cache: bool = False  # follow-up questions on one note reuse the note's KV cache
+    prompt_lookup: bool = False  # prompt-lookup decoding (drafts copied spans of the note)
+
+
+# The decoding presets. "paper" is the authors' evaluation setting (src/evaluate.py in starmpcc/Asclepius:
+# max_new_tokens=400, num_beams=5, do_sample=True, temperature=1); "greedy" is the app's interactive default.
+PRESETS: dict[str, dict] = {
+    "greedy": dict(max_new_tokens=400, do_sample=False, temperature=0.7, top_p=0.9, num_beams=1,
+                   repetition_penalty=1.0),
+    "paper": dict(max_new_tokens=400, do_sample=True, temperature=1.0, top_p=1.0, num_beams=5,
+                  repetition_penalty=1.0),
+}
+
+
+@dataclass
+class GenerationSettings:
+    """Decoding settings; the defaults are the ``greedy`` preset (400 new tokens, streamed).
+
+    ``preset`` names where the values came from (``greedy``, ``paper`` or ``custom``) and is stored with every
+    answer. ``prompt_lookup`` > 0 drafts that many tokens from the prompt (identical greedy output, faster when
+    the answer copies the note) on backends that declare the capability.
+    """
+
+    max_new_tokens: int = 400
+    do_sample: bool = False
+    temperature: float = 0.7
+    top_p: float = 0.9
+    num_beams: int = 1
+    repetition_penalty: float = 1.0
+    prompt_lookup: int = 0
+    preset: str = "greedy"
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> GenerationSettings:
+        """The preset's values with ``overrides``; it becomes ``custom`` when an override changes how it decodes
+        (the answer budget, ``max_new_tokens``, and the speed-only ``prompt_lookup`` keep the preset's name)."""
+        if name not in PRESETS:
+            raise GenerationError(f"Unknown decoding preset {name!r}; choose one of {', '.join(PRESETS)}.")
+        values = dict(PRESETS[name])
+        changed = any(k in values and k != "max_new_tokens" and values[k] != v for k, v in overrides.items())
+        values.update(overrides)
+        return cls(**values, preset="custom" if changed else name)
+
+    @property
+    def streams(self) -> bool:
+        """Beam search keeps several hypotheses until the end, so it cannot stream."""
+        return self.num_beams == 1
+
+    def validate(self) -> None:
+        if self.max_new_tokens < 1:
+            raise GenerationError("Max new tokens must be at least 1.")
+        if self.num_beams < 1:
+            raise GenerationError("Beams must be at least 1.")
+        if self.do_sample and not (self.temperature > 0 and 0 < self.top_p <= 1):
+            raise GenerationError("Sampling needs a temperature above 0 and top-p in (0, 1].")
+        if self.repetition_penalty <= 0:
+            raise GenerationError("Repetition penalty must be above 0.")
+        if self.prompt_lookup < 0:
+            raise GenerationError("Prompt-lookup draft length must be 0 (off) or more.")
+
+    def to_kwargs(self) -> dict:
+        """Keyword arguments for transformers' ``generate`` (other backends map the fields themselves)."""
+        kw = dict(max_new_tokens=int(self.max_new_tokens), num_beams=int(self.num_beams),
+                  repetition_penalty=float(self.repetition_penalty), do_sample=bool(self.do_sample))
+        if self.do_sample:
+            kw.update(temperature=float(self.temperature), top_p=float(self.top_p))
+        else:
+            kw.update(temperature=None, top_p=None, top_k=None)
+        return kw
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> GenerationSettings:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+    def replace(self, **changes) -> GenerationSettings:
+        return replace(self, **changes)
+
+
+@dataclass
+class GenerationResult:
+    """A finished answer with its cost."""
+
+    text: str
+    new_tokens: int
+    seconds: float
+    prompt_tokens: int = 0
+    stopped: bool = False
+    first_token_s: float | None = None
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.new_tokens / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class StreamUpdate:
+    """The answer so far; ``done`` on the last update."""
+
+    text: str
+    new_tokens: int
+    seconds: float
+    done: bool = False
+    stopped: bool = False
+    prompt_tokens: int = 0
+    first_token_s: float | None = None
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.new_tokens / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class LoadOptions:
+    """How to load a model, for every backend (each reads the fields that concern it).
+
+    ``backend="auto"`` picks llama.cpp for a ``.gguf`` file (or ``gguf_file``), the OpenAI-compatible client when
+    ``base_url`` is given, transformers otherwise.
+    """
+
+    model: str
+    precision: str = "auto"
+    device: str = "auto"
+    template: str | None = None
+    revision: str | None = None
+    backend: str = "auto"
+    # llama.cpp
+    gguf_file: str | None = None
+    threads: int | None = None
+    n_gpu_layers: int = 0
+    # OpenAI-compatible server
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    api_key: str | None = field(default=None, repr=False)  # programmatic use; CLIs pass --api-key-env
+    api_mode: str = "completion"
+    tokenizer: str | None = None
+    context_length: int | None = None
+    timeout: float = 120.0
+    max_retries: int = 2
+    extra: dict = field(default_factory=dict)
+
+
+class Engine(ABC):
+    """A loaded model. Backends set the attributes below in their loader and implement ``stream`` (and ``encode``
+    and ``token_spans`` when they have a tokenizer); everything else is shared here."""
+
+    backend: str = ""
+    model_id: str
+    template: str
+    context_length: int
+    precision: str
+    revision: str
+    is_demo: bool = False
+    notices: list[str]
+    capabilities: Capabilities = Capabilities()
+
+    @property
+    def precision_label(self) -> str:
+        return self.precision
+
+    def prompt(self, note: str, question: str) -> str:
+        """The model's prompt for ``question`` about ``note`` (its template)."""
+        return build_prompt(note, question, self.template)
+
+    # Tokens ---------------------------------------------------------------------------------------------
+    def encode(self, prompt: str) -> list[int]:
+        """Prompt ids with BOS exactly once, as the model will see them."""
+        raise UnsupportedError(f"{self.model_id} ({self.backend}) has no local tokenizer: token counts are unknown.")
+
+    def token_spans(self, text: str) -> list[tuple[int, int]]:
+        """Character spans of ``text``'s tokens (no BOS): where a note may be cut on a token boundary."""
+        raise UnsupportedError(f"{self.model_id} ({self.backend}) has no local tokenizer: truncation needs one.")
+
+    def count_tokens(self, text: str) -> int | None:
+        """Tokens of ``text`` as a prompt (BOS included), or ``None`` where the backend cannot count."""
+        return len(self.encode(text)) if self.capabilities.tokenizer else None
+
+    def budget(self, prompt: str, max_new_tokens: int) -> Budget | None:
+        """How ``prompt`` plus the answer fits the context, or ``None`` when tokens cannot be counted here."""
+        n = self.count_tokens(prompt)
+        return None if n is None else Budget(n, int(max_new_tokens), self.context_length)
+
+    def check_fits(self, prompt: str, settings: GenerationSettings) -> int | None:
+        """The prompt's token count; raises ``GenerationError`` when prompt + answer exceed the context."""
+        n = self.count_tokens(prompt)
+        if n is not None:
+            self.check_count(n, settings)
+        return n
+
+    def check_count(self, prompt_tokens: int, settings: GenerationSettings) -> None:
+        """Raise ``GenerationError`` when ``prompt_tokens`` plus the answer exceed the context (the one fit rule)."""
+        b = Budget(prompt_tokens, int(settings.max_new_tokens), self.context_length)
+        if not b.fits:
+            raise GenerationError(
+                f"The prompt has {b.prompt_tokens} tokens; with up to {b.max_new_tokens} new tokens that is "
+                f"{b.total}, over the model's context of {b.context_length}. "
+                "Shorten the note (truncate it explicitly) or lower max new tokens.")
+
+    def truncate_note(self, note: str, question: str, max_new_tokens: int, keep: str = "start") -> Truncation:
+        """Cut ``note`` on token boundaries so the prompt fits; returns what was kept and exactly what was cut."""
+        if not self.capabilities.tokenizer:
+            self.token_spans(note)  # raises UnsupportedError with the reason
+        return truncate_to_fit(lambda n: self.count_tokens(self.prompt(n, question)), self.token_spans, note,
+                               int(max_new_tokens), self.context_length, keep)
+
+    # Generation -----------------------------------------------------------------------------------------
+    @abstractmethod
+    def stream(self, prompt: str, settings: GenerationSettings | None = None,
+               stop_event: threading.Event | None = None, min_interval: float = 0.05) -> Iterator[StreamUpdate]:
+        """Yield the growing answer; setting ``stop_event`` ends this request (and no other) early.
+
+        The last update has ``done=True``. Updates come at most every ``min_interval`` seconds; beam search and
+        ``min_interval=inf`` give only the last one.
+        """
+
+    def generate(self, prompt: str, settings: GenerationSettings | None = None,
+                 stop_event: threading.Event | None = None) -> GenerationResult:
+        """The whole answer at once (through the same path as streaming)."""
+        *_, last = self.stream(prompt, settings, stop_event, min_interval=float("inf"))
+        return GenerationResult(last.text, last.new_tokens, last.seconds, last.prompt_tokens, last.stopped,
+                                last.first_token_s)
+
+    def generate_batch(self, prompts: list[str], settings: GenerationSettings | None = None) -> list[GenerationResult]:
+        """Answer several prompts; backends with ``capabilities.batch`` run them as one padded batch."""
+        return [self.generate(p, settings) for p in prompts]
+
+    def close(self) -> None:  # noqa: B027 - optional for backends
+        """Free what the engine holds (weights, a server connection)."""

@@ -1,0 +1,397 @@
+"""The transformers backend: a causal LM in full precision, 8-bit or 4-bit, streamed, with a per-request stop."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    StoppingCriteria,
+    StoppingCriteriaList,
+)
+from transformers.generation.streamers import BaseStreamer
+
+from ..errors import GenerationError, ModelLoadError
+from ..prompts import TEMPLATES
+from ..registry import DEMO_NAME, REGISTRY, ModelSpec, resolve
+from ..tokenization import encode_prompt, tokenizer_spans
+from .base import (
+    DEMO_MARKER,
+    Capabilities,
+    Engine,
+    GenerationResult,
+    GenerationSettings,
+    LoadOptions,
+    StreamUpdate,
+)
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "8bit", "4bit")
+DEVICES = ("auto", "cpu", "cuda")
+PRECISION_LABELS = {"fp32": "fp32", "bf16": "bf16", "fp16": "fp16", "8bit": "8-bit (bitsandbytes)",
+                    "4bit": "4-bit nf4 (bitsandbytes)"}
+
+
+class _EventStop(StoppingCriteria):
+    """Stops generation when this request's event is set."""
+
+    def __init__(self, event: threading.Event):
+        self.event = event
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+
+class _IdQueue(BaseStreamer):
+    """Hands new token ids to the consumer thread; decoding happens there, off the generation loop."""
+
+    def __init__(self, skip: int):
+        self.q: queue.SimpleQueue = queue.SimpleQueue()
+        self._skip = skip  # generate() first puts the prompt ids
+
+    def put(self, value: torch.Tensor) -> None:
+        if self._skip:
+            self._skip = 0
+            return
+        self.q.put(value.reshape(-1).tolist())
+
+    def end(self) -> None:
+        self.q.put(None)
+
+
+def _drain(q: queue.SimpleQueue, into: list[int]) -> bool:
+    """Move every id already waiting in ``q`` into ``into``; True once the end marker has been taken."""
+    while True:
+        try:
+            item = q.get_nowait()
+        except queue.Empty:
+            return False
+        if item is None:
+            return True
+        into.extend(item)
+
+
+def _is_local(model: str) -> bool:
+    p = Path(model).expanduser()
+    return p.exists() or model.startswith((".", "/", "~")) or model.count("/") > 1
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+
+
+def _check_folder(path: Path) -> None:
+    if not path.exists():
+        raise ModelLoadError(f"Model folder not found: {path}")
+    if not path.is_dir():
+        raise ModelLoadError(f"{path} is a file; --model takes a model folder or a Hugging Face id.")
+    if not (path / "config.json").exists():
+        raise ModelLoadError(f"{path} is not a model folder: it has no config.json.")
+    weights = [p for p in path.iterdir() if p.suffix in (".safetensors", ".bin") or p.name.endswith(".index.json")]
+    if not weights:
+        raise ModelLoadError(f"{path} has a config.json but no weights (*.safetensors or pytorch_model*.bin).")
+    tok_files = ("tokenizer.model", "tokenizer.json", "tokenizer_config.json")
+    if not any((path / f).exists() for f in tok_files):
+        raise ModelLoadError(f"{path} has no tokenizer (tokenizer.model or tokenizer.json).")
+
+
+def _local_revision(path: Path) -> str:
+    """A short fingerprint of a local folder: config plus weight file names and sizes."""
+    h = hashlib.sha256((path / "config.json").read_bytes())
+    for p in sorted(path.iterdir()):
+        if p.suffix in (".safetensors", ".bin"):
+            h.update(f"{p.name}:{p.stat().st_size}".encode())
+    return "local-" + h.hexdigest()[:12]
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when a GPU is present, else ``cpu``; ``cuda`` without a GPU is an error."""
+    if device not in DEVICES:
+        raise ModelLoadError(f"Unknown device {device!r}; choose one of {', '.join(DEVICES)}.")
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError("--device cuda was asked for but no CUDA GPU is available; use --device cpu.")
+    return device
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """``auto`` -> bf16 on a GPU that supports it, fp16 on other GPUs, fp32 on the CPU."""
+    if precision not in PRECISIONS:
+        raise ModelLoadError(f"Unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}.")
+    if precision != "auto":
+        return precision
+    if device == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp32"
+
+
+def _quantization_config(precision: str, device: str):
+    try:
+        import bitsandbytes  # noqa: F401
+        from transformers import BitsAndBytesConfig
+    except Exception as exc:  # ImportError, or a broken native library
+        raise ModelLoadError(f"{precision} loading needs bitsandbytes, which is not usable here ({exc}). "
+                             "Install it with `pip install bitsandbytes`, or load in bf16/fp32.") from exc
+    if precision == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    compute = torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=compute)
+
+
+@dataclass(eq=False)
+class TransformersEngine(Engine):
+    """A transformers model and tokenizer with what the app shows about them."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    spec: ModelSpec
+    options: LoadOptions
+    template: str
+    context_length: int
+    precision: str
+    device: str
+    revision: str
+    is_demo: bool = False
+    notices: list[str] = field(default_factory=list)
+    capabilities: Capabilities = Capabilities(batch=True)
+    backend = "transformers"
+
+    @property
+    def model_id(self) -> str:
+        return self.options.model
+
+    @property
+    def precision_label(self) -> str:
+        return PRECISION_LABELS[self.precision]
+
+    @property
+    def eos_token_ids(self) -> list[int]:
+        ids = self.model.generation_config.eos_token_id
+        ids = [ids] if isinstance(ids, int) else list(ids or [])
+        if self.tokenizer.eos_token_id is not None and self.tokenizer.eos_token_id not in ids:
+            ids.append(self.tokenizer.eos_token_id)
+        return ids
+
+    def encode(self, prompt: str) -> list[int]:
+        """Prompt ids with BOS exactly once."""
+        return encode_prompt(self.tokenizer, prompt)
+
+    def token_spans(self, text: str) -> list[tuple[int, int]]:
+        return tokenizer_spans(self.tokenizer, text)
+
+    def _generate_kwargs(self, settings: GenerationSettings) -> dict:
+        settings.validate()
+        pad = self.tokenizer.pad_token_id
+        if pad is None:
+            pad = self.eos_token_ids[0] if self.eos_token_ids else 0
+        return dict(settings.to_kwargs(), eos_token_id=self.eos_token_ids, pad_token_id=pad)
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def stream(self, prompt: str, settings: GenerationSettings | None = None,
+               stop_event: threading.Event | None = None, min_interval: float = 0.05) -> Iterator[StreamUpdate]:
+        """Yield the growing answer; setting ``stop_event`` ends this request (and no other) early.
+
+        Token ids are handed over through a queue and decoded here, at most every ``min_interval``
+        seconds, so streaming costs the generation loop next to nothing. Beam search is not streamed, and
+        ``min_interval=inf`` asks for no intermediate updates: then the one update arrives when it is done.
+        """
+        settings = settings or GenerationSettings()
+        stop_event = stop_event or threading.Event()
+        ids = self.encode(prompt)
+        self.check_count(len(ids), settings)
+        kwargs = self._generate_kwargs(settings)
+        updates = settings.num_beams == 1 and min_interval != float("inf")
+        streamer = _IdQueue(skip=1) if updates else None
+        input_ids = torch.tensor([ids], device=self.model.device)
+        box: dict = {}
+
+        def work() -> None:
+            try:
+                with torch.inference_mode():
+                    box["out"] = self.model.generate(
+                        input_ids=input_ids, attention_mask=torch.ones_like(input_ids), streamer=streamer,
+                        stopping_criteria=StoppingCriteriaList([_EventStop(stop_event)]), **kwargs)
+            except BaseException as exc:  # reported in the consumer thread
+                box["error"] = exc
+            finally:
+                if streamer is not None:
+                    streamer.end()
+
+        start = time.perf_counter()
+        thread = threading.Thread(target=work, daemon=True)
+        thread.start()
+        new: list[int] = []
+        last = 0.0
+        first: float | None = None
+        if streamer is not None:
+            while True:
+                item = streamer.q.get()  # wait for the next token (or the end)
+                if item is None:
+                    break
+                if first is None:
+                    first = time.perf_counter() - start
+                new.extend(item)
+                finished = _drain(streamer.q, new)
+                now = time.perf_counter()
+                if now - last >= min_interval:
+                    last = now
+                    yield StreamUpdate(self._stable_text(self._strip_eos(new)), len(new), now - start,
+                                       prompt_tokens=len(ids), first_token_s=first)
+                if finished:
+                    break
+                # Wake at most once per interval rather than once per token: the GIL stays with generate().
+                time.sleep(max(0.0, last + min_interval - time.perf_counter()))
+        thread.join()
+        if "error" in box:
+            raise _generation_error(box["error"]) from box["error"]
+        if streamer is None:
+            new = box["out"][0, len(ids):].tolist()
+        new = self._strip_eos(new)
+        yield StreamUpdate(self._decode(new), len(new), time.perf_counter() - start, done=True,
+                           stopped=stop_event.is_set(), prompt_tokens=len(ids), first_token_s=first)
+
+    @functools.cached_property
+    def _byte_token_ids(self) -> frozenset[int]:
+        """Ids of sentencepiece byte-fallback pieces (``<0xE2>``): a character may span several of them."""
+        vocab = self.tokenizer.get_vocab()
+        return frozenset(i for t, i in vocab.items() if len(t) == 6 and t.startswith("<0x") and t.endswith(">"))
+
+    def _stable_text(self, ids: list[int]) -> str:
+        """The text of ``ids`` without a trailing partial character (it arrives with the next update)."""
+        end = len(ids)
+        while end and ids[end - 1] in self._byte_token_ids:
+            end -= 1
+        text = self._decode(ids[:end])
+        return text.rstrip("\ufffd")
+
+    def _strip_eos(self, ids: list[int]) -> list[int]:
+        eos = set(self.eos_token_ids)
+        for i, t in enumerate(ids):
+            if t in eos:
+                return ids[:i]
+        return ids
+
+    def generate_batch(self, prompts: list[str], settings: GenerationSettings | None = None) -> list[GenerationResult]:
+        """Answer several prompts in one left-padded batch (for batch evaluation on a GPU)."""
+        settings = settings or GenerationSettings()
+        kwargs = self._generate_kwargs(settings)
+        encoded = [self.encode(p) for p in prompts]
+        for ids in encoded:
+            self.check_count(len(ids), settings)
+        width = max(len(ids) for ids in encoded)
+        pad = kwargs["pad_token_id"]
+        input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in encoded], device=self.model.device)
+        mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in encoded], device=self.model.device)
+        start = time.perf_counter()
+        try:
+            with torch.inference_mode():
+                out = self.model.generate(input_ids=input_ids, attention_mask=mask, **kwargs)
+        except Exception as exc:
+            raise _generation_error(exc) from exc
+        seconds = time.perf_counter() - start
+        results = []
+        for row, ids in zip(out, encoded, strict=True):
+            new = self._strip_eos(row[width:].tolist())
+            results.append(GenerationResult(self._decode(new), len(new), seconds, len(ids)))
+        return results
+
+
+def _generation_error(exc: BaseException) -> GenerationError:
+    text = str(exc)
+    if isinstance(exc, (MemoryError, torch.OutOfMemoryError)) or "out of memory" in text.lower():
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return GenerationError("Out of memory while generating. Lower max new tokens, shorten the note, or load "
+                               "the model in 8-bit or 4-bit.")
+    if isinstance(exc, GenerationError):
+        return exc
+    return GenerationError(f"Generation failed: {type(exc).__name__}: {text}")
+
+
+def _read_demo_marker(path: Path | None) -> bool:
+    if path is None or not (path / DEMO_MARKER).exists():
+        return False
+    try:
+        return bool(json.loads((path / DEMO_MARKER).read_text()).get("demo", True))
+    except (OSError, json.JSONDecodeError):
+        return True
+
+
+def load(options: LoadOptions) -> TransformersEngine:
+    """Load model and tokenizer as ``options`` say; every failure becomes a ``ModelLoadError``."""
+    model = options.model.strip()
+    if not model:
+        raise ModelLoadError("No model given: pass --model with a Hugging Face id or a local folder.")
+    if options.template is not None and options.template not in TEMPLATES:
+        raise ModelLoadError(f"Unknown template {options.template!r}; choose one of {', '.join(TEMPLATES)}.")
+    device = resolve_device(options.device)
+    precision = resolve_precision(options.precision, device)
+    local = _is_local(model)
+    path = Path(model).expanduser() if local else None
+    if path is not None:
+        _check_folder(path)
+    is_demo = _read_demo_marker(path)
+    spec = REGISTRY[DEMO_NAME] if is_demo else resolve(model)
+    if spec.local_only and not local and spec.hub_id is None:
+        raise ModelLoadError(f"{spec.name} is not on the Hugging Face hub: {spec.note}")
+    source = str(path) if path is not None else (spec.hub_id or model)
+
+    kwargs: dict = {"revision": options.revision} if options.revision and not local else {}
+    if precision in ("8bit", "4bit"):
+        kwargs["quantization_config"] = _quantization_config(precision, device)
+        kwargs["device_map"] = "auto" if device == "cuda" else {"": "cpu"}
+    else:
+        kwargs["dtype"] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+        kwargs["device_map"] = "auto" if device == "cuda" else {"": "cpu"}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, **({"revision": options.revision} if "revision" in kwargs
+                                                             else {}))
+        lm = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    except ModelLoadError:
+        raise
+    except OSError as exc:
+        if local:
+            raise ModelLoadError(f"Could not load the model in {source}: {exc}") from exc
+        hint = ("You are offline (HF_HUB_OFFLINE=1) and it is not in the local cache. " if _offline() else
+                "It could not be downloaded (no network?) and is not in the local cache. ")
+        raise ModelLoadError(f"Cannot load {source!r} from the Hugging Face hub. {hint}"
+                             "Download it on a connected machine and pass the folder with --model DIR.") from exc
+    except (ImportError, RuntimeError, ValueError) as exc:
+        text = str(exc)
+        if "bitsandbytes" in text.lower() or precision in ("8bit", "4bit"):
+            raise ModelLoadError(f"{precision} loading failed: bitsandbytes is not usable on this platform ({text}). "
+                                 "Load in bf16 or fp32 instead.") from exc
+        if "out of memory" in text.lower():
+            raise ModelLoadError(f"Out of memory loading {source}. Try --load-in-8bit or --load-in-4bit.") from exc
+        raise ModelLoadError(f"Could not load {source}: {type(exc).__name__}: {text}") from exc
+    lm.eval()
+
+    notices = []
+    if not spec.known:
+        notices.append(f"{source} is not a known Asclepius variant: using the "
+                       f"{options.template or 'asclepius'} template. Pick another with --template.")
+    config_ctx = getattr(lm.config, "max_position_embeddings", None)
+    context = spec.context_length if spec.known else (config_ctx or spec.context_length)
+    if config_ctx:
+        context = min(context, config_ctx)
+    if path is not None:
+        revision = _local_revision(path)
+    else:
+        revision = getattr(lm.config, "_commit_hash", None) or options.revision or "unknown"
+    return TransformersEngine(model=lm, tokenizer=tokenizer, spec=spec, options=options,
+                  template=options.template or spec.template, context_length=int(context), precision=precision,
+                  device=device, revision=revision, is_demo=is_demo, notices=notices)
