@@ -49,7 +49,7 @@ from .text_input import valid_chars as _t
 __all__ = ["Storage", "StorageError", "open_storage", "migrate", "new_uid", "MIGRATIONS"]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-IMPORT_BATCH = 500  # study items per import transaction: the write lock is held for a fraction of a second
+IMPORT_BATCH = 200  # study items per import transaction: the write lock is held for a fraction of a second
 PICK_WINDOW = 64  # the next item is drawn from this many least-covered candidates
 AVAILABLE_CAP = 10_000  # "items still available" is counted up to this many (a bounded query)
 NAMING = {"ix": "ix_%(column_0_label)s", "uq": "uq_%(table_name)s_%(column_0_name)s",
