@@ -134,5 +134,5 @@ def build(ctx: AppContext, turns: gr.State, chatbot) -> None:
         return save_from_page(st, done or [], idx, sc, tg, cm, k, current_user(request))
 
     turns.change(on_turns, [turns, kept], [which, kept], show_progress="hidden")
-    save.click(on_save, [turns, which, score, tags, comment, kept], [status, kept], concurrency_limit=None,
+    save.click(on_save, [turns, which, score, tags, comment, kept], [status, kept], queue=False,
                api_name="rate")
