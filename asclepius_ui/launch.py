@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .endpoints import API_KEY_REFUSED
 from .engines import LoadOptions, add_engine_arguments, load_engine, options_from_args
-from .errors import ModelLoadError
+from .errors import UserError
 
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
 
@@ -146,11 +146,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     check_binding(args)
     from .auth import UsersFileError
-    from .rating_logic import StorageError
 
     try:
         ctx = build_context(args)
-    except (ModelLoadError, UsersFileError, StorageError) as exc:
+    except (UserError, UsersFileError) as exc:  # a model, users file, database or endpoint the user can fix
         print(f"error: {exc}", file=sys.stderr)
         return 2
     from .ui.app import build_app

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from asclepius_ui.data_sources import add_source_arguments, source_options
 from asclepius_ui.engines import PRESETS, GenerationSettings, add_engine_arguments, load_engine, options_from_args
-from asclepius_ui.errors import GenerationError, ModelLoadError
+from asclepius_ui.errors import GenerationError, UserError
 from asclepius_ui.jsonl import JsonlAppender
 
 from .rows import InputError, iter_batches, read_done, read_rows, row_id
@@ -174,13 +174,14 @@ def main(argv: list[str] | None = None) -> int:
             rows = rows[: args.limit]
         if not rows:
             raise InputError(f"{args.input} has no rows.")
+        settings = settings_from_args(args)
         engine = make_engine(args)
-    except (InputError, ModelLoadError, GenerationError) as exc:
+        engine.check_settings(settings)  # e.g. the paper preset's beams on a backend without beam search
+    except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for notice in engine.notices:
         print(f"note: {notice}", file=sys.stderr)
-    settings = settings_from_args(args)
     summary = generate_rows(engine, rows, args.out, settings, batch_size=args.batch_size, name=args.name,
                             concurrency=args.concurrency, progress=not args.no_progress)
     print(f"{summary.written} answers written to {args.out} ({summary.done_before} already there, "

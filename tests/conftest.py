@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from .gguf_fixtures import gguf_engine, tiny_gguf  # noqa: F401 - GGUF fixtures (skip without llama-cpp-python)
+
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

@@ -125,7 +125,7 @@ def test_remote_endpoint(tmp_path, questions, monkeypatch):
     with OpenAIServer(lambda body: f"Answer to: {instruction_of(prompt_of(body))}", api_key="k") as stub:
         monkeypatch.setenv("STUB_KEY", "k")
         rc = generate.main(["--base-url", stub.base_url, "--api-key-env", "STUB_KEY", "--api-mode", "chat",
-                            "--remote-model", "served-b",
+                            "--remote-model", "served-b", "--preset", "greedy",
                             "--input", str(inp), "--out", str(remote_out), "--no-progress", "--concurrency", "2"])
         prompts = [prompt_of(r) for r in stub.requests]
     assert rc == 0 and all(r["stream"] for r in stub.requests)
@@ -133,6 +133,20 @@ def test_remote_endpoint(tmp_path, questions, monkeypatch):
     assert {r["answer"] for r in remote} == {f"Answer to: {q['question']}" for q in questions[:3]}
     assert {(r["model"], r["precision"], r["template"]) for r in remote} == {("served-b", "remote", "asclepius")}
     assert sorted(prompts) == sorted(build_prompt(q["note"], q["question"]) for q in questions[:3])
+
+
+def test_paper_preset_on_a_backend_without_beams_is_refused_before_any_request(tmp_path, questions, monkeypatch,
+                                                                                capsys):
+    inp = tmp_path / "q.csv"
+    write_csv(inp, questions[:2])
+    monkeypatch.setenv("STUB_KEY", "k")
+    with OpenAIServer(lambda body: "never", api_key="k") as stub:
+        rc = generate.main(["--base-url", stub.base_url, "--api-key-env", "STUB_KEY", "--api-mode", "chat",
+                            "--model", "served-b", "--input", str(inp), "--out", str(tmp_path / "a.jsonl"),
+                            "--no-progress"])
+        sent = [r for r in stub.requests if "messages" in r or "prompt" in r]
+    assert rc == 2 and not sent
+    assert "no beam search" in capsys.readouterr().err
 
 
 def test_make_study_from_two_models(tmp_path, tiny_bin_model, questions, capsys):

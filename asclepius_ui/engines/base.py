@@ -220,6 +220,15 @@ class Engine(ABC):
         n = self.count_tokens(prompt)
         return None if n is None else Budget(n, int(max_new_tokens), self.context_length)
 
+    def check_settings(self, settings: GenerationSettings) -> None:
+        """Raise ``GenerationError`` for invalid settings and ``UnsupportedError`` for what this backend lacks."""
+        settings.validate()
+        if settings.num_beams > 1 and not self.capabilities.beams:
+            raise UnsupportedError(
+                f"The {self.backend} backend has no beam search: {self.model_id} answers with Beams = 1 only. Set "
+                "Beams to 1 (greedy or sampling), or use the greedy preset (`--preset greedy`); the paper preset's "
+                "5 beams need the transformers backend.")
+
     def check_fits(self, prompt: str, settings: GenerationSettings) -> int | None:
         """The prompt's token count; raises ``GenerationError`` when prompt + answer exceed the context."""
         n = self.count_tokens(prompt)

@@ -3,18 +3,27 @@
 Nothing is sent anywhere unless the user names an endpoint. For Asclepius the completions endpoint gets the exact
 prompt bytes (``api_mode="completion"``, the default when this is the main engine); ``chat`` sends the formatted
 prompt as one user message, for chat models used as compare contenders.
+
+Token counts: at load the server is asked once what it offers (``probe_server``): its tokenize endpoint (vLLM and
+llama.cpp's server: ``POST /tokenize``; llama-cpp-python's server: ``POST /extras/tokenize``) counts tokens exactly
+as the completions endpoint will see them, and vLLM's ``/v1/models`` tells the served context (``max_model_len``).
+Without a tokenize endpoint a local ``--tokenizer`` counts; without either the budget is unknown
+(``capabilities.tokenizer`` is False and the page says so).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from ..endpoints import EndpointSettings, make_client
 from ..errors import GenerationError, ModelLoadError
 from ..prompts import TEMPLATES
+from ..registry import resolve
 from ..tokenization import encode_prompt, tokenizer_spans
 from .base import Capabilities, Engine, GenerationSettings, LoadOptions, StreamUpdate
 
@@ -30,9 +39,76 @@ class RemoteOptions:
     mode: str = "chat"
     timeout: float = 120.0
     max_retries: int = 2
-    context_length: int = 8192
+    context_length: int | None = None  # None: the server's, else the registry's (8192 for an unknown model)
     api_key_env: str = "OPENAI_API_KEY"
     tokenizer: str | None = None  # a local tokenizer folder to count tokens with
+    probe: bool = True  # ask the server once for its tokenize endpoint and context length
+
+
+# Tokenize endpoints, tried in this order: (style, path from the server root, request body for ``text``).
+TOKENIZE_STYLES = {
+    "vllm": ("/tokenize", lambda model, text: {"model": model, "prompt": text, "add_special_tokens": True}),
+    "llama.cpp": ("/tokenize", lambda model, text: {"content": text, "add_special": True}),
+    "llama-cpp-python": ("/extras/tokenize", lambda model, text: {"model": model, "input": text}),
+}
+PROBE_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """What the server told us at load: how to tokenize there (``None``: it cannot) and its context length."""
+
+    tokenize: str | None = None
+    context_length: int | None = None
+
+
+def server_root(base_url: str) -> str:
+    """``http://host:8000/v1`` -> ``http://host:8000`` (where vLLM and llama.cpp put ``/tokenize``)."""
+    root = base_url.rstrip("/")
+    return root[: -len("/v1")] if root.endswith("/v1") else root
+
+
+def _tokens(response) -> list[int] | None:
+    try:
+        data = response.json()
+    except ValueError:
+        return None
+    tokens = data.get("tokens") if isinstance(data, dict) else None
+    if isinstance(tokens, list) and all(isinstance(t, int) for t in tokens):
+        return tokens
+    return None
+
+
+def probe_server(http, base_url: str, model: str, completion: bool = True) -> ServerInfo:
+    """Ask the server once for its context length (``/v1/models``) and which tokenize endpoint it has.
+
+    ``http`` is an ``httpx.Client`` carrying the API key. Every failure means "not offered", never an error.
+    """
+    import httpx
+
+    context = None
+    try:
+        listing = http.get(f"{base_url.rstrip('/')}/models", timeout=PROBE_TIMEOUT)
+        for entry in listing.json().get("data", []) if listing.status_code == 200 else []:
+            if entry.get("id") == model:
+                n = entry.get("max_model_len") or (entry.get("meta") or {}).get("n_ctx_train")
+                context = int(n) if n else None
+    except (httpx.HTTPError, ValueError, AttributeError, TypeError):
+        pass
+    style = None
+    if completion:
+        root = server_root(base_url)
+        for name, (path, body) in TOKENIZE_STYLES.items():
+            try:
+                reply = http.post(root + path, json=body(model, "Hello"), timeout=PROBE_TIMEOUT)
+            except httpx.HTTPError:
+                continue
+            if reply.status_code == 200 and _tokens(reply):
+                style = name
+                if context is None and name == "vllm":
+                    context = (reply.json() or {}).get("max_model_len")
+                break
+    return ServerInfo(style, int(context) if context else None)
 
 
 @dataclass(eq=False)
@@ -44,8 +120,6 @@ class RemoteEngine(Engine):
     backend = "openai"
 
     def __post_init__(self) -> None:
-        from openai import OpenAI
-
         if self.options.template not in TEMPLATES:
             raise ModelLoadError(f"Unknown template {self.options.template!r}.")
         if self.options.mode not in ("chat", "completion"):
@@ -53,9 +127,19 @@ class RemoteEngine(Engine):
         base_url = self.options.base_url or os.environ.get("OPENAI_BASE_URL")
         api_key = self.options.api_key or os.environ.get(self.options.api_key_env) or "EMPTY"
         if self.client is None:
-            self.client = OpenAI(base_url=base_url, api_key=api_key, timeout=self.options.timeout,
-                                 max_retries=self.options.max_retries)
+            self.client = make_client(EndpointSettings(
+                model=self.options.model, base_url=base_url, api_key_env=self.options.api_key_env,
+                api_key=self.options.api_key, timeout=self.options.timeout, max_retries=self.options.max_retries),
+                asynchronous=False)
         self._tokenizer = None
+        self._http = None
+        self.server = ServerInfo()
+        if self.options.probe and base_url:  # only an endpoint the user named is asked
+            import httpx
+
+            self._http = httpx.Client(headers={"Authorization": f"Bearer {api_key}"}, timeout=self.options.timeout)
+            self.server = probe_server(self._http, str(self.client.base_url), self.options.model,
+                                       completion=self.options.mode == "completion")
         if self.options.tokenizer:
             from transformers import AutoTokenizer
 
@@ -63,33 +147,90 @@ class RemoteEngine(Engine):
                 self._tokenizer = AutoTokenizer.from_pretrained(self.options.tokenizer)
             except (OSError, ValueError) as exc:
                 raise ModelLoadError(f"Could not load the tokenizer in {self.options.tokenizer}: {exc}") from exc
-        self.capabilities = Capabilities(tokenizer=self._tokenizer is not None, beams=False, concurrent=True)
-        self.notices = [] if self._tokenizer is not None else [
-            f"{self.options.model} is served remotely and no tokenizer is known here: the token budget is unknown "
-            "(pass --tokenizer DIR to count tokens)."]
+        counts = self.server.tokenize is not None or self._tokenizer is not None
+        self.capabilities = Capabilities(tokenizer=counts, beams=False, concurrent=True)
+        self.notices = []
+        if not counts:
+            self.notices.append(
+                f"{self.options.model} is served remotely and neither the server nor a local tokenizer counts tokens "
+                "here: the token budget is unknown (pass --tokenizer DIR to count tokens).")
+        spec = resolve(self.options.model)
+        if self.options.context_length:
+            self._context = int(self.options.context_length)
+        elif self.server.context_length:
+            self._context = self.server.context_length
+        else:
+            self._context = spec.context_length if spec.known else 8192
+            if self.options.mode == "completion":
+                self.notices.append(f"The server does not say its context length: assuming {self._context} tokens "
+                                    f"({'the registry' if spec.known else 'a default'}; set --context-length).")
 
     model_id = property(lambda self: self.options.model)
     template = property(lambda self: self.options.template)
     precision = property(lambda self: "remote")
     revision = property(lambda self: str(self.client.base_url))
-    context_length = property(lambda self: self.options.context_length)
+    context_length = property(lambda self: self._context)
 
     def encode(self, prompt: str) -> list[int]:
+        """Prompt ids as the server sees them (its tokenize endpoint), else from the local tokenizer."""
+        if self.server.tokenize is not None:
+            return list(self._server_encode(prompt))
         if self._tokenizer is None:
             return super().encode(prompt)
         return encode_prompt(self._tokenizer, prompt)
 
+    @functools.lru_cache(maxsize=64)  # noqa: B019 - the page asks for the same prompt's count repeatedly
+    def _server_encode(self, prompt: str) -> tuple[int, ...]:
+        import httpx
+
+        path, body = TOKENIZE_STYLES[self.server.tokenize]
+        try:
+            reply = self._http.post(server_root(str(self.client.base_url)) + path,
+                                    json=body(self.options.model, prompt))
+        except httpx.HTTPError as exc:
+            raise GenerationError(f"Could not reach the server to count tokens: {exc}") from exc
+        tokens = _tokens(reply) if reply.status_code == 200 else None
+        if tokens is None:
+            raise GenerationError(f"The server's tokenize endpoint answered {reply.status_code}: {reply.text[:300]}")
+        return tuple(tokens)
+
+    def count_tokens(self, text: str) -> int | None:
+        """The prompt's token count, or ``None`` when nothing here can count (or the server is unreachable)."""
+        if not self.capabilities.tokenizer:
+            return None
+        try:
+            return len(self.encode(text))
+        except GenerationError:
+            if self._tokenizer is not None:
+                return len(encode_prompt(self._tokenizer, text))
+            return None
+
     def token_spans(self, text: str) -> list[tuple[int, int]]:
-        if self._tokenizer is None:
-            return super().token_spans(text)
-        return tokenizer_spans(self._tokenizer, text)
+        """Token spans from the local tokenizer; with only the server's counts, the note is cut on characters."""
+        if self._tokenizer is not None:
+            return tokenizer_spans(self._tokenizer, text)
+        if self.server.tokenize is not None:
+            return [(i, i + 1) for i in range(len(text))]
+        return super().token_spans(text)
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.close()
 
     def _request(self, prompt: str, settings: GenerationSettings, stream: bool):
-        settings.validate()
+        self.check_settings(settings)
         kw = dict(model=self.options.model, max_tokens=int(settings.max_new_tokens), stream=stream,
                   temperature=float(settings.temperature) if settings.do_sample else 0.0)
         if settings.do_sample:
             kw["top_p"] = float(settings.top_p)
+        if self.options.mode == "completion":
+            # A self-hosted server's own sampler defaults (llama.cpp: repeat penalty 1.1, top-k 40, min-p 0.05)
+            # would change the answer: say what the settings mean, in the names vLLM and llama.cpp read.
+            penalty = float(settings.repetition_penalty)
+            extra = {"repetition_penalty": penalty, "repeat_penalty": penalty}
+            if settings.do_sample:
+                extra.update(top_k=-1, min_p=0.0)
+            kw["extra_body"] = extra
         if self.options.mode == "chat":
             return self.client.chat.completions.create(messages=[{"role": "user", "content": prompt}], **kw)
         return self.client.completions.create(prompt=prompt, **kw)
@@ -111,11 +252,12 @@ class RemoteEngine(Engine):
         stop_event = stop_event or threading.Event()
         n_prompt = self.check_fits(prompt, settings) or 0
         start = time.perf_counter()
-        text, pieces, last, first = "", 0, 0.0, None
+        text, pieces, last, first, finished = "", 0, 0.0, None, False
         try:
             response = self._request(prompt, settings, stream=True)
             with response:
                 for chunk in response:
+                    finished = finished or any(getattr(c, "finish_reason", None) for c in chunk.choices or [])
                     piece = self._piece(chunk)
                     if piece:
                         text += piece
@@ -132,6 +274,13 @@ class RemoteEngine(Engine):
             raise GenerationError(f"The endpoint answered with an error: {exc}") from exc
         except openai.OpenAIError as exc:
             raise GenerationError(f"Could not reach the endpoint: {exc}") from exc
+        if not finished and not stop_event.is_set():
+            # A server that fails after it started streaming (llama-cpp-python on a prompt over its context) just
+            # ends the stream: never pass that off as a finished answer.
+            raise GenerationError(f"The endpoint ended the answer without finishing it (after {pieces} pieces): the "
+                                  "server failed mid-answer (e.g. the prompt is over its context) or dropped it for "
+                                  "another request (llama-cpp-python's server does unless started with "
+                                  "--interrupt_requests False). See the server's log.")
         yield StreamUpdate(text, pieces, time.perf_counter() - start, done=True, stopped=stop_event.is_set(),
                            prompt_tokens=n_prompt, first_token_s=first)
 
@@ -144,5 +293,5 @@ def load(options: LoadOptions) -> RemoteEngine:
         model=options.model, base_url=options.base_url, api_key=options.api_key,
         template=options.template or "asclepius", mode=options.api_mode, timeout=options.timeout,
         max_retries=options.max_retries,
-        context_length=options.context_length or 8192, api_key_env=options.api_key_env,
+        context_length=options.context_length, api_key_env=options.api_key_env,
         tokenizer=options.tokenizer))

@@ -1,0 +1,314 @@
+"""The llama.cpp backend: a GGUF file through llama-cpp-python, on a laptop CPU (or offloaded to a GPU).
+
+``python app.py --model asclepius-7b.q4_k_m.gguf`` (make one with ``python -m asclepius_ui.convert``), or a hub repo /
+folder with ``--gguf-file NAME``. The prompt is tokenised here with the GGUF's own tokenizer, BOS once and special
+tokens *not* parsed (a note that contains ``<s>`` or ``</s>`` stays text), and the ids are passed to llama.cpp.
+A ``Llama`` object holds one KV cache, so requests take turns (a lock); llama.cpp reuses the KV cache of the
+longest common prefix with the previous request, so a follow-up question on the same note only evaluates the
+question (``capabilities.prefix_cache``).
+"""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import hashlib
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import llama_cpp
+from llama_cpp._internals import LlamaModel
+
+from ..errors import GenerationError, ModelLoadError
+from ..prompts import TEMPLATES
+from ..registry import DEMO_NAME, REGISTRY, ModelSpec, lookup, resolve
+from .base import DEMO_MARKER, Capabilities, Engine, GenerationSettings, LoadOptions, StreamUpdate
+
+# llama.h's file types by number ("general.file_type" in the GGUF metadata): 1 -> "f16", 15 -> "q4_k_m".
+FILE_TYPES = {getattr(llama_cpp, n): n.removeprefix("LLAMA_FTYPE_").removeprefix("MOSTLY_").removeprefix("ALL_").lower()
+              for n in dir(llama_cpp) if n.startswith("LLAMA_FTYPE_") and n != "LLAMA_FTYPE_GUESSED"}
+
+
+@dataclass(eq=False)
+class LlamaCppEngine(Engine):
+    """A GGUF model loaded by llama.cpp, with what the app shows about it."""
+
+    llm: llama_cpp.Llama = field(repr=False)
+    path: Path
+    spec: ModelSpec
+    options: LoadOptions
+    template: str
+    context_length: int
+    precision: str
+    revision: str
+    is_demo: bool = False
+    notices: list[str] = field(default_factory=list)
+    capabilities: Capabilities = Capabilities(beams=False, prefix_cache=True)
+    backend = "llamacpp"
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._vocab = self.llm._model.vocab
+        self._spm = llama_cpp.llama_vocab_type(self._vocab) == llama_cpp.LLAMA_VOCAB_TYPE_SPM
+        self.last_prefix_hit = 0  # prompt tokens the last request found already in the KV cache
+
+    @property
+    def model_id(self) -> str:
+        return self.options.model
+
+    @property
+    def precision_label(self) -> str:
+        return f"GGUF {self.precision.removeprefix('gguf-').upper()} (llama.cpp)"
+
+    # Tokens ---------------------------------------------------------------------------------------------------
+    def encode(self, prompt: str) -> list[int]:
+        """Prompt ids with BOS exactly once (as the GGUF asks); ``<s>``/``</s>`` in the text stay text."""
+        ids = self.llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=False)
+        bos = self.llm.token_bos()
+        while len(ids) > 1 and ids[0] == bos and ids[1] == bos:
+            ids.pop(0)
+        return ids
+
+    def token_spans(self, text: str) -> list[tuple[int, int]]:
+        """Character spans of ``text``'s tokens, from the bytes each GGUF token stands for."""
+        ids = self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+        pieces = [self._token_bytes(t) for t in ids]
+        data = text.encode("utf-8")
+        joined = b"".join(pieces)
+        shift = 0
+        if joined != data:
+            if joined == b" " + data:  # the tokenizer's added leading space (sentencepiece's dummy prefix)
+                shift = 1
+            else:  # a normalising tokenizer: fall back to cutting on characters
+                return [(i, i + 1) for i in range(len(text))]
+        # byte offset -> character offset (a byte inside a character maps to that character's start)
+        char_at = [0] * (len(data) + 1)
+        pos = 0
+        for ci, ch in enumerate(text):
+            n = len(ch.encode("utf-8"))
+            for k in range(n):
+                char_at[pos + k] = ci
+            pos += n
+        char_at[len(data)] = len(text)
+        spans, end = [], -shift
+        for piece in pieces:
+            start, end = end, end + len(piece)
+            spans.append((char_at[max(0, start)], char_at[max(0, min(end, len(data)))]))
+        return spans
+
+    def _token_bytes(self, token: int, size: int = 64) -> bytes:
+        """The bytes ``token`` stands for (nothing for a control token)."""
+        buf = (ctypes.c_char * size)()
+        n = llama_cpp.llama_token_to_piece(self._vocab, llama_cpp.llama_token(token), buf, size, 0, False)
+        if n < 0:  # the piece is longer than the buffer: -n bytes are needed
+            return self._token_bytes(token, -n)
+        return bytes(buf[:n])
+
+    # Generation -----------------------------------------------------------------------------------------------
+    def _sampling(self, settings: GenerationSettings) -> dict:
+        """llama.cpp sampler arguments for ``settings`` (no min-p/top-k cut that transformers would not make)."""
+        self.check_settings(settings)
+        if settings.do_sample:
+            return dict(temp=float(settings.temperature), top_p=float(settings.top_p), top_k=0, min_p=0.0,
+                        repeat_penalty=float(settings.repetition_penalty))
+        return dict(temp=0.0, top_k=1, top_p=1.0, min_p=0.0, repeat_penalty=float(settings.repetition_penalty))
+
+    @contextmanager
+    def _turn(self, stop_event: threading.Event):
+        """Hold the model for one request; gives up (yields False) if ``stop_event`` is set while waiting."""
+        while not self._lock.acquire(timeout=0.05):
+            if stop_event.is_set():
+                yield False
+                return
+        try:
+            yield True
+        finally:
+            self._lock.release()
+
+    def stream(self, prompt: str, settings: GenerationSettings | None = None,
+               stop_event: threading.Event | None = None, min_interval: float = 0.05) -> Iterator[StreamUpdate]:
+        """Yield the growing answer; ``stop_event`` ends this request (checked between tokens)."""
+        settings = settings or GenerationSettings()
+        stop_event = stop_event or threading.Event()
+        sampling = self._sampling(settings)
+        ids = self.encode(prompt)
+        self.check_count(len(ids), settings)
+        start = time.perf_counter()
+        new: list[int] = []
+        text, first, last = "", None, 0.0
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        with self._turn(stop_event) as ready:
+            if ready:
+                self.last_prefix_hit = llama_cpp.Llama.longest_token_prefix(self.llm.input_ids[:self.llm.n_tokens],
+                                                                            ids)
+                tokens = self.llm.generate(ids, reset=True, **sampling)
+                try:
+                    for token in tokens:
+                        if first is None:
+                            first = time.perf_counter() - start
+                        if llama_cpp.llama_vocab_is_eog(self._vocab, token):
+                            break
+                        piece = self._token_bytes(token)
+                        if not new and self._spm and piece.startswith(b" "):
+                            piece = piece[1:]  # sentencepiece drops the first word's space, as transformers does
+                        new.append(int(token))
+                        text += decoder.decode(piece)
+                        if len(new) >= settings.max_new_tokens or stop_event.is_set():
+                            break
+                        now = time.perf_counter()
+                        if now - last >= min_interval:
+                            last = now
+                            yield StreamUpdate(text, len(new), now - start, prompt_tokens=len(ids),
+                                               first_token_s=first)
+                except Exception as exc:
+                    raise _generation_error(exc) from exc
+                finally:
+                    tokens.close()
+        text += decoder.decode(b"", final=True)
+        yield StreamUpdate(text, len(new), time.perf_counter() - start, done=True, stopped=stop_event.is_set(),
+                           prompt_tokens=len(ids), first_token_s=first)
+
+    def close(self) -> None:
+        with self._lock:
+            self.llm.close()
+
+
+def _generation_error(exc: BaseException) -> GenerationError:
+    if isinstance(exc, GenerationError):
+        return exc
+    if isinstance(exc, MemoryError) or "memory" in str(exc).lower():
+        return GenerationError("Out of memory while generating. Lower max new tokens, shorten the note, or use a "
+                               "smaller quantisation (q4_k_m).")
+    return GenerationError(f"llama.cpp failed: {type(exc).__name__}: {exc}")
+
+
+# Loading ---------------------------------------------------------------------------------------------------------
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+
+
+def gguf_path(options: LoadOptions) -> tuple[Path, str | None]:
+    """The .gguf file ``options`` name (a file, a folder + ``gguf_file``, or a hub repo + ``gguf_file``, downloaded)
+    and the hub commit it came from (``None`` for a local file)."""
+    model = options.model.strip()
+    path = Path(model).expanduser()
+    if path.is_file():
+        if options.gguf_file:
+            raise ModelLoadError(f"--gguf-file names a file inside a folder or hub repo, but --model {model} is "
+                                 "already a file.")
+        return path, None
+    if path.is_dir():
+        if options.gguf_file:
+            target = path / options.gguf_file
+            if not target.is_file():
+                raise ModelLoadError(f"{options.gguf_file} is not in {path}.")
+            return target, None
+        found = sorted(path.glob("*.gguf"))
+        if len(found) == 1:
+            return found[0], None
+        names = ", ".join(p.name for p in found) or "none"
+        raise ModelLoadError(f"{path} is a folder: name the GGUF file in it with --gguf-file (found: {names}).")
+    if model.lower().endswith(".gguf") or model.startswith((".", "/", "~")) or model.count("/") != 1:
+        raise ModelLoadError(f"GGUF file not found: {path}")
+    if not options.gguf_file:
+        raise ModelLoadError(f"{model} looks like a Hugging Face repo: name the GGUF file in it with --gguf-file "
+                             "(e.g. --gguf-file model.Q4_K_M.gguf).")
+    try:
+        from huggingface_hub import hf_hub_download
+
+        local = hf_hub_download(model, options.gguf_file, revision=options.revision)
+    except Exception as exc:  # offline, missing file, no access
+        why = ("you are offline (HF_HUB_OFFLINE=1) and it is not in the local cache" if _offline() else
+               f"it could not be downloaded ({type(exc).__name__}: {exc})")
+        raise ModelLoadError(f"Cannot get {options.gguf_file} from {model} on the Hugging Face hub: {why}. "
+                             "Download it on a connected machine and pass the file with --model FILE.gguf.") from exc
+    local_path = Path(local)
+    commit = local_path.parent.name if local_path.parent.parent.name == "snapshots" else None
+    return local_path, commit
+
+
+def _fingerprint(path: Path) -> str:
+    """A short content fingerprint: the size and the first 4 MiB (header, metadata, vocabulary, first tensors)."""
+    h = hashlib.sha256(str(path.stat().st_size).encode())
+    with path.open("rb") as f:
+        h.update(f.read(4 << 20))
+    return "gguf-" + h.hexdigest()[:12]
+
+
+def _spec_for(options: LoadOptions, path: Path, metadata: dict[str, str]) -> ModelSpec:
+    """The registry entry this GGUF is a conversion of: by the hub repo, the folder, the file or its metadata name."""
+    stem = path.name.split(".")[0]
+    candidates = [options.model, str(path.parent), stem, metadata.get("general.name", ""),
+                  metadata.get("general.basename", "")]
+    for c in candidates:
+        spec = lookup(c) if c else None
+        if spec is not None:
+            return spec
+    return resolve(stem)
+
+
+def _read_demo(path: Path) -> bool:
+    marker = path.parent / DEMO_MARKER
+    if not marker.exists():
+        return False
+    try:
+        return bool(json.loads(marker.read_text()).get("demo", True))
+    except (OSError, json.JSONDecodeError):
+        return True
+
+
+def load(options: LoadOptions) -> LlamaCppEngine:
+    """Load the GGUF ``options`` name; every failure becomes a ``ModelLoadError``.
+
+    ``options.extra["llama_cpp"]`` holds further ``llama_cpp.Llama`` arguments (e.g. ``flash_attn``, ``type_k``,
+    ``kv_overrides``) for programmatic use.
+    """
+    if options.template is not None and options.template not in TEMPLATES:
+        raise ModelLoadError(f"Unknown template {options.template!r}; choose one of {', '.join(TEMPLATES)}.")
+    path, commit = gguf_path(options)
+    notices: list[str] = []
+    if options.n_gpu_layers and not llama_cpp.llama_supports_gpu_offload():
+        notices.append(f"--n-gpu-layers {options.n_gpu_layers} was asked for, but this llama-cpp-python build has "
+                       "no GPU support: running on the CPU.")
+    try:
+        params = llama_cpp.llama_model_default_params()
+        params.vocab_only = True  # the metadata only: no weights, no context
+        probe = LlamaModel(path_model=str(path), params=params, verbose=False)
+        metadata = dict(probe.metadata())
+        probe.close()
+        trained = int(metadata[f"{metadata.get('general.architecture', 'llama')}.context_length"])
+    except (ValueError, RuntimeError, OSError, KeyError) as exc:
+        raise ModelLoadError(f"llama.cpp could not read {path}: {exc}. Is it a GGUF file (made by "
+                             "`python -m asclepius_ui.convert` or published as .gguf)?") from exc
+    is_demo = _read_demo(path)
+    spec = REGISTRY[DEMO_NAME] if is_demo else _spec_for(options, path, metadata)
+    context = trained
+    if spec.known:
+        if spec.context_length != trained:
+            notices.append(f"The GGUF says its context is {trained} tokens; {spec.name} was trained with "
+                           f"{spec.context_length}. Using {min(trained, spec.context_length)}.")
+        context = min(trained, spec.context_length)
+    else:
+        notices.append(f"{path.name} is not a known Asclepius variant: using the {options.template or 'asclepius'} "
+                       "template. Pick another with --template.")
+    if options.context_length and options.context_length < context:
+        notices.append(f"Context limited to {options.context_length} tokens by --context-length (model: {context}).")
+        context = int(options.context_length)
+    try:
+        llm = llama_cpp.Llama(str(path), n_ctx=context, n_batch=min(512, context), n_threads=options.threads,
+                              n_threads_batch=options.threads, n_gpu_layers=int(options.n_gpu_layers or 0),
+                              last_n_tokens_size=context, verbose=False, **options.extra.get("llama_cpp", {}))
+    except (ValueError, RuntimeError, OSError, MemoryError) as exc:
+        raise ModelLoadError(f"llama.cpp could not load {path}: {exc}. Not enough memory? Try a smaller "
+                             "quantisation (q4_k_m) or --context-length.") from exc
+    file_type = FILE_TYPES.get(int(metadata.get("general.file_type", -1)), "unknown")
+    return LlamaCppEngine(llm=llm, path=path, spec=spec, options=options,
+                          template=options.template or spec.template, context_length=int(context),
+                          precision=f"gguf-{file_type}", revision=commit or _fingerprint(path), is_demo=is_demo,
+                          notices=notices)

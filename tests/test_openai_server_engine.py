@@ -1,0 +1,149 @@
+"""The OpenAI-compatible backend as the main engine, against a real server nobody here wrote: llama-cpp-python's.
+
+``python -m llama_cpp.server --model tiny.gguf`` serves the tiny GGUF on loopback; the app's engine, chat page,
+compare page and ``eval.generate`` talk to it with the real ``openai`` client.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from asclepius_ui.engines import GenerationError, GenerationSettings, LoadOptions, load_engine
+from asclepius_ui.storage import open_storage
+from asclepius_ui.ui.context import AppContext
+
+from .conftest import free_port
+from .test_ui_chat import NOTE, bot_text, open_page, set_max_new
+from .test_ui_compare import _trial
+
+pytest.importorskip("llama_cpp.server", reason="llama-cpp-python[server] is not installed")
+
+SERVED = "tiny-asclepius"
+GREEDY = GenerationSettings(max_new_tokens=16)
+
+
+def ascii_only(text: str) -> str:
+    return "".join(c for c in text if c.isascii())
+
+
+@pytest.fixture(scope="module")
+def server_url(tiny_gguf, tmp_path_factory):
+    """A real llama-cpp-python server on a free loopback port, stopped after the module.
+
+    ``--interrupt_requests False``: by default this server ends a running answer when another request arrives
+    (the engine reports that as an unfinished answer); a server for several raters queues them instead.
+    """
+    port = free_port()
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(tiny_gguf), "--host",
+                                 "127.0.0.1", "--port", str(port), "--model_alias", SERVED, "--n_ctx", "1024",
+                                 "--n_threads", "1", "--interrupt_requests", "False"],
+                                stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.time() + 90
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/models", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            pytest.fail(f"llama_cpp.server did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.3)
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="module")
+def served(server_url):
+    engine = load_engine(LoadOptions(SERVED, base_url=server_url))  # --backend auto: openai with --base-url
+    yield engine
+    engine.close()
+
+
+def test_counts_tokens_with_the_server_and_answers_as_llama_cpp_does(served, gguf_engine):
+    assert served.backend == "openai" and served.server.tokenize == "llama-cpp-python"
+    assert served.capabilities.tokenizer and served.notices  # the context length is not told by this server
+    prompt = served.prompt(NOTE, "What was the diagnosis?")
+    assert served.count_tokens(prompt) == gguf_engine.count_tokens(prompt)  # BOS once, the same vocabulary
+    updates = list(served.stream(prompt, GREEDY, min_interval=0.0))
+    assert len(updates) > 3 and updates[-1].done and updates[-1].new_tokens > 3
+    local = gguf_engine.generate(prompt, GREEDY)
+    # Greedy with no repetition penalty: the same tokens. The random model emits stray byte tokens, which this
+    # server drops (bytes decoded with errors="ignore", per chunk) and the app shows as U+FFFD; compare the rest.
+    assert ascii_only(updates[-1].text).strip() == ascii_only(local.text).strip() != ""
+
+
+def test_stop_closes_the_request(served):
+    stop = threading.Event()
+    for update in served.stream(served.prompt(NOTE, "Summarize."), GREEDY.replace(max_new_tokens=80), stop,
+                                min_interval=0.0):
+        if update.new_tokens >= 3:
+            stop.set()
+    assert update.done and update.stopped and update.new_tokens < 50
+
+
+def test_truncation_with_server_counts_and_an_over_long_prompt_is_a_clear_error(server_url):
+    e = load_engine(LoadOptions(SERVED, base_url=server_url, context_length=1024))
+    long_note = NOTE + "\n".join(f"Day {i}: stable, walked in the hall, ate well." for i in range(150))
+    cut = e.truncate_note(long_note, "Summarize.", 64)
+    assert cut.kept + cut.cut == long_note and cut.cut
+    assert e.budget(e.prompt(cut.kept, "Summarize."), 64).fits
+    wide = load_engine(LoadOptions(SERVED, base_url=server_url))  # believes 8192: the server itself refuses
+    with pytest.raises(GenerationError, match="ended the answer without finishing"):
+        wide.generate(wide.prompt(long_note, "Summarize."), GREEDY)
+    e.close()
+    wide.close()
+
+
+def test_chat_page_on_the_served_model(served, launch_app, page):
+    open_page(page, launch_app(AppContext(engine=served)))
+    page.get_by_label("Discharge summary").fill(NOTE)
+    page.get_by_label("Instruction", exact=True).fill("What was the diagnosis?")
+    page.locator("#token-budget").get_by_text("Prompt ").wait_for(timeout=15000)  # counted by the server
+    set_max_new(page, 24)
+    page.get_by_role("button", name="Ask").click()
+    page.locator("#chat-status").get_by_text("tokens/s").wait_for(timeout=60000)
+    assert "remote" in bot_text(page)
+
+
+def test_compare_page_served_against_the_local_gguf(served, gguf_engine, launch_app, page, tmp_path):
+    st = open_storage(f"sqlite:///{tmp_path / 'r.db'}")
+    ctx = AppContext(engine=gguf_engine, contenders={f"{SERVED} (served)": served}, storage=st)
+    page.goto(launch_app(ctx))
+    _trial(page, "What was the diagnosis?")
+    answers = [page.locator(f"#cmp-answer-{s} textarea").input_value() for s in "ab"]
+    assert all(a.strip() for a in answers)
+    st.close()
+
+
+def test_eval_generate_against_the_server(server_url, gguf_engine, tmp_path):
+    from eval import generate
+
+    rows = [{"id": f"q{i}", "note": NOTE, "question": q, "task": "qa"}
+            for i, q in enumerate(["What was the diagnosis?", "Summarize."])]
+    inp, out = tmp_path / "q.jsonl", tmp_path / "a.jsonl"
+    inp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    rc = generate.main(["--backend", "openai", "--base-url", server_url, "--model", SERVED, "--input", str(inp),
+                        "--out", str(out), "--preset", "greedy", "--max-new-tokens", "12", "--no-progress",
+                        "--concurrency", "2"])
+    assert rc == 0
+    got = {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}
+    for r in rows:
+        local = gguf_engine.generate(gguf_engine.prompt(r["note"], r["question"]), GREEDY.replace(max_new_tokens=12))
+        assert ascii_only(got[r["id"]]["answer"]).strip() == ascii_only(local.text).strip()
+        assert got[r["id"]]["backend"] == "openai" and got[r["id"]]["model"] == SERVED
