@@ -82,16 +82,14 @@ def tiny_engine(tiny_bin_model):
 def launch_app():
     """Start ``build_app(ctx)`` on a free loopback port; returns its URL. All servers close at session end."""
     from asclepius_ui.ui.app import build_app
-    from asclepius_ui.ui.theme import CSS, offline_theme
+    from asclepius_ui.ui.server import ServerOptions, serve
 
     started = []
 
-    def _launch(ctx, auth=None) -> str:
+    def _launch(ctx, auth=None, **options) -> str:
         demo = build_app(ctx)
         port = free_port()
-        demo.queue(default_concurrency_limit=4).launch(
-            server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, auth=auth,
-            theme=offline_theme(), css=CSS, footer_links=[], ssr_mode=False, show_error=True)
+        serve(demo, ServerOptions(port=port, **options), auth=auth, block=False, quiet=True)
         started.append(demo)
         return f"http://127.0.0.1:{port}/"
 

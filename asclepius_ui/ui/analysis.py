@@ -6,25 +6,27 @@ All statistics live in ``eval``; this page only collects the inputs, calls ``eva
 from __future__ import annotations
 
 import shutil
-import tempfile
-from pathlib import Path
 
 import gradio as gr
 
 from eval.report import build_report, figure_caption, summary_tables
-from eval.rows import InputError
 
-from ..rating_logic import StorageError
+from .. import private_files
+from ..errors import UserError
+from .common import current_user, error_box, is_admin, user_message
 from .context import AppContext
-from .rating_widget import current_user, error_box, is_admin
 
 DENIED = "**Admins only.** Log in with an account that has the admin role to see the analysis."
 ALL = "All studies"
+REPORT_MAX_AGE_S = 3600  # private report folders older than this are removed at the next refresh
 
 
 def compute(storage, study: str | None, judged: list[str] | None, n_boot: int) -> tuple:
-    """Run the report into a fresh temporary folder: (status, means, pairwise, agreement, headline, gallery, zip)."""
-    out = Path(tempfile.mkdtemp(prefix="asclepius-analysis-"))
+    """Run the report into a fresh private folder: (status, means, pairwise, agreement, headline, gallery, zip).
+
+    The folder (0700) is removed an hour later, at the next refresh, or when the server stops."""
+    private_files.sweep(REPORT_MAX_AGE_S)
+    out = private_files.new_folder("analysis-")
     report, figures, md = build_report(out / "report", judged=list(judged or []), storage=storage,
                                        study=None if study in (None, "", ALL) else study, n_boot=int(n_boot))
     tables = summary_tables(report)
@@ -82,11 +84,15 @@ def build(ctx: AppContext) -> None:
         if not allowed(request):
             return (error_box("Admins only."), *empty[1:])
         try:
-            return compute(st, selected, files, int(boot or 1000))
-        except InputError as exc:
+            from ..text_input import finite_number
+
+            n_boot = finite_number(boot if boot not in (None, "") else 1000, "Bootstrap resamples", lo=100,
+                                   hi=20000, integer=True)
+            return compute(st, selected, files, n_boot)
+        except UserError as exc:
             return (error_box(str(exc)), *empty[1:])
-        except StorageError as exc:
-            return (error_box(f"The ratings database could not be read: {exc}"), *empty[1:])
+        except Exception as exc:  # noqa: BLE001
+            return (user_message(exc, "analysis"), *empty[1:])
 
     gr.on(triggers=None, fn=on_load, inputs=None, outputs=[denied, body, study], show_progress="hidden")
     refresh.click(lambda s: study_choices(s), study, study, show_progress="hidden").then(

@@ -8,7 +8,7 @@ from .. import batch, phi_guard
 from ..engines import GenerationSettings
 from ..errors import UserError
 from .chat_logic import GUARD_REDACT, GUARD_SEND, internal_error
-from .rating_widget import error_box
+from .common import error_box
 
 
 def columns(path: str | None) -> tuple[list[str], str]:

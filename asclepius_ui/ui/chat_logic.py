@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import logging
 import queue
 import threading
@@ -18,7 +19,7 @@ from ..engines import GenerationSettings
 from ..errors import UserError
 from ..evidence import find_evidence, render_html
 from ..tasks import by_label, missing_argument
-from .rating_widget import error_box
+from .common import error_box, safe_markdown
 
 log = logging.getLogger(__name__)
 KEEP = gr.update()  # an output left as it is
@@ -199,7 +200,7 @@ def _answer(engine, event, note, task_label, instr, use_history, preset, mx, smp
         yield chat, done, error_box(b.describe() + ". Nothing was generated: lower max new tokens or use “Truncate "
                                     "note to fit” (it shows exactly what is cut)."), ""
         return
-    chat += [{"role": "user", "content": instr}, {"role": "assistant", "content": ""}]
+    chat += [{"role": "user", "content": safe_markdown(instr)}, {"role": "assistant", "content": ""}]
     started, t0 = now_iso(), time.perf_counter()
     live = streams(settings)
     name = settings.preset
@@ -213,7 +214,7 @@ def _answer(engine, event, note, task_label, instr, use_history, preset, mx, smp
                 yield chat, done, f"{waiting} ({time.perf_counter() - t0:.0f} s)", ""
                 continue
             update = u
-            chat[-1] = {"role": "assistant", "content": u.text}
+            chat[-1] = {"role": "assistant", "content": safe_markdown(u.text)}
             if not u.done:
                 yield chat, done, f"Generating… {u.new_tokens} tokens", ""
     except UserError:
@@ -221,7 +222,7 @@ def _answer(engine, event, note, task_label, instr, use_history, preset, mx, smp
         raise
     line = stats_line(engine.model_id, engine.precision_label, update.new_tokens, update.seconds, update.stopped,
                       preset=name)
-    chat[-1] = {"role": "assistant", "content": f"{update.text}\n\n<sub>{line}</sub>"}
+    chat[-1] = {"role": "assistant", "content": f"{safe_markdown(update.text)}\n\n<sub>{html.escape(line)}</sub>"}
     ev = find_evidence(sent, update.text)
     done.append(snapshot(note=sent, task=t.label, instruction=instr, prompt=prompt, answer=update.text,
                          model_id=engine.model_id, revision=engine.revision, precision=engine.precision_label,

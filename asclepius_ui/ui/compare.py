@@ -9,8 +9,9 @@ from ..rating_logic import WINNERS
 from ..tokenization import default_max_new
 from . import chat_logic
 from . import compare_logic as logic
+from .common import current_user
 from .context import AppContext
-from .rating_widget import current_user, rubric_markdown, score_choices
+from .rating_widget import rubric_markdown, score_choices
 from .task_picker import task_picker
 
 NEED_TWO = logic.NEED_TWO

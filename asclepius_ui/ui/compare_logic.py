@@ -13,7 +13,7 @@ from ..evidence import find_evidence, render_html
 from ..rating_logic import WINNERS, assign_sides, draw_pair, new_uid
 from ..tasks import by_label, missing_argument
 from .chat_logic import guard_note, internal_error
-from .rating_widget import error_box
+from .common import error_box
 
 NEED_TWO = (
     "Compare mode needs at least two contenders. Start the app with another local model "

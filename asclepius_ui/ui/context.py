@@ -12,7 +12,8 @@ from typing import Any
 class AppContext:
     """Shared by the pages. ``engine`` answers in the chat; ``contenders`` are extra engines for compare mode.
 
-    ``storage`` and ``users`` are set when ratings are enabled (``--db``, ``--auth``).
+    ``storage`` and ``users`` are set when ratings are enabled (``--db``, ``--auth``); with ``users``, a rater sees
+    only ``rater_pages`` and an admin every page.
     """
 
     engine: Any
@@ -21,6 +22,7 @@ class AppContext:
     users: Any = None
     db_url: str | None = None
     max_concurrent: int = 1
+    rater_pages: frozenset[str] = frozenset({"study"})  # what a non-admin may use with --auth (``--rater-pages``)
     _stops: dict[str, threading.Event] = field(default_factory=dict, repr=False)
     _running: set[str] = field(default_factory=set, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
