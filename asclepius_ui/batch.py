@@ -5,18 +5,14 @@ with the app's engine, write CSV/JSONL. The Batch page and ``eval.generate`` sha
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
-import json
-import os
-import tempfile
 import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import data_sources, export, private_files
 from .engines.base import GenerationResult, GenerationSettings
 from .errors import GenerationError, InputError, UserError
 from .tasks import TASKS, by_label, fill_instruction
@@ -27,26 +23,9 @@ BATCH_TASKS = [t.label for t in TASKS.values() if t.key in DEFAULT_ARGS or not t
 
 
 def read_table(path: str | Path) -> list[dict]:
-    """Rows of a .csv or .jsonl file; a clear ``InputError`` for anything else or a malformed line."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    text = path.read_text(encoding="utf-8-sig", errors="replace")
-    if suffix == ".csv":
-        return [dict(r) for r in csv.DictReader(io.StringIO(text))]
-    if suffix in (".jsonl", ".json"):
-        rows = []
-        for n, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{path.name} line {n} is not JSON: {exc.msg}.") from None
-            if not isinstance(row, dict):
-                raise InputError(f"{path.name} line {n} is not a JSON object.")
-            rows.append(row)
-        return rows
-    raise InputError(f"{path.name}: upload a .csv or .jsonl file.")
+    """Rows of an uploaded file (CSV, JSONL, parquet, compressed too) through ``data_sources``; a clear
+    ``InputError`` for anything else or a malformed line."""
+    return data_sources.read_records(str(path))
 
 
 def make_jobs(rows: list[dict], task_labels: list[str] | None, question_column: str | None,
@@ -168,24 +147,9 @@ def run_jobs(engine, jobs: list[dict], settings, stop_event: threading.Event) ->
 
 
 def write_rows(rows: list[dict], fmt: str, folder: str | Path | None = None) -> Path:
-    """``rows`` as a CSV or JSONL file readable only by this user (0600); CSV cells cannot start a formula."""
-    fd, name = tempfile.mkstemp(prefix="asclepius-batch-", suffix=f".{fmt}", dir=folder)
-    os.fchmod(fd, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-        if fmt == "jsonl":
-            for r in rows:
-                f.write(json.dumps(r, ensure_ascii=False) + "\n")
-        else:
-            fields = list(dict.fromkeys(k for r in rows for k in r))
-            w = csv.DictWriter(f, fieldnames=fields)
-            w.writeheader()
-            for r in rows:
-                w.writerow({k: _safe_cell(v) for k, v in r.items()})
-    return Path(name)
-
-
-def _safe_cell(value):
-    """OWASP: a text cell starting with = + - @ tab or CR gets a leading apostrophe."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
+    """``rows`` as a CSV or JSONL file in a private folder (0700, file 0600, removed at exit or by
+    ``private_files.release``), written by the export's own writer: CSV cells never start a formula."""
+    out = Path(folder or private_files.new_folder("batch-")) / f"answers.{fmt}"
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    export.write_rows(rows, columns, fmt, out, progress=False)
+    return out
