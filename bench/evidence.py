@@ -13,15 +13,12 @@ import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from transformers import AutoTokenizer
 
-from transformers import AutoTokenizer  # noqa: E402
-
-from asclepius_ui.demo import SHIPPED  # noqa: E402
-from asclepius_ui.evidence import find_evidence, render_html  # noqa: E402
-from asclepius_ui.examples import example_notes  # noqa: E402
+from asclepius_ui.demo import SHIPPED
+from asclepius_ui.evidence import find_evidence, render_html
+from asclepius_ui.examples import example_notes
 
 BUDGET_S = 0.100
 ANSWER = ("She was given IV furosemid 40 mg twice a day. Her potassium dropped and was replaced. "

@@ -9,7 +9,7 @@ import urllib.request
 from pathlib import Path
 
 from asclepius_ui.storage import open_storage
-from tests.conftest import free_port
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTE = "Discharge summary. The patient was admitted with pneumonia and treated with ceftriaxone."
