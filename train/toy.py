@@ -23,6 +23,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from asclepius_ui.engines import GenerationSettings, LoadOptions, load_engine
+from asclepius_ui.engines.base import DEMO_MARKER
 from asclepius_ui.prompts import build_prompt
 from asclepius_ui.tasks import TASKS, fill_instruction
 from train import finetune, pretrain
@@ -39,8 +41,6 @@ from train.notes import SyntheticNote, make_notes
 from train.pretrain import save_tokenizer
 from train.tiny_model import init_model, tiny_llama_config
 from train.tokenizer import train_sentencepiece
-
-DEMO_MARKER = "asclepius_demo.json"
 
 
 @dataclass
@@ -140,20 +140,11 @@ def normalize(s: str) -> str:
     return re.sub(r"\s+", " ", s.strip().lower()).strip(" .")
 
 
-@torch.inference_mode()
-def greedy_answers(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int = 32) -> list[str]:
-    """Greedy decoding of the app's prompts (BOS once, left-padded batches), stopping at EOS."""
-    pad = tokenizer.unk_token_id if tokenizer.unk_token_id is not None else tokenizer.eos_token_id
-    answers = []
-    for i in range(0, len(prompts), batch_size):
-        enc = [tokenizer(p)["input_ids"] for p in prompts[i:i + batch_size]]
-        n = max(map(len, enc))
-        ids = torch.tensor([[pad] * (n - len(e)) + e for e in enc])
-        mask = torch.tensor([[0] * (n - len(e)) + [1] * len(e) for e in enc])
-        out = model.generate(ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
-                             eos_token_id=tokenizer.eos_token_id, pad_token_id=pad)
-        answers += [tokenizer.decode(o[n:], skip_special_tokens=True) for o in out]
-    return answers
+def greedy_answers(engine, prompts: list[str], max_new_tokens: int, batch_size: int = 32) -> list[str]:
+    """Greedy answers to the app's prompts through the app's own engine (BOS once, left-padded batches)."""
+    settings = GenerationSettings.from_preset("greedy", max_new_tokens=max_new_tokens)
+    return [r.text for i in range(0, len(prompts), batch_size)
+            for r in engine.generate_batch(prompts[i:i + batch_size], settings)]
 
 
 def exact_match(model_dir: str | Path, rows: list[dict[str, str]], max_new_tokens: int = 64) -> float:
@@ -163,9 +154,8 @@ def exact_match(model_dir: str | Path, rows: list[dict[str, str]], max_new_token
 
 def exact_match_by_task(model_dir: str | Path, rows: list[dict[str, str]], max_new_tokens: int = 64) -> dict:
     """Exact match over all rows (``"all"``) and per task."""
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-    got = greedy_answers(model, tok, [build_prompt(r["note"], r["question"]) for r in rows], max_new_tokens)
+    engine = load_engine(LoadOptions(str(model_dir), backend="transformers", precision="fp32", device="cpu"))
+    got = greedy_answers(engine, [engine.prompt(r["note"], r["question"]) for r in rows], max_new_tokens)
     hits: dict[str, list[bool]] = {}
     for g, r in zip(got, rows, strict=True):
         ok = normalize(g) == normalize(r["answer"])
@@ -187,8 +177,9 @@ def cpu_args(cls, out: Path, epochs: float, lr: float, batch: int, seed: int):
     )
 
 
-def run_toy(out: str | Path, cfg: ToyConfig = ToyConfig(), evaluate: bool = True) -> dict[str, float | str]:
+def run_toy(out: str | Path, cfg: ToyConfig | None = None, evaluate: bool = True) -> dict[str, float | str]:
     """Build corpus and tokenizer, pretrain, fine-tune; returns timings and held-out exact match."""
+    cfg = cfg or ToyConfig()
     out = Path(out)
     data = out / "data"
     t0 = time.perf_counter()

@@ -56,7 +56,7 @@ def build(ctx: AppContext) -> None:
         guess = next((c for c in cols if c.lower() in ("question", "instruction")), None)
         return gr.update(choices=[""] + cols, value=guess), text, chat_logic.GUARD_HOLD
 
-    def on_run(r, path, picked, qcol, mx, choice, progress=gr.Progress()):
+    def on_run(r, path, picked, qcol, mx, choice, progress=gr.Progress()):  # noqa: B008 - Gradio's way
         for text, rows, csv_path, jsonl_path in logic.run_batch(ctx, r, path, picked, qcol, mx, choice,
                                                                  lambda f, d: progress(f, desc=d)):
             table = [[str(row.get(k, ""))[:300] for k in PREVIEW] for row in rows] or None
