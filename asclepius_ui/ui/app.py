@@ -125,7 +125,9 @@ def build_app(ctx: AppContext) -> gr.Blocks:
                 key = page_key(page)
                 before = set(demo.fns)
                 with gr.Tab(title, id=key, visible=ctx.users is None) as tab:
-                    page.build(ctx)
+                    when_opened = page.build(ctx)  # a page may return a hook for its tab (e.g. compute on open)
+                    if callable(when_opened):
+                        when_opened(tab)
                 for i in set(demo.fns) - before:
                     block_fn = demo.fns[i]
                     if block_fn.fn is not None:
