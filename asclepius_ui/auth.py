@@ -18,15 +18,20 @@ import json
 import os
 import secrets
 import sys
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .errors import InputError
 
 ROLES = ("rater", "admin")
 N, R, P, DKLEN = 2**14, 8, 1, 32
 MIN_PASSWORD = 8
 
 
-class UsersFileError(ValueError):
+class UsersFileError(InputError):
     """The users file is missing or malformed; the message says what to fix."""
 
 
@@ -78,6 +83,56 @@ class Users:
 
     def names(self) -> list[str]:
         return sorted(self.entries)
+
+
+@dataclass
+class LoginThrottle:
+    """Failed logins per user name and per client address: after ``free`` failures within ``window`` seconds,
+    each further attempt waits ``base`` seconds, doubling per failure, at most ``cap``. A success clears both."""
+
+    free: int = 5
+    window: float = 900.0
+    base: float = 2.0
+    cap: float = 300.0
+    clock: Callable[[], float] = time.monotonic
+    _fails: dict[str, list[float]] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @staticmethod
+    def _keys(user: str, addr: str) -> tuple[str, str]:
+        return f"user:{user.lower()}", f"addr:{addr}"
+
+    def _recent(self, key: str, now: float) -> list[float]:
+        times = [t for t in self._fails.get(key, []) if now - t < self.window]
+        if times:
+            self._fails[key] = times
+        else:
+            self._fails.pop(key, None)
+        return times
+
+    def wait(self, user: str, addr: str) -> float:
+        """Seconds before ``user`` from ``addr`` may try again (0: now)."""
+        now = self.clock()
+        with self._lock:
+            longest = 0.0
+            for key in self._keys(user, addr):
+                times = self._recent(key, now)
+                if len(times) >= self.free:
+                    delay = min(self.cap, self.base * 2 ** (len(times) - self.free))
+                    longest = max(longest, times[-1] + delay - now)
+            return max(0.0, longest)
+
+    def failure(self, user: str, addr: str) -> None:
+        now = self.clock()
+        with self._lock:
+            for key in self._keys(user, addr):
+                self._fails.setdefault(key, []).append(now)
+                self._fails[key] = self._fails[key][-100:]
+
+    def success(self, user: str, addr: str) -> None:
+        with self._lock:
+            for key in self._keys(user, addr):
+                self._fails.pop(key, None)
 
 
 def _read(path: Path) -> dict[str, dict]:

@@ -1,14 +1,22 @@
-"""The demo checkpoint: a tiny model the project trains itself, so the app works with no downloads."""
+"""The demo checkpoints: tiny models the project trains itself, so the app works with no downloads.
+
+``assets/demo-model`` is the toy run's model after instruction fine-tuning (the chat's default);
+``assets/demo-model-base`` is the same run before fine-tuning, the second contender that lets compare mode
+work out of the box. Their ``asclepius_demo.json`` markers carry the measured held-out exact match.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
 
 from .engines.base import DEMO_MARKER
 
-SHIPPED = Path(__file__).resolve().parent.parent / "assets" / "demo-model"
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+SHIPPED = ASSETS / "demo-model"
+SHIPPED_BASE = ASSETS / "demo-model-base"
 
 
 def cache_dir() -> Path:
@@ -32,3 +40,34 @@ def demo_model_path(build: Callable[[Path], object] | None = None) -> Path:
     print(f"Building the demo model in {out} (first start only)…", flush=True)
     build(out)
     return out
+
+
+def base_model_path() -> Path | None:
+    """The shipped demo model before instruction fine-tuning, if present."""
+    return SHIPPED_BASE if is_demo_folder(SHIPPED_BASE) else None
+
+
+def marker(model_id: str | Path) -> dict:
+    """The demo marker of a model folder ({} when there is none or it cannot be read)."""
+    try:
+        return json.loads((Path(str(model_id)) / DEMO_MARKER).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def demo_score(engine) -> str:
+    """The measured held-out exact match of a demo engine, as a phrase for the page ("" when unknown)."""
+    m = marker(engine.model_id)
+    em = m.get("heldout_exact_match")
+    if em is None:
+        return ""
+    rows = m.get("heldout_rows")
+    of = f" of {rows} questions" if rows else ""
+    return (f"measured exact match on held-out notes in its training style: {em:.0%}{of} "
+            "(`python -m train.toy` prints it)")
+
+
+def display_name(name: str, engine) -> str:
+    """A contender's name as revealed after a vote: a demo says which stage of training it is."""
+    label = marker(engine.model_id).get("label") if getattr(engine, "is_demo", False) else None
+    return f"{name} ({label})" if label else name

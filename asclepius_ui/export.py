@@ -9,12 +9,14 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 from tqdm import tqdm
 
-from .rating_logic import StorageError
+from .errors import InputError, UserError
 
 WHATS = ("ratings", "comparisons", "study", "dpo")
 FORMATS = ("csv", "jsonl")
@@ -45,45 +47,84 @@ def rows_for(storage, what: str, include_superseded: bool = False) -> list[dict]
     elif what == "dpo":
         rows = storage.dpo_pairs()
     else:
-        raise ValueError(f"--what must be one of {', '.join(WHATS)}")
+        raise InputError(f"--what must be one of {', '.join(WHATS)}")
     return [{c: r.get(c) for c in COLUMNS[what]} for r in rows]
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(text: str) -> str:
+    """A CSV cell a spreadsheet shows as text, never runs as a formula (OWASP: prefix ``'``)."""
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
 def _cell(value) -> object:
-    """CSV cells: lists as '; '-joined text, dicts as JSON, None as empty."""
+    """CSV cells: lists as '; '-joined text, dicts as JSON, None as empty; text never starts a formula."""
     if value is None:
         return ""
     if isinstance(value, list):
-        return "; ".join(map(str, value))
-    if isinstance(value, dict):
-        return json.dumps(value, sort_keys=True)
-    return value
+        value = "; ".join(map(str, value))
+    elif isinstance(value, dict):
+        value = json.dumps(value, sort_keys=True)
+    return neutralise(value) if isinstance(value, str) else value
+
+
+def check_target(out: str | Path, force: bool = False, protect: list[Path] | tuple[Path, ...] = ()) -> Path:
+    """The export path, or ``InputError`` saying why not: empty, a folder, the database, or existing without force."""
+    if out is None or not str(out).strip():
+        raise InputError("--out is empty: give the file to write, e.g. --out ratings.csv.")
+    text = str(out)
+    p = Path(text).expanduser()
+    if text.endswith(("/", os.sep)) or p.is_dir():
+        raise InputError(f"--out {text} is a folder: give a file name inside it, e.g. {p / 'ratings.csv'}.")
+    target = p.resolve()
+    for db in protect:
+        db = Path(db).expanduser().resolve()
+        if target in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm"),
+                      db.with_name(db.name + "-journal")):
+            raise InputError(f"--out {text} is the ratings database itself: choose another file.")
+    if not target.parent.is_dir():
+        raise InputError(f"--out {text}: the folder {target.parent} does not exist.")
+    if target.exists() and not force:
+        raise InputError(f"--out {text} already exists: choose another name, or add --force to replace it.")
+    return target
 
 
 def write_rows(rows: list[dict], columns: list[str], fmt: str, out: str | Path, progress: bool = True) -> int:
-    """Write ``rows`` to ``out`` (written to a temporary name first, so a failed export leaves no half file)."""
+    """Write ``rows`` to ``out``, readable by its owner only: written under a temporary name in the same folder
+    first and renamed at the end, so a failed export leaves neither a half file nor a stray ``.part``."""
     if fmt not in FORMATS:
-        raise ValueError(f"--format must be one of {', '.join(FORMATS)}")
+        raise InputError(f"--format must be one of {', '.join(FORMATS)}")
     out = Path(out)
-    tmp = out.with_name(out.name + ".part")
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)  # 0600
+    tmp = Path(tmp_name)
     bar = tqdm(rows, desc=f"writing {out.name}", unit="row", disable=not progress, file=sys.stderr)
-    with tmp.open("w", encoding="utf-8", newline="") as f:
-        if fmt == "csv":
-            w = csv.DictWriter(f, fieldnames=columns)
-            w.writeheader()
-            for r in bar:
-                w.writerow({c: _cell(r.get(c)) for c in columns})
-        else:
-            for r in bar:
-                f.write(json.dumps({c: r.get(c) for c in columns}, ensure_ascii=False) + "\n")
-    tmp.replace(out)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            if fmt == "csv":
+                w = csv.DictWriter(f, fieldnames=columns)
+                w.writeheader()
+                for r in bar:
+                    w.writerow({c: _cell(r.get(c)) for c in columns})
+            else:
+                for r in bar:
+                    f.write(json.dumps({c: r.get(c) for c in columns}, ensure_ascii=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o600)
+        tmp.replace(out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return len(rows)
 
 
 def export(storage, what: str, fmt: str, out: str | Path, include_superseded: bool = False,
-           progress: bool = True) -> int:
-    """Export one kind of row; returns how many rows were written."""
-    return write_rows(rows_for(storage, what, include_superseded), COLUMNS[what], fmt, out, progress)
+           progress: bool = True, force: bool = True) -> int:
+    """Export one kind of row; returns how many rows were written. Never over the database itself."""
+    target = check_target(out, force=force, protect=storage.database_files())
+    return write_rows(rows_for(storage, what, include_superseded), COLUMNS[what], fmt, target, progress)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,17 +134,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--format", choices=FORMATS, default="csv")
     ap.add_argument("--out", required=True)
     ap.add_argument("--include-superseded", action="store_true", help="also rows replaced by a later rating")
+    ap.add_argument("--force", action="store_true", help="replace --out if it exists (never the database)")
     args = ap.parse_args(argv)
     from .storage import open_storage
 
     try:
         storage = open_storage(args.db, create=False)
-    except StorageError as exc:
+    except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        n = export(storage, args.what, args.format, args.out, args.include_superseded)
-    except (StorageError, OSError) as exc:
+        n = export(storage, args.what, args.format, args.out, args.include_superseded, force=args.force)
+    except (UserError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:

@@ -6,6 +6,7 @@ import argparse
 import ipaddress
 import sys
 import warnings
+from pathlib import Path
 
 from .endpoints import API_KEY_REFUSED
 from .engines import LoadOptions, add_engine_arguments, load_engine, options_from_args
@@ -30,10 +31,20 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=7860)
     s.add_argument("--share", action="store_true", help="open a public Gradio share link (sends traffic out)")
     s.add_argument("--max-concurrent", type=int, default=1, help="generations running at once")
+    s.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                   help="another name this server answers to in the Host header (repeatable; loopback names and "
+                        "--host always are)")
+    s.add_argument("--ssl-certfile", help="TLS certificate (PEM) to serve HTTPS; needed with --auth off loopback")
+    s.add_argument("--ssl-keyfile", help="TLS private key (PEM) for --ssl-certfile")
+    s.add_argument("--insecure-http", action="store_true",
+                   help="allow --auth off loopback over plain HTTP (passwords and notes travel unencrypted)")
     r = p.add_argument_group("ratings")
     r.add_argument("--db", default="sqlite:///ratings.db", help="SQLAlchemy URL of the ratings database")
     r.add_argument("--no-db", action="store_true", help="run without the ratings database")
     r.add_argument("--auth", help="users file (rater/admin roles, hashed passwords); required off loopback")
+    r.add_argument("--rater-pages", default="study", metavar="PAGES",
+                   help="pages a rater (non-admin) sees with --auth, comma-separated from chat,compare,study "
+                        "(default: study); admins see every page")
     return p
 
 
@@ -71,6 +82,11 @@ def build_context(args: argparse.Namespace):
                                          api_key_env=args.remote_api_key_env,
                                          api_mode=args.remote_mode, template=args.template or "asclepius"))
         contenders[f"{args.remote_model} (remote)"] = remote
+    if not args.model and not contenders:  # compare out of the box: the demo before instruction fine-tuning
+        from .demo import base_model_path
+
+        if (base := base_model_path()) is not None:
+            contenders[str(base)] = load_engine(options_from_args(args, str(base)))
     storage = users = None
     if not args.no_db:
         from .storage import open_storage
@@ -85,14 +101,47 @@ def build_context(args: argparse.Namespace):
 
 
 def check_binding(args: argparse.Namespace) -> None:
-    """Loopback unless asked; off loopback or shared only with --auth, and with a warning."""
+    """Loopback unless asked; off loopback or shared only with --auth, over TLS unless --insecure-http."""
     exposed = args.share or not is_loopback(args.host)
     if exposed and not args.auth:
         raise SystemExit(f"Refusing to serve on {args.host if not args.share else 'a public share link'} without "
                          "--auth: notes are patient data. Add --auth USERS_FILE, or keep the default 127.0.0.1.")
+    if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
+        raise SystemExit("Give both --ssl-certfile and --ssl-keyfile (or neither).")
+    for flag in ("ssl_certfile", "ssl_keyfile"):
+        path = getattr(args, flag)
+        if path and not Path(path).is_file():
+            raise SystemExit(f"--{flag.replace('_', '-')}: no file at {path}.")
+    if not is_loopback(args.host) and not args.share and not args.ssl_certfile and not args.insecure_http:
+        raise SystemExit(f"Refusing to serve logins on {args.host} over plain HTTP: passwords and notes would cross "
+                         "the network unencrypted. Add --ssl-certfile/--ssl-keyfile (see docs/deploy.md), or "
+                         "--insecure-http if the network is encrypted otherwise.")
+    try:
+        rater_pages(args.rater_pages)
+    except ValueError as exc:
+        raise SystemExit(f"--rater-pages: {exc}") from None
     if exposed:
         warnings.warn(f"Serving beyond this machine ({'share link' if args.share else args.host}): anyone who can "
                       "reach it and log in sees the notes typed into it.", stacklevel=2)
+
+
+RATER_PAGES = ("chat", "compare", "study")
+
+
+def rater_pages(text: str) -> frozenset[str]:
+    """The pages named by ``--rater-pages`` (admin and analysis pages are for admins only, always)."""
+    names = {p.strip().lower() for p in (text or "").split(",") if p.strip()}
+    unknown = sorted(names - set(RATER_PAGES))
+    if unknown:
+        raise ValueError(f"unknown page(s) {', '.join(unknown)}; choose from {', '.join(RATER_PAGES)}")
+    return frozenset(names)
+
+
+def server_options(args: argparse.Namespace):
+    from .ui.server import ServerOptions
+
+    return ServerOptions(host=args.host, port=args.port, extra_hosts=list(args.allowed_host),
+                         ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile, share=args.share)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,11 +158,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     from .ui.app import build_app
-    from .ui.theme import CSS, offline_theme
+    from .ui.server import private_process, serve
 
+    private_process()
+    ctx.rater_pages = rater_pages(args.rater_pages)
     demo = build_app(ctx)
     auth = ctx.users.check if ctx.users is not None else None
-    demo.queue(default_concurrency_limit=4).launch(
-        server_name=args.host, server_port=args.port, share=args.share, auth=auth, theme=offline_theme(), css=CSS,
-        footer_links=[], show_error=True, ssr_mode=False, mcp_server=False, pwa=False)
+    serve(demo, server_options(args), auth=auth)
     return 0

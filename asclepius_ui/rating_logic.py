@@ -6,8 +6,9 @@ import random
 import uuid
 from dataclasses import dataclass
 
-from .errors import StorageError  # noqa: F401  (re-exported for the pages)
+from .errors import InputError, StorageError  # noqa: F401  (StorageError re-exported for older imports)
 from .rubric import SCORES
+from .text_input import finite_number
 
 REASON_TAGS = ("incorrect", "irrelevant", "major omission", "minor omission", "unsafe", "other")
 WINNERS = {"A": "A better", "B": "B better", "tie": "Tie", "both_bad": "Both bad"}
@@ -20,22 +21,21 @@ def new_uid() -> str:
 
 
 def check_rating(score: object, tags: list[str] | tuple[str, ...] = ()) -> int:
-    """The score as an int; raises ``ValueError`` with a user-facing message when the rating is not valid."""
-    try:
-        value = int(score)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ValueError("Pick a score from 1 to 4 first.") from None
+    """The score as an int; raises ``InputError`` with a user-facing message when the rating is not valid."""
+    if score is None or score == "":
+        raise InputError("Pick a score from 1 to 4 first.")
+    value = finite_number(score, "The score", integer=True)
     if value not in SCORES:
-        raise ValueError(f"The score must be one of {', '.join(map(str, SCORES))}.")
+        raise InputError(f"The score must be one of {', '.join(map(str, SCORES))}.")
     unknown = [t for t in tags if t not in REASON_TAGS]
     if unknown:
-        raise ValueError(f"Unknown reason tag(s): {', '.join(unknown)}.")
+        raise InputError(f"Unknown reason tag(s): {', '.join(unknown)}.")
     return value
 
 
 def check_winner(winner: str) -> str:
     if winner not in WINNERS:
-        raise ValueError(f"The vote must be one of {', '.join(WINNERS)}.")
+        raise InputError(f"The vote must be one of {', '.join(WINNERS)}.")
     return winner
 
 
@@ -61,7 +61,7 @@ def draw_pair(names: list[str], rng: random.Random | None = None) -> tuple[str, 
     contender listed later.
     """
     if len(names) < 2:
-        raise ValueError("Compare mode needs at least two contenders.")
+        raise InputError("Compare mode needs at least two contenders.")
     names = list(names)
     a, b = sorted((rng or random.SystemRandom()).sample(names, 2), key=names.index)
     return a, b

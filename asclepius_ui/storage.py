@@ -8,9 +8,10 @@ carries a client-generated ``uid`` (UNIQUE), so a retried submit never stores tw
 
 from __future__ import annotations
 
+import secrets
 import threading
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
@@ -19,15 +20,18 @@ from sqlalchemy import (
     Boolean,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
     Text,
     UniqueConstraint,
     create_engine,
+    delete,
     event,
     func,
     select,
+    true,
     update,
 )
 from sqlalchemy.engine import Engine, make_url
@@ -37,12 +41,17 @@ from sqlalchemy.pool import StaticPool
 
 from . import studies as study_logic
 from .conversation import now_iso
-from .rating_logic import StorageError, check_rating, check_winner, dpo_pair, new_uid, winner_model
+from .errors import InputError, StorageError, UserError
+from .rating_logic import check_rating, check_winner, dpo_pair, new_uid, winner_model
 from .rubric import RUBRIC_VERSION
+from .text_input import valid_chars as _t
 
 __all__ = ["Storage", "StorageError", "open_storage", "migrate", "new_uid", "MIGRATIONS"]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+IMPORT_BATCH = 200  # study items per import transaction: the write lock is held for a fraction of a second
+PICK_WINDOW = 64  # the next item is drawn from this many least-covered candidates
+AVAILABLE_CAP = 10_000  # "items still available" is counted up to this many (a bounded query)
 NAMING = {"ix": "ix_%(column_0_label)s", "uq": "uq_%(table_name)s_%(column_0_name)s",
           "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s", "pk": "pk_%(table_name)s"}
 
@@ -119,11 +128,23 @@ class Study(Base):
     created_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[str] = mapped_column(String(40))
     rubric_version: Mapped[str] = mapped_column(String(64))
+    content_sha256: Mapped[str | None] = mapped_column(String(64))
+    n_items: Mapped[int] = mapped_column(Integer, server_default="0")
+    ready: Mapped[bool] = mapped_column(Boolean, server_default=true())  # False while an import is under way
+
+
+class AppSecret(Base):
+    """Random per-database secrets (e.g. the key that signs what a page keeps in the browser)."""
+
+    __tablename__ = "app_secrets"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(128))
 
 
 class StudyItem(Base):
     __tablename__ = "study_items"
-    __table_args__ = (UniqueConstraint("study_id", "ext_id"),)
+    __table_args__ = (UniqueConstraint("study_id", "ext_id"), Index("ix_study_items_next", "study_id", "coverage",
+                                                                     "position"))
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
     position: Mapped[int] = mapped_column(Integer)
@@ -131,6 +152,7 @@ class StudyItem(Base):
     note: Mapped[str] = mapped_column(Text)
     question: Mapped[str] = mapped_column(Text)
     task: Mapped[str] = mapped_column(String(200))
+    coverage: Mapped[int] = mapped_column(Integer, server_default="0")  # open + done assignments
 
 
 class StudyAnswer(Base):
@@ -146,7 +168,8 @@ class StudyAssignment(Base):
     """An item handed to a rater: open until rated (done) or skipped. Open and done count towards the overlap."""
 
     __tablename__ = "study_assignments"
-    __table_args__ = (UniqueConstraint("item_id", "rater"),)
+    __table_args__ = (UniqueConstraint("item_id", "rater"),
+                      Index("ix_study_assignments_rater", "study_id", "rater", "status"))
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
     item_id: Mapped[int] = mapped_column(ForeignKey("study_items.id"), index=True)
@@ -169,6 +192,15 @@ class StudyRating(Base):
     created_at: Mapped[str] = mapped_column(String(40))
     rubric_version: Mapped[str] = mapped_column(String(64))
     supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("study_ratings.id"))
+
+
+class DuplicateStudyError(InputError):
+    """A study with identical content exists; import again with confirmation to make a second copy."""
+
+    def __init__(self, existing: str):
+        self.existing = existing
+        super().__init__(f"This file has the same content as the study {existing!r}. Tick “Import even if "
+                         "identical” to import a second copy.")
 
 
 def _normalize_url(url: str):
@@ -277,6 +309,7 @@ class Storage:
         # SQLite allows one writer at a time; queueing this process's writers here is fairer (lower tail latency)
         # than SQLite's sleeping busy handler, which still arbitrates between processes.
         self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else nullcontext()
+        self._secrets: dict[str, str] = {}
 
     @property
     def dialect(self) -> str:
@@ -284,6 +317,11 @@ class Storage:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def database_files(self) -> list[Path]:
+        """The SQLite file behind this storage (none for a server database or in memory): never to be overwritten."""
+        db = self.engine.url.database if self.dialect == "sqlite" else None
+        return [Path(db)] if db and db != ":memory:" else []
 
     def schema_revision(self) -> str | None:
         from alembic.runtime.migration import MigrationContext
@@ -304,7 +342,7 @@ class Storage:
         try:
             with self._write_lock, Session(self._writer, expire_on_commit=False) as s, s.begin():
                 yield s
-        except (IntegrityError, StorageError, ValueError):
+        except (IntegrityError, UserError):
             raise
         except SQLAlchemyError as exc:
             raise _db_error(exc) from exc
@@ -320,7 +358,7 @@ class Storage:
     def _idempotent(self, model, uid: str, build) -> int:
         """Insert ``build()`` unless a row with ``uid`` exists; the id of the stored row either way."""
         if not uid:
-            raise ValueError("Every write needs an idempotency uid.")
+            raise InputError("Every write needs an idempotency uid.")
         try:
             with self._write() as s:
                 found = s.scalar(select(model.id).where(model.uid == uid))
@@ -380,8 +418,9 @@ class Storage:
 
         def build(s: Session) -> Comparison:
             c = Comparison(uid=uid, rater=rater, model_a=model_a, model_b=model_b, revision_a=revision_a,
-                           revision_b=revision_b, swapped=bool(swapped), winner=winner, note=note, task=task,
-                           instruction=instruction, prompt=prompt, answer_a=answer_a, answer_b=answer_b,
+                           revision_b=revision_b, swapped=bool(swapped), winner=winner, note=_t(note), task=task,
+                           instruction=_t(instruction), prompt=_t(prompt), answer_a=_t(answer_a),
+                           answer_b=_t(answer_b),
                            settings=settings, seconds_a=seconds_a, seconds_b=seconds_b, shown_at=shown_at,
                            created_at=now_iso(), rubric_version=RUBRIC_VERSION)
             s.add(c)
@@ -405,74 +444,138 @@ class Storage:
         return [p for p in map(dpo_pair, self.comparisons()) if p is not None]
 
     # ----- studies ----------------------------------------------------------------------------------------------
-    def create_study(self, name: str, parsed: study_logic.ParsedStudy, overlap: int, created_by: str) -> int:
-        """Import a parsed study in one transaction (all or nothing)."""
+    def create_study(self, name: str, parsed: study_logic.ParsedStudy, overlap: int, created_by: str,
+                     allow_duplicate: bool = False, progress: Callable[[int, int], None] | None = None) -> int:
+        """Import a parsed study, ``IMPORT_BATCH`` items per transaction so the write lock is held only briefly.
+
+        The study stays hidden (``ready`` false) until its last item is in; if the import fails, what was written
+        is removed again. A study with identical content is refused unless ``allow_duplicate``
+        (``DuplicateStudyError`` names it). ``progress(done, total)`` is called after each batch.
+        """
         name = (name or "").strip()
         if not name:
-            raise ValueError("Give the study a name.")
+            raise InputError("Give the study a name.")
         if int(overlap) < 1:
-            raise ValueError("Overlap (raters per item) must be at least 1.")
+            raise InputError("Overlap (raters per item) must be at least 1.")
+        digest = study_logic.content_sha256(parsed)
+        with self._write() as s:
+            if s.scalar(select(Study.id).where(Study.name == name)) is not None:
+                raise InputError(f"A study named {name!r} already exists.")
+            same = s.scalar(select(Study.name).where(Study.content_sha256 == digest, Study.ready.is_(True)))
+            if same is not None and not allow_duplicate:
+                raise DuplicateStudyError(same)
+            study = Study(name=name, overlap=int(overlap), models=list(parsed.models), created_by=created_by,
+                          created_at=now_iso(), rubric_version=RUBRIC_VERSION, content_sha256=digest,
+                          n_items=len(parsed.items), ready=False)
+            s.add(study)
+            s.flush()
+            sid = study.id
+        total = len(parsed.items)
         try:
-            with self._write() as s:
-                if s.scalar(select(Study.id).where(Study.name == name)) is not None:
-                    raise ValueError(f"A study named {name!r} already exists.")
-                study = Study(name=name, overlap=int(overlap), models=list(parsed.models), created_by=created_by,
-                              created_at=now_iso(), rubric_version=RUBRIC_VERSION)
-                s.add(study)
-                s.flush()
-                for pos, it in enumerate(parsed.items):
-                    item = StudyItem(study_id=study.id, position=pos, ext_id=it.ext_id, note=it.note,
-                                     question=it.question, task=it.task)
-                    s.add(item)
+            for start in range(0, total, IMPORT_BATCH):
+                batch = parsed.items[start:start + IMPORT_BATCH]
+                with self._write() as s:
+                    items = [StudyItem(study_id=sid, position=start + k, ext_id=it.ext_id, note=it.note,
+                                       question=it.question, task=it.task, coverage=0)
+                             for k, it in enumerate(batch)]
+                    s.add_all(items)
                     s.flush()
-                    s.add_all(StudyAnswer(item_id=item.id, model=m, answer=a) for m, a in it.answers.items())
-                return study.id
+                    s.add_all(StudyAnswer(item_id=item.id, model=m, answer=a)
+                              for item, it in zip(items, batch, strict=True) for m, a in it.answers.items())
+                if progress:
+                    progress(min(start + IMPORT_BATCH, total), total)
+            with self._write() as s:
+                s.execute(update(Study).where(Study.id == sid).values(ready=True))
         except IntegrityError as exc:
+            self._drop_study(sid)
             raise _db_error(exc) from exc
+        except BaseException:
+            self._drop_study(sid)
+            raise
+        return sid
+
+    def _drop_study(self, study_id: int) -> None:
+        """Remove a study that never became ready (a failed import), in batches."""
+        try:
+            while True:
+                with self._write() as s:
+                    ids = s.scalars(select(StudyItem.id).where(StudyItem.study_id == study_id)
+                                    .limit(IMPORT_BATCH)).all()
+                    if not ids:
+                        s.execute(delete(Study).where(Study.id == study_id, Study.ready.is_(False)))
+                        return
+                    s.execute(delete(StudyAnswer).where(StudyAnswer.item_id.in_(ids)))
+                    s.execute(delete(StudyItem).where(StudyItem.id.in_(ids)))
+        except UserError:
+            pass  # the study stays hidden (not ready); nothing a rater sees
 
     def studies(self) -> list[dict]:
+        """Every imported (ready) study with its item count."""
         with self._read() as s:
-            rows = [_row(st) for st in s.scalars(select(Study).order_by(Study.id))]
-            counts = dict(s.execute(select(StudyItem.study_id, func.count()).group_by(StudyItem.study_id)).all())
+            rows = [_row(st) for st in s.scalars(select(Study).where(Study.ready.is_(True)).order_by(Study.id))]
         for r in rows:
-            r["items"] = counts.get(r["id"], 0)
+            r["items"] = r["n_items"]
         return rows
+
+    def secret(self, name: str) -> str:
+        """A random per-database secret, made on first use (the same for every app server on this database)."""
+        if name in self._secrets:
+            return self._secrets[name]
+        self._secrets[name] = self._load_secret(name)
+        return self._secrets[name]
+
+    def _load_secret(self, name: str) -> str:
+        with self._read() as s:
+            found = s.scalar(select(AppSecret.value).where(AppSecret.name == name))
+        if found is not None:
+            return found
+        try:
+            with self._write() as s:
+                if s.get(AppSecret, name) is None:
+                    s.add(AppSecret(name=name, value=secrets.token_hex(32)))
+        except IntegrityError:
+            pass  # another server made it first
+        with self._read() as s:
+            return s.scalar(select(AppSecret.value).where(AppSecret.name == name))
 
     def next_assignment(self, study_id: int, rater: str) -> dict | None:
         """The rater's open item (resume), else a newly assigned one, else None when nothing is left for them.
 
-        An item gets at most ``overlap`` raters (open or done); the least-covered items go first, each rater
-        in their own random order. Assignment is serialized per study so concurrent raters never overshoot.
+        An item gets at most ``overlap`` raters (open or done); the least-covered items go first, each rater in
+        their own random order within the next ``PICK_WINDOW`` items (so the cost does not grow with the study).
+        Assignment is serialized per study so concurrent raters never overshoot.
         """
         with self._write() as s:
-            study = s.scalar(select(Study).where(Study.id == study_id).with_for_update())
+            study = s.scalar(select(Study).where(Study.id == study_id, Study.ready.is_(True)).with_for_update())
             if study is None:
-                raise ValueError(f"No study with id {study_id}.")
+                raise InputError(f"No study with id {study_id}.")
             open_id = s.scalar(select(StudyAssignment.id).where(
                 StudyAssignment.study_id == study_id, StudyAssignment.rater == rater,
                 StudyAssignment.status == "open").order_by(StudyAssignment.id).limit(1))
             if open_id is None:
-                candidates = self._candidates(s, study, rater)
+                candidates = self._candidates(s, study, rater, PICK_WINDOW)
                 item_id = study_logic.pick_item(study_id, rater, candidates)
                 if item_id is None:
                     return None
                 a = StudyAssignment(study_id=study_id, item_id=item_id, rater=rater, status="open",
                                     assigned_at=now_iso())
                 s.add(a)
+                s.execute(update(StudyItem).where(StudyItem.id == item_id).values(coverage=StudyItem.coverage + 1))
                 s.flush()
                 open_id = a.id
         return self.assignment(open_id, rater)
 
     @staticmethod
-    def _candidates(s: Session, study: Study, rater: str) -> list[tuple[int, int]]:
-        items = s.scalars(select(StudyItem.id).where(StudyItem.study_id == study.id)).all()
-        active = dict(s.execute(
-            select(StudyAssignment.item_id, func.count()).where(
-                StudyAssignment.study_id == study.id, StudyAssignment.status.in_(("open", "done")))
-            .group_by(StudyAssignment.item_id)).all())
-        mine = set(s.scalars(select(StudyAssignment.item_id).where(
-            StudyAssignment.study_id == study.id, StudyAssignment.rater == rater)))
-        return [(i, active.get(i, 0)) for i in items if i not in mine and active.get(i, 0) < study.overlap]
+    def _open_items(study: Study, rater: str):
+        mine = select(StudyAssignment.item_id).where(StudyAssignment.study_id == study.id,
+                                                     StudyAssignment.rater == rater)
+        return (select(StudyItem.id, StudyItem.coverage)
+                .where(StudyItem.study_id == study.id, StudyItem.coverage < study.overlap, StudyItem.id.not_in(mine)))
+
+    def _candidates(self, s: Session, study: Study, rater: str, limit: int) -> list[tuple[int, int]]:
+        """Up to ``limit`` items this rater may still get, least-covered first (then in file order)."""
+        q = self._open_items(study, rater).order_by(StudyItem.coverage, StudyItem.position).limit(limit)
+        return [(i, c) for i, c in s.execute(q).all()]
 
     def assignment(self, assignment_id: int, rater: str) -> dict | None:
         """An assignment as the rater sees it: the item and its answers labelled A, B, ... (no model names)."""
@@ -493,21 +596,23 @@ class Storage:
         checked = {aid: (check_rating(sc), cm or "") for aid, (sc, cm) in scores.items()}
         view = self.assignment(assignment_id, rater)
         if view is None:
-            raise ValueError("This item is not assigned to you.")
+            raise InputError("This item is not assigned to you.")
         labels = {x["answer_id"]: x["label"] for x in view["answers"]}
         if set(checked) != set(labels):
             missing = sorted(labels[a] for a in set(labels) - set(checked))
-            raise ValueError(f"Rate every answer before submitting (missing: {', '.join(missing)}).")
+            raise InputError(f"Rate every answer before submitting (missing: {', '.join(missing)}).")
         try:
             with self._write() as s:
-                done = s.scalars(select(StudyRating.id).where(StudyRating.uid.like(f"{uid}:%"))).all()
+                keys = [f"{uid}:{lab}" for lab in labels.values()]
+                done = s.scalars(select(StudyRating.id).where(StudyRating.uid.in_(keys)).order_by(StudyRating.id)
+                                 ).all()
                 if done:
                     return list(done)
                 a = s.get(StudyAssignment, assignment_id)
                 previous = {r.answer_id: r.id for r in s.scalars(
                     select(StudyRating).where(StudyRating.assignment_id == assignment_id).order_by(StudyRating.id))}
                 rows = [StudyRating(uid=f"{uid}:{labels[aid]}", assignment_id=assignment_id, answer_id=aid,
-                                    label=labels[aid], score=sc, comment=cm, created_at=now_iso(),
+                                    label=labels[aid], score=sc, comment=_t(cm), created_at=now_iso(),
                                     rubric_version=RUBRIC_VERSION, supersedes_id=previous.get(aid))
                         for aid, (sc, cm) in sorted(checked.items(), key=lambda kv: labels[kv[0]])]
                 s.add_all(rows)
@@ -524,21 +629,24 @@ class Storage:
         with self._write() as s:
             a = s.get(StudyAssignment, assignment_id)
             if a is None or a.rater != rater:
-                raise ValueError("This item is not assigned to you.")
+                raise InputError("This item is not assigned to you.")
             if a.status == "open":
                 s.execute(update(StudyAssignment).where(StudyAssignment.id == assignment_id).values(
                     status="skipped", finished_at=now_iso(), seconds=(a.seconds or 0.0) + float(seconds or 0.0)))
+                s.execute(update(StudyItem).where(StudyItem.id == a.item_id).values(
+                    coverage=StudyItem.coverage - 1))
 
     def rater_progress(self, study_id: int, rater: str) -> dict:
         """done / skipped / open for the rater, and how many more items they could still get."""
         with self._read() as s:
             study = s.get(Study, study_id)
             if study is None:
-                raise ValueError(f"No study with id {study_id}.")
+                raise InputError(f"No study with id {study_id}.")
             status = dict(s.execute(select(StudyAssignment.status, func.count()).where(
                 StudyAssignment.study_id == study_id, StudyAssignment.rater == rater)
                 .group_by(StudyAssignment.status)).all())
-            available = len(self._candidates(s, study, rater))
+            capped = self._open_items(study, rater).limit(AVAILABLE_CAP).subquery()
+            available = s.scalar(select(func.count()).select_from(capped))
         done, skipped, open_ = status.get("done", 0), status.get("skipped", 0), status.get("open", 0)
         return {"done": done, "skipped": skipped, "open": open_, "available": available,
                 "total": done + open_ + available}
@@ -588,12 +696,12 @@ class Storage:
 def _rating(snapshot: dict, score: int, rater: str, uid: str, tags, comment: str, supersedes_id: int | None,
             source: str, comparison_id: int | None, side: str | None) -> Rating:
     snap = snapshot or {}
-    return Rating(uid=uid, source=source, rater=rater, model_id=str(snap.get("model_id", "")),
+    return Rating(uid=uid, source=source, rater=rater, model_id=_t(snap.get("model_id", "")),
                   model_revision=snap.get("model_revision"), precision=snap.get("precision"),
-                  template=snap.get("template"), task=snap.get("task"), note=snap.get("note", ""),
-                  instruction=snap.get("instruction", ""), prompt=snap.get("prompt", ""),
-                  answer=snap.get("answer", ""), settings=snap.get("settings"), started_at=snap.get("started_at"),
-                  finished_at=snap.get("finished_at"), generation_seconds=snap.get("generation_seconds"),
-                  new_tokens=snap.get("new_tokens"), score=score, tags=list(tags or []), comment=comment or "",
-                  created_at=now_iso(), rubric_version=RUBRIC_VERSION, supersedes_id=supersedes_id,
-                  comparison_id=comparison_id, side=side)
+                  template=snap.get("template"), task=_t(snap.get("task")) if snap.get("task") else None,
+                  note=_t(snap.get("note", "")), instruction=_t(snap.get("instruction", "")),
+                  prompt=_t(snap.get("prompt", "")), answer=_t(snap.get("answer", "")), settings=snap.get("settings"),
+                  started_at=snap.get("started_at"), finished_at=snap.get("finished_at"),
+                  generation_seconds=snap.get("generation_seconds"), new_tokens=snap.get("new_tokens"), score=score,
+                  tags=list(tags or []), comment=_t(comment), created_at=now_iso(), rubric_version=RUBRIC_VERSION,
+                  supersedes_id=supersedes_id, comparison_id=comparison_id, side=side)

@@ -15,15 +15,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import data_sources
+from .errors import InputError
 from .items import ANSWER_PREFIX
 from .tasks import normalize_task
+from .text_input import check_upload, clean_text
 
 REQUIRED = ("note", "question", "task")
 MAX_ANSWERS = 10
 LABELS = string.ascii_uppercase[:MAX_ANSWERS]
 
 
-class StudyFileError(ValueError):
+class StudyFileError(InputError):
     """The study file cannot be imported; ``problems`` lists every reason, one per line."""
 
     def __init__(self, problems: list[str]):
@@ -94,7 +96,15 @@ def parse_study_text(text: str, fmt: str) -> ParsedStudy:
     parsed = ParsedStudy(models=models)
     seen_ids: set[str] = set()
     for n, row in rows:
-        values = {k: "" if v is None else str(v) for k, v in row.items() if k is not None}
+        values = {}
+        for k, v in row.items():
+            if k is None:
+                continue
+            try:  # NUL and lone surrogates replaced, oversized cells refused: the same on every database
+                values[k] = clean_text(v, f"cell {k!r} on line {n}")
+            except InputError as exc:
+                problems.append(str(exc))
+                values[k] = ""
         if not any(v.strip() for v in values.values()):
             problems.append(f"line {n}: the row is empty")
             continue
@@ -120,6 +130,8 @@ def parse_study_file(path: str | Path) -> ParsedStudy:
     """``parse_study_text`` on a .jsonl/.csv file (format from the extension), or on the rows of any other
     ``data_sources`` source (parquet, .gz, a ``datasets`` folder, a cached hub dataset id)."""
     p = Path(path)
+    if p.exists() and p.is_file():
+        check_upload(p.stat().st_size, "study file")
     if p.suffix.lower() not in (".jsonl", ".json", ".csv") and data_sources.kind_of(str(path)) != "missing":
         try:
             rows = data_sources.read_records(str(path))
@@ -132,6 +144,14 @@ def parse_study_file(path: str | Path) -> ParsedStudy:
     except UnicodeDecodeError:
         raise StudyFileError(["the file is not UTF-8 text"]) from None
     return parse_study_text(text, fmt)
+
+
+def content_sha256(parsed: ParsedStudy) -> str:
+    """A digest of a study's content (models and items), to spot the same file imported twice."""
+    h = hashlib.sha256(json.dumps(parsed.models).encode())
+    for it in parsed.items:
+        h.update(json.dumps([it.ext_id, it.note, it.question, it.task, sorted(it.answers.items())]).encode())
+    return h.hexdigest()
 
 
 def _key(*parts: object) -> str:

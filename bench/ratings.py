@@ -1,28 +1,53 @@
-"""Rating writes per second and p50/p99 latency with 1, 10 and 50 concurrent raters, on SQLite and PostgreSQL.
+"""Rating writes per second and p50/p99 latency: storage alone, through the app's HTTP API, during a big import.
 
-    python bench/ratings.py                       # both backends; PostgreSQL from $ASCLEPIUS_TEST_PG_URL
-    python bench/ratings.py --backends sqlite --raters 1,10,50 --writes 40
+    python -m bench.ratings                       # storage: SQLite, and PostgreSQL if $ASCLEPIUS_TEST_PG_URL
+    python -m bench.ratings --backends sqlite --raters 1,10,50 --writes 40
+    python -m bench.ratings --http --raters 50 --interval 2 --seconds 60   # the running app, through gradio_client
+    python -m bench.ratings --import-items 100000             # rating saves while a study imports; Start/Submit cost
 
-PostgreSQL: the server named by ASCLEPIUS_TEST_PG_URL, else a throwaway cluster from Debian's binaries.
-Every write is a full acknowledged rating (snapshot, idempotency key, commit) as the app makes it.
+PostgreSQL: the server named by ASCLEPIUS_TEST_PG_URL (a fresh database is made on it).
+Every write is a full acknowledged rating (snapshot, idempotency key, commit) as the app makes it; after each run
+the number stored is checked against the number acknowledged.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from asclepius_ui.storage import new_uid, open_storage
+from asclepius_ui.studies import ParsedStudy, StudyItemIn
 
-from asclepius_ui.storage import new_uid, open_storage  # noqa: E402
-from tests.pg import ENV, Cluster, create_database  # noqa: E402
+ENV = "ASCLEPIUS_TEST_PG_URL"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def create_database(server_url: str) -> str:
+    """A new empty database on the PostgreSQL server at ``server_url``; returns its URL."""
+    import psycopg
+
+    name = "bench_" + uuid.uuid4().hex[:12]
+    dsn = server_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return f"{server_url.rpartition('/')[0]}/{name}"
+
+
+def quantiles(latencies: list[float]) -> tuple[float, float]:
+    """(p50, p99) in milliseconds."""
+    q = statistics.quantiles(latencies, n=100, method="inclusive")
+    return q[49] * 1000, q[98] * 1000
 
 SNAPSHOT = dict(note="Discharge summary. " * 100, task="Question answering",
                 instruction="Why was the patient admitted?",
@@ -41,9 +66,9 @@ class Result:
     latencies: list[float]
 
     def line(self) -> str:
-        q = statistics.quantiles(self.latencies, n=100, method="inclusive")
+        p50, p99 = quantiles(self.latencies)
         return (f"{self.backend:<10} {self.raters:>6} {self.writes:>7} {self.writes / self.seconds:>10.1f} "
-                f"{q[49] * 1000:>9.2f} {q[98] * 1000:>9.2f}")
+                f"{p50:>9.2f} {p99:>9.2f}")
 
 
 def run(url: str, backend: str, raters: int, writes_per_rater: int) -> Result:
@@ -72,29 +97,152 @@ def run(url: str, backend: str, raters: int, writes_per_rater: int) -> Result:
     return Result(backend, raters, n, seconds, [x for xs in lat for x in xs])
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_http(url: str, raters: int, interval: float, seconds: float) -> Result:
+    """``raters`` gradio_client sessions against a real ``python app.py`` (demo model), each saving a rating of an
+    answer every ``interval`` seconds (closed loop) through the ``/rate`` API for ``seconds``."""
+    from gradio_client import Client
+
+    from asclepius_ui.ui.rating_widget import keep_state
+
+    st = open_storage(url)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "app.py", "--db", url, "--port", str(port)], cwd=ROOT,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    app = f"http://127.0.0.1:{port}/"
+    try:
+        for _ in range(240):
+            try:
+                urllib.request.urlopen(app + "config", timeout=2).close()
+                break
+            except OSError:
+                time.sleep(0.5)
+        clients = [Client(app, verbose=False) for _ in range(raters)]
+        lat: list[list[float]] = [[] for _ in range(raters)]
+        acked = [0] * raters
+        errors: list[str] = []
+        stop = time.perf_counter() + seconds
+
+        def rater(i: int) -> None:
+            k = 0
+            while time.perf_counter() < stop:
+                snap = dict(SNAPSHOT, started_at=f"r{i}-{k}")
+                kept = keep_state(st, [snap], new_uid(), {})
+                t = time.perf_counter()
+                try:
+                    msg, _ = clients[i].predict(0, 1 + k % 4, [], "bench", kept, api_name="/rate")
+                except Exception as exc:  # noqa: BLE001 - a timeout is a result here: not acknowledged
+                    errors.append(type(exc).__name__)
+                    msg = ""
+                lat[i].append(time.perf_counter() - t)
+                acked[i] += msg.startswith("Saved rating")
+                k += 1
+                time.sleep(max(0.0, interval - lat[i][-1]))
+
+        threads = [threading.Thread(target=rater, args=(i,)) for i in range(raters)]
+        start = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - start
+    finally:
+        proc.kill()
+        proc.wait(30)
+    n = len(st.ratings(include_superseded=True))
+    st.close()
+    if errors:
+        print(f"  {len(errors)} calls failed ({', '.join(sorted(set(errors)))}); stored {n}, acknowledged {sum(acked)}")
+    assert n >= sum(acked), f"acknowledged {sum(acked)} but stored only {n}"
+    return Result("http", raters, sum(acked), elapsed, [x for xs in lat for x in xs])
+
+
+def _items(n: int, tag: str) -> ParsedStudy:
+    return ParsedStudy(["x", "y"], [StudyItemIn(note=f"{tag} note {k} " + "text " * 100, question="q?", task="QA",
+                                                answers={"x": "answer x " * 20, "y": "answer y " * 20},
+                                                ext_id=str(k)) for k in range(n)])
+
+
+def run_import(url: str, items: int, raters: int) -> None:
+    """p50/p99 of rating saves while ``items`` study items import, and Start+Submit cost at 1k vs ``items``."""
+    st = open_storage(url)
+    parsed = _items(items, "big")
+    lat: list[float] = []
+    done = threading.Event()
+
+    def rater(i: int) -> None:
+        while not done.is_set():
+            t = time.perf_counter()
+            st.save_rating(snapshot=SNAPSHOT, score=3, rater=f"r{i}", uid=new_uid(), comment="during import")
+            lat.append(time.perf_counter() - t)
+            time.sleep(0.05)
+
+    threads = [threading.Thread(target=rater, args=(i,)) for i in range(raters)]
+    for t in threads:
+        t.start()
+    t0 = time.perf_counter()
+    big = st.create_study("big", parsed, 2, "bench")
+    import_s = time.perf_counter() - t0
+    done.set()
+    for t in threads:
+        t.join()
+    p50, p99 = quantiles(lat)
+    print(f"import of {items} items: {import_s:.1f} s; {len(lat)} rating saves meanwhile ({raters} raters): "
+          f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {max(lat) * 1000:.1f} ms")
+    small = st.create_study("small", _items(1000, "small"), 2, "bench")
+    for sid, n in ((small, 1000), (big, items)):
+        costs = []
+        for k in range(30):
+            t = time.perf_counter()
+            view = st.next_assignment(sid, f"rater{k}")
+            st.rater_progress(sid, f"rater{k}")
+            st.submit_item(assignment_id=view["assignment_id"], rater=f"rater{k}", uid=new_uid(), seconds=1.0,
+                           scores={a["answer_id"]: (3, "") for a in view["answers"]})
+            st.next_assignment(sid, f"rater{k}")
+            costs.append(time.perf_counter() - t)
+        print(f"Start+Submit+next with {n:>6} items: median {statistics.median(costs) * 1000:.1f} ms")
+    st.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--backends", default="sqlite,postgresql")
     ap.add_argument("--raters", default="1,10,50")
     ap.add_argument("--writes", type=int, default=40, help="writes per rater")
+    ap.add_argument("--http", action="store_true", help="through the app's HTTP API (gradio_client) instead")
+    ap.add_argument("--interval", type=float, default=2.0, help="--http: seconds between a rater's saves")
+    ap.add_argument("--seconds", type=float, default=60.0, help="--http: how long to run")
+    ap.add_argument("--import-items", type=int, default=0, help="measure saves during an import of this many items")
     args = ap.parse_args(argv)
-    cluster = None
+    backends = [b for b in args.backends.split(",") if b != "postgresql" or os.environ.get(ENV)]
+    if len(backends) < len(args.backends.split(",")):
+        print(f"(PostgreSQL skipped: set {ENV} to a server URL)")
+
+    def new_url(backend: str) -> str:
+        if backend == "sqlite":
+            return f"sqlite:///{tempfile.mkdtemp(prefix='bench-')}/ratings.db"
+        return create_database(os.environ[ENV])
+
+    if args.import_items:
+        for backend in backends:
+            print(f"[{backend}]")
+            run_import(new_url(backend), args.import_items, raters=10)
+        return 0
     print(f"{'backend':<10} {'raters':>6} {'writes':>7} {'writes/s':>10} {'p50 ms':>9} {'p99 ms':>9}")
-    try:
-        for backend in args.backends.split(","):
-            for raters in map(int, args.raters.split(",")):
-                if backend == "sqlite":
-                    url = f"sqlite:///{tempfile.mkdtemp(prefix='bench-')}/ratings.db"
-                else:
-                    server = os.environ.get(ENV)
-                    if not server:
-                        cluster = cluster or Cluster()
-                        server = cluster.url
-                    url = create_database(server)
-                print(run(url, backend, raters, args.writes).line(), flush=True)
-    finally:
-        if cluster:
-            cluster.stop()
+    for backend in backends:
+        for raters in map(int, args.raters.split(",")):
+            if args.http:
+                result = run_http(new_url(backend), raters, args.interval, args.seconds)
+                result.backend = f"http/{backend}"
+            else:
+                result = run(new_url(backend), backend, raters, args.writes)
+            print(result.line(), flush=True)
     return 0
 
 

@@ -22,11 +22,9 @@ import datasets
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, TrainerCallback
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from train.args import PretrainTrainingArguments  # noqa: E402
-from train.data import PackedCollator  # noqa: E402
-from train.pretrain import attention_backend, train_and_save  # noqa: E402
+from train.args import PretrainTrainingArguments
+from train.data import PackedCollator
+from train.pretrain import attention_backend, train_and_save
 
 # dense bf16 peak TFLOP/s per device (no sparsity)
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 125.0, "RTX 4090": 165.0}

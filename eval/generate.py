@@ -11,18 +11,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
+from asclepius_ui.batch import answer_rows
 from asclepius_ui.data_sources import add_source_arguments, source_options
 from asclepius_ui.engines import PRESETS, GenerationSettings, add_engine_arguments, load_engine, options_from_args
-from asclepius_ui.errors import GenerationError, UserError
+from asclepius_ui.errors import UserError
 from asclepius_ui.jsonl import JsonlAppender
 
-from .rows import InputError, iter_batches, read_done, read_rows, row_id
+from .rows import InputError, read_done, read_rows, row_id
 
 REQUIRED = ("note", "question", "task")
 
@@ -54,15 +54,6 @@ def output_row(row: dict, engine, name: str, result, settings: GenerationSetting
     return out
 
 
-def _check_fit(engine, prompt: str, settings: GenerationSettings) -> str | None:
-    """Why ``prompt`` cannot be answered within the context, or ``None`` (also when the backend cannot count)."""
-    try:
-        engine.check_fits(prompt, settings)
-    except GenerationError as exc:
-        return str(exc)
-    return None
-
-
 def generate_rows(engine, rows: list[dict], out_path: str | Path, settings: GenerationSettings | None = None,
                   batch_size: int = 1, name: str | None = None, concurrency: int = 1,
                   progress: bool = True) -> RunSummary:
@@ -75,53 +66,23 @@ def generate_rows(engine, rows: list[dict], out_path: str | Path, settings: Gene
     name = name or model_name(engine)
     done = read_done(out_path)
     seen: set[str] = set()
-    todo: list[tuple[dict, str]] = []
-    failed: list[tuple[str, str]] = []
+    todo: list[dict] = []
     for row in rows:
         rid = row_id(row)
-        if rid in done or rid in seen:
-            continue
-        seen.add(rid)
-        prompt = engine.prompt(str(row["note"]), str(row["question"]))
-        problem = _check_fit(engine, prompt, settings)
-        if problem:
-            failed.append((rid, problem))
-            continue
-        todo.append((row, prompt))
-    bar = tqdm(total=len(todo), desc=f"answers ({name})", unit="row", disable=not progress)
+        if rid not in done and rid not in seen:
+            seen.add(rid)
+            todo.append(row)
+    failed: list[tuple[str, str]] = []
     written = 0
-    with JsonlAppender(out_path) as out:
-        if engine.capabilities.batch and batch_size > 1:
-            if engine.capabilities.tokenizer:
-                todo.sort(key=lambda rp: engine.count_tokens(rp[1]))
-            for batch in iter_batches(todo, batch_size):
-                try:
-                    results = engine.generate_batch([p for _, p in batch], settings)
-                except GenerationError as exc:
-                    failed.extend((row_id(r), str(exc)) for r, _ in batch)
-                    bar.update(len(batch))
-                    continue
-                for (row, _), result in zip(batch, results, strict=True):
-                    out.write(output_row(row, engine, name, result, settings))
-                    written += 1
-                bar.update(len(batch))
-        else:
-            def one(rp: tuple[dict, str]):
-                try:
-                    return rp[0], engine.generate(rp[1], settings), None
-                except GenerationError as exc:
-                    return rp[0], None, str(exc)
-
-            workers = max(1, concurrency) if engine.capabilities.concurrent else 1
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                for row, result, error in pool.map(one, todo):
-                    if error is None:
-                        out.write(output_row(row, engine, name, result, settings))
-                        written += 1
-                    else:
-                        failed.append((row_id(row), error))
-                    bar.update(1)
-    bar.close()
+    with tqdm(total=len(todo), desc=f"answers ({name})", unit="row", disable=not progress) as bar, \
+            JsonlAppender(out_path) as out:
+        for answered in answer_rows(engine, todo, settings, batch_size=batch_size, concurrency=concurrency):
+            if answered.result is None:
+                failed.append((row_id(answered.row), answered.error or "not answered"))
+            else:
+                out.write(output_row(answered.row, engine, name, answered.result, settings))
+                written += 1
+            bar.update(1)
     return RunSummary(done_before=len(done), written=written, failed=failed)
 
 

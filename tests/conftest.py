@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import pytest
+
+from tests.ports import free_port  # noqa: F401  (used by the fixtures below)
 
 from .gguf_fixtures import gguf_engine, tiny_gguf  # noqa: F401 - GGUF fixtures (skip without llama-cpp-python)
 
@@ -17,11 +18,6 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -82,16 +78,14 @@ def tiny_engine(tiny_bin_model):
 def launch_app():
     """Start ``build_app(ctx)`` on a free loopback port; returns its URL. All servers close at session end."""
     from asclepius_ui.ui.app import build_app
-    from asclepius_ui.ui.theme import CSS, offline_theme
+    from asclepius_ui.ui.server import ServerOptions, serve
 
     started = []
 
-    def _launch(ctx, auth=None) -> str:
+    def _launch(ctx, auth=None, **options) -> str:
         demo = build_app(ctx)
         port = free_port()
-        demo.queue(default_concurrency_limit=4).launch(
-            server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, auth=auth,
-            theme=offline_theme(), css=CSS, footer_links=[], ssr_mode=False, show_error=True)
+        serve(demo, ServerOptions(port=port, **options), auth=auth, block=False, quiet=True)
         started.append(demo)
         return f"http://127.0.0.1:{port}/"
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
@@ -18,18 +17,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.ports import free_port
+
 ENV = "ASCLEPIUS_TEST_PG_URL"
 
 
 def pg_bin() -> Path | None:
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3]))
     return Path(found[-1]).parent if found else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _as_postgres(cmd: list[str]) -> list[str]:
@@ -46,7 +41,7 @@ class Cluster:
             raise RuntimeError("PostgreSQL binaries not found (apt-get install postgresql)")
         self.bin = bindir
         self.dir = Path(tempfile.mkdtemp(prefix="asclepius-pg-"))
-        self.port = _free_port()
+        self.port = free_port()
         if os.geteuid() == 0:
             shutil.chown(self.dir, "postgres", "postgres")
         run = dict(check=True, capture_output=True, text=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from asclepius_ui.auth import UsersFileError, add_user, hash_password, load_users, verify_password
+from asclepius_ui.auth import LoginThrottle, UsersFileError, add_user, hash_password, load_users, verify_password
 from asclepius_ui.launch import add_arguments, check_binding
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,8 +72,80 @@ def test_binding_off_loopback_needs_auth(tmp_path):
     check_binding(_args("--host", "::1"))
     users = tmp_path / "u.json"
     add_user(users, "admin", "admin-pass", "admin")
-    with pytest.warns(UserWarning, match="beyond this machine"):
+    with pytest.raises(SystemExit, match="over plain HTTP"):
         check_binding(_args("--host", "0.0.0.0", "--auth", str(users)))
+    with pytest.warns(UserWarning, match="beyond this machine"):
+        check_binding(_args("--host", "0.0.0.0", "--auth", str(users), "--insecure-http"))
+
+
+def test_tls_flags_are_checked(tmp_path):
+    users = tmp_path / "u.json"
+    add_user(users, "admin", "admin-pass", "admin")
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    with pytest.raises(SystemExit, match="both --ssl-certfile and --ssl-keyfile"):
+        check_binding(_args("--ssl-certfile", str(cert)))
+    with pytest.raises(SystemExit, match="no file at"):
+        check_binding(_args("--ssl-certfile", str(cert), "--ssl-keyfile", str(key)))
+    cert.write_text("x")
+    key.write_text("x")
+    with pytest.warns(UserWarning, match="beyond this machine"):
+        check_binding(_args("--host", "10.0.0.5", "--auth", str(users), "--ssl-certfile", str(cert),
+                            "--ssl-keyfile", str(key)))
+    with pytest.raises(SystemExit, match="--rater-pages: unknown page"):
+        check_binding(_args("--rater-pages", "study,admin"))
+
+
+def test_failed_logins_are_throttled_per_user_and_address():
+    now = [1000.0]
+    t = LoginThrottle(free=3, base=2.0, cap=60.0, window=900.0, clock=lambda: now[0])
+    for _ in range(3):
+        assert t.wait("bob", "10.0.0.1") == 0
+        t.failure("bob", "10.0.0.1")
+    assert t.wait("bob", "10.0.0.1") == 2.0
+    assert t.wait("bob", "10.0.0.9") == 2.0  # the same user from elsewhere
+    assert t.wait("carol", "10.0.0.1") == 2.0  # another user from the same address
+    assert t.wait("carol", "10.0.0.2") == 0
+    t.failure("bob", "10.0.0.1")
+    assert t.wait("bob", "10.0.0.1") == 4.0  # doubling
+    now[0] += 4.0
+    assert t.wait("bob", "10.0.0.1") == 0
+    for _ in range(20):
+        t.failure("bob", "10.0.0.1")
+    assert t.wait("bob", "10.0.0.1") == 60.0  # capped
+    t.success("bob", "10.0.0.1")
+    assert t.wait("bob", "10.0.0.1") == 0
+    now[0] += 901
+    t.failure("dave", "10.0.0.3")
+    assert t.wait("dave", "10.0.0.3") == 0  # old failures fall out of the window
+
+
+def test_the_login_route_is_throttled_over_https(tmp_path, tiny_engine, launch_app):
+    import ssl
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    from asclepius_ui.ui.context import AppContext
+
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=localhost"], check=True, capture_output=True)
+    add_user(tmp_path / "u.json", "bob", "bob-password", "rater")
+    users = load_users(tmp_path / "u.json")
+    url = launch_app(AppContext(engine=tiny_engine, users=users), auth=users.check, ssl_certfile=str(cert),
+                     ssl_keyfile=str(key), throttle=LoginThrottle(free=2, base=30.0))
+    url = url.replace("http://", "https://")
+    tls = ssl.create_default_context(cafile=str(cert))
+    tls.check_hostname = False
+
+    def login(password: str) -> int:
+        data = urllib.parse.urlencode({"username": "bob", "password": password}).encode()
+        try:
+            return urllib.request.urlopen(url + "login", data=data, context=tls).status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    assert [login("wrong-1"), login("wrong-2"), login("bob-password")] == [400, 400, 429]
 
 
 def test_app_refuses_a_public_host_without_auth():

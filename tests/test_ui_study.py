@@ -6,6 +6,7 @@ import json
 from collections import defaultdict
 
 import pytest
+from playwright.sync_api import expect
 
 from asclepius_ui.auth import add_user, load_users
 from asclepius_ui.storage import open_storage
@@ -82,13 +83,16 @@ def rate(page, a: int, b: int, last: bool = False) -> None:
 def test_admin_imports_and_raters_rate_skip_and_resume(study_app, browser):
     url, storage, study_file, bad_file = study_app
 
-    # Only admins see the admin page.
+    # Roles shape the page: a rater sees only the Study tab (default --rater-pages study), an admin every tab.
     ctx_b, bob = login(browser, url, "bob")
-    bob.get_by_role("tab", name="Admin").click()
-    assert "Admins only" in bob.locator("#admin-denied").inner_text()
+    for tab in ("Chat", "Compare", "Admin", "Analysis"):
+        expect(bob.get_by_role("tab", name=tab)).to_have_count(0)
+    assert "Admins only" not in bob.content() and "pilot" not in bob.content()
 
     # The admin imports a bad file (nothing imported, reasons shown), then the real one with overlap 2.
     ctx_a, alice = login(browser, url, "alice")
+    for tab in ("Chat", "Compare", "Study", "Admin", "Analysis"):
+        expect(alice.get_by_role("tab", name=tab)).to_be_visible()
     alice.get_by_role("tab", name="Admin").click()
     alice.locator("#admin-file input[type=file]").set_input_files(str(bad_file))
     alice.locator("#admin-import").click()

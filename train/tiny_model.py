@@ -8,14 +8,22 @@ from pathlib import Path
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
+BNB_BLOCK = 32  # bitsandbytes' CPU 4-bit packing needs out_features divisible by this
+
 
 def tiny_llama_config(vocab_size: int, hidden: int = 64, layers: int = 2, heads: int = 4,
                       context: int = 512) -> LlamaConfig:
-    """A small LLaMA config with LLaMA-1 token ids (bos=1, eos=2, no pad token)."""
+    """A small LLaMA config with LLaMA-1 token ids (bos=1, eos=2, no pad token).
+
+    Layer widths are multiples of 32, as in real models (LLaMA's MLP is 8/3 of the width rounded up to a multiple
+    of 256): bitsandbytes' CPU 4-bit kernels (used on CPUs with AVX512-BF16) pack weights in blocks of 32 rows.
+    """
+    if hidden % BNB_BLOCK:
+        raise ValueError(f"hidden must be a multiple of {BNB_BLOCK} (got {hidden})")
     return LlamaConfig(
         vocab_size=vocab_size,
         hidden_size=hidden,
-        intermediate_size=hidden * 8 // 3 // 8 * 8 or 32,
+        intermediate_size=-(-hidden * 8 // 3 // BNB_BLOCK) * BNB_BLOCK,
         num_hidden_layers=layers,
         num_attention_heads=heads,
         num_key_value_heads=heads,

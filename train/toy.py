@@ -23,7 +23,10 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from asclepius_ui.engines import GenerationSettings, LoadOptions, load_engine
+from asclepius_ui.engines.base import DEMO_MARKER
 from asclepius_ui.prompts import build_prompt
+from asclepius_ui.tasks import TASKS, fill_instruction
 from train import finetune, pretrain
 from train.args import (
     FinetuneDataArguments,
@@ -38,8 +41,6 @@ from train.notes import SyntheticNote, make_notes
 from train.pretrain import save_tokenizer
 from train.tiny_model import init_model, tiny_llama_config
 from train.tokenizer import train_sentencepiece
-
-DEMO_MARKER = "asclepius_demo.json"
 
 
 @dataclass
@@ -79,11 +80,34 @@ def auto_threads() -> int:
 
 
 def qa_rows(notes: list[SyntheticNote], offset: int = 0) -> list[dict[str, str]]:
+    """The notes' own question-answer pairs plus the app's 8 task instructions, answered from the facts."""
     return [
         {"note_id": f"toy-{offset + i}", "task": task, "note": n.text, "question": q, "answer": a}
         for i, n in enumerate(notes)
-        for task, q, a in n.qa
+        for task, q, a in [*n.qa, *task_pairs(n)]
     ]
+
+
+def task_pairs(n: SyntheticNote) -> list[tuple[str, str, str]]:
+    """(task, instruction, answer) for the app's task picker instructions, answered from the note's facts.
+
+    These are exactly the instructions the Task dropdown writes, so the demo answers the picker's tasks.
+    """
+    f = n.facts
+    who = re.search(r"Patient: ([^,\n]+), (\d+)-year-old (\w+)", n.text)
+    name, sex = (who.group(1), who.group(3)) if who else ("the patient", "patient")
+    pick = {
+        "ner": ("medical conditions", f"{f['dx']}; {f['history']}"),
+        "abbreviation": (f["abbr"], f["expansion"]),
+        "relation": (f["drug"], f"{f['drug']} was given to treat the {f['dx']} that {f['test']} confirmed."),
+        "temporal": ("the follow-up", f"after discharge: in {f['weeks']} weeks with {f['follow']}"),
+        "coreference": ("The patient", f"{name}, the {f['age']}-year-old {sex}"),
+        "paraphrasing": ("hospital course", f"A {f['test']} showed {f['dx']}. You got {f['drug']} and got better."),
+        "summarization": (None, f"Treated for {f['dx']} with {f['drug']} after {f['test']}; follow up with "
+                                f"{f['follow']} in {f['weeks']} weeks."),
+        "qa": ("What was the discharge diagnosis?", f["dx"]),
+    }
+    return [(key, fill_instruction(TASKS[key], arg), answer) for key, (arg, answer) in pick.items()]
 
 
 def make_corpus(cfg: ToyConfig, data_dir: Path) -> tuple[list[SyntheticNote], list[SyntheticNote]]:
@@ -103,7 +127,7 @@ def tokenizer_texts(notes: list[SyntheticNote]) -> list[str]:
     texts = []
     for n in notes:
         texts.append(n.text)
-        for _, q, a in n.qa:
+        for _, q, a in [*n.qa, *task_pairs(n)]:
             texts.append(build_prompt(n.text, q))
             texts.append(a)
     return texts
@@ -116,28 +140,28 @@ def normalize(s: str) -> str:
     return re.sub(r"\s+", " ", s.strip().lower()).strip(" .")
 
 
-@torch.inference_mode()
-def greedy_answers(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int = 32) -> list[str]:
-    """Greedy decoding of the app's prompts (BOS once, left-padded batches), stopping at EOS."""
-    pad = tokenizer.unk_token_id if tokenizer.unk_token_id is not None else tokenizer.eos_token_id
-    answers = []
-    for i in range(0, len(prompts), batch_size):
-        enc = [tokenizer(p)["input_ids"] for p in prompts[i:i + batch_size]]
-        n = max(map(len, enc))
-        ids = torch.tensor([[pad] * (n - len(e)) + e for e in enc])
-        mask = torch.tensor([[0] * (n - len(e)) + [1] * len(e) for e in enc])
-        out = model.generate(ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
-                             eos_token_id=tokenizer.eos_token_id, pad_token_id=pad)
-        answers += [tokenizer.decode(o[n:], skip_special_tokens=True) for o in out]
-    return answers
+def greedy_answers(engine, prompts: list[str], max_new_tokens: int, batch_size: int = 32) -> list[str]:
+    """Greedy answers to the app's prompts through the app's own engine (BOS once, left-padded batches)."""
+    settings = GenerationSettings.from_preset("greedy", max_new_tokens=max_new_tokens)
+    return [r.text for i in range(0, len(prompts), batch_size)
+            for r in engine.generate_batch(prompts[i:i + batch_size], settings)]
 
 
 def exact_match(model_dir: str | Path, rows: list[dict[str, str]], max_new_tokens: int = 64) -> float:
     """Share of rows whose greedy answer equals the reference after normalisation."""
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-    got = greedy_answers(model, tok, [build_prompt(r["note"], r["question"]) for r in rows], max_new_tokens)
-    return sum(normalize(g) == normalize(r["answer"]) for g, r in zip(got, rows, strict=True)) / len(rows)
+    return exact_match_by_task(model_dir, rows, max_new_tokens)["all"]
+
+
+def exact_match_by_task(model_dir: str | Path, rows: list[dict[str, str]], max_new_tokens: int = 64) -> dict:
+    """Exact match over all rows (``"all"``) and per task."""
+    engine = load_engine(LoadOptions(str(model_dir), backend="transformers", precision="fp32", device="cpu"))
+    got = greedy_answers(engine, [engine.prompt(r["note"], r["question"]) for r in rows], max_new_tokens)
+    hits: dict[str, list[bool]] = {}
+    for g, r in zip(got, rows, strict=True):
+        ok = normalize(g) == normalize(r["answer"])
+        hits.setdefault("all", []).append(ok)
+        hits.setdefault(r["task"], []).append(ok)
+    return {k: round(sum(v) / len(v), 3) for k, v in hits.items()}
 
 
 # ---------------------------------------------------------------- training
@@ -153,8 +177,9 @@ def cpu_args(cls, out: Path, epochs: float, lr: float, batch: int, seed: int):
     )
 
 
-def run_toy(out: str | Path, cfg: ToyConfig = ToyConfig(), evaluate: bool = True) -> dict[str, float | str]:
+def run_toy(out: str | Path, cfg: ToyConfig | None = None, evaluate: bool = True) -> dict[str, float | str]:
     """Build corpus and tokenizer, pretrain, fine-tune; returns timings and held-out exact match."""
+    cfg = cfg or ToyConfig()
     out = Path(out)
     data = out / "data"
     t0 = time.perf_counter()
@@ -175,7 +200,8 @@ def run_toy(out: str | Path, cfg: ToyConfig = ToyConfig(), evaluate: bool = True
     rows = [json.loads(line) for line in (data / "heldout.jsonl").read_text().splitlines()]
     result: dict[str, float | str] = {}
     if evaluate:
-        result["before"] = exact_match(out / "pretrain", rows, cfg.max_new_tokens)
+        result["before_by_task"] = exact_match_by_task(out / "pretrain", rows, cfg.max_new_tokens)
+        result["before"] = result["before_by_task"]["all"]
     finetune.run(
         ModelArguments(str(out / "pretrain")),
         FinetuneDataArguments(str(data / "instructions.jsonl"), model_max_length=cfg.context),
@@ -184,9 +210,12 @@ def run_toy(out: str | Path, cfg: ToyConfig = ToyConfig(), evaluate: bool = True
                  cfg.seed),
     )
     if evaluate:
-        result["after"] = exact_match(out / "finetune", rows, cfg.max_new_tokens)
+        result["after_by_task"] = exact_match_by_task(out / "finetune", rows, cfg.max_new_tokens)
+        result["after"] = result["after_by_task"]["all"]
+        result["heldout_rows"] = len(rows)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     result["model_dir"] = str(out / "finetune")
+    result["base_dir"] = str(out / "pretrain")
     (out / "toy_result.json").write_text(json.dumps({**result, "config": asdict(cfg)}, indent=2))
     return result
 
@@ -194,8 +223,13 @@ def run_toy(out: str | Path, cfg: ToyConfig = ToyConfig(), evaluate: bool = True
 DEMO_CONTEXT = 2048
 
 
-def export_demo(model_dir: str | Path, dest: str | Path) -> Path:
-    """Copy a toy model into ``dest`` as a compact demo checkpoint (bf16 safetensors) with the demo marker."""
+def export_demo(model_dir: str | Path, dest: str | Path, result: dict | None = None, stage: str = "finetuned") -> Path:
+    """Copy a toy model into ``dest`` as a compact demo checkpoint (bf16 safetensors) with the demo marker.
+
+    ``stage`` is "finetuned" (the app's demo) or "pretrained" (the same model before instruction fine-tuning,
+    the second contender of the out-of-the-box comparison); ``result`` (from ``run_toy``) puts the measured
+    held-out exact match in the marker, which the page shows.
+    """
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16)
@@ -203,10 +237,35 @@ def export_demo(model_dir: str | Path, dest: str | Path) -> Path:
     model.config.max_position_embeddings = max(model.config.max_position_embeddings, DEMO_CONTEXT)
     model.save_pretrained(dest)
     save_tokenizer(AutoTokenizer.from_pretrained(model_dir), dest)
-    marker = {"demo": True, "not_for_clinical_use": True,
+    marker = {"demo": True, "not_for_clinical_use": True, "stage": stage,
+              "label": ("demo after instruction fine-tuning" if stage == "finetuned"
+                        else "demo before instruction fine-tuning (pretrained on notes only)"),
               "about": "tiny LLaMA trained by train.toy on templated synthetic notes; demonstrates the app only"}
+    if result and "after" in result:
+        key = "after" if stage == "finetuned" else "before"
+        marker["heldout_exact_match"] = result[key]
+        marker["heldout_exact_match_by_task"] = result.get(f"{key}_by_task", {})
+        marker["heldout_rows"] = result.get("heldout_rows")
     (dest / DEMO_MARKER).write_text(json.dumps(marker, indent=2))
     return dest
+
+
+def write_examples(heldout_jsonl: Path, dest: str | Path, count: int = 2) -> list[Path]:
+    """The first ``count`` held-out notes as ``demo_<diagnosis>.txt``: notes the demo was never trained on."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    notes: dict[str, str] = {}
+    for line in heldout_jsonl.read_text().splitlines():
+        row = json.loads(line)
+        notes.setdefault(row["note_id"], row["note"])
+    written = []
+    for text in list(notes.values())[:count]:
+        dx = re.search(r"Discharge Diagnosis: (.+)", text)
+        slug = re.sub(r"[^a-z0-9]+", "_", (dx.group(1) if dx else "note").lower()).strip("_")
+        path = dest / f"demo_{slug}.txt"
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+    return written
 
 
 def build_demo_model(out_dir: str | Path, work_dir: str | Path | None = None, threads: int | None = None) -> Path:
@@ -227,6 +286,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="working folder (corpus, tokenizer, checkpoints)")
     p.add_argument("--export-demo", metavar="DIR", help="also write the fine-tuned model here as the app's demo")
+    p.add_argument("--export-base", metavar="DIR", help="also write the model before fine-tuning here (the second "
+                   "demo contender for compare mode)")
+    p.add_argument("--export-examples", metavar="DIR", help="also write held-out notes here as example notes the "
+                   "demo was trained to handle (demo_*.txt)")
+    p.add_argument("--heldout-notes", type=int, default=ToyConfig.heldout_notes)
     p.add_argument("--train-notes", type=int, default=ToyConfig.train_notes)
     p.add_argument("--pretrain-epochs", type=float, default=ToyConfig.pretrain_epochs)
     p.add_argument("--finetune-epochs", type=float, default=ToyConfig.finetune_epochs)
@@ -236,11 +300,17 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(a.threads or auto_threads())
     cfg = ToyConfig(train_notes=a.train_notes, pretrain_epochs=a.pretrain_epochs, finetune_epochs=a.finetune_epochs,
-                    seed=a.seed)
+                    seed=a.seed, heldout_notes=a.heldout_notes)
     result = run_toy(a.out, cfg)
     if a.export_demo:
-        export_demo(result["model_dir"], a.export_demo)
+        export_demo(result["model_dir"], a.export_demo, result)
         print(f"demo model written to {a.export_demo}")
+    if a.export_base:
+        export_demo(result["base_dir"], a.export_base, result, stage="pretrained")
+        print(f"demo base model written to {a.export_base}")
+    if a.export_examples:
+        write_examples(Path(a.out) / "data" / "heldout.jsonl", a.export_examples)
+        print(f"held-out example notes written to {a.export_examples}")
     print(f"toy run took {result['seconds']} s; model in {result['model_dir']}")
     print(f"heldout_exact_match before={result['before']:.3f} after={result['after']:.3f}")
     return 0

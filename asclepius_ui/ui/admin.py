@@ -1,30 +1,21 @@
-"""Admin: import a study file, follow progress per rater and per-model mean scores, download exports."""
+"""Admin: import a study file, follow progress per rater and per-model mean scores, download exports.
+
+Layout and wiring only; the handlers are in ``admin_logic``.
+"""
 
 from __future__ import annotations
 
-import tempfile
-from collections import defaultdict
-from pathlib import Path
-
 import gradio as gr
 
-from ..export import FORMATS, export
-from ..rating_logic import StorageError
-from ..studies import StudyFileError, parse_study_file
+from ..export import FORMATS
+from . import admin_logic as logic
+from .common import current_user, error_box, is_admin
 from .context import AppContext
-from .rating_widget import current_user, error_box, is_admin
 
 DENIED = "**Admins only.** Log in with an account that has the admin role to import studies and export ratings."
 EXPORTS = {"ratings": "Chat & compare ratings", "comparisons": "Comparisons", "study": "Study ratings",
            "dpo": "DPO preference pairs"}
-
-
-def chat_means(storage) -> list[list]:
-    """Per-model mean of the current chat/compare ratings."""
-    acc: dict[str, list[int]] = defaultdict(list)
-    for r in storage.ratings():
-        acc[r["model_id"]].append(r["score"])
-    return [[m, len(v), round(sum(v) / len(v), 3)] for m, v in sorted(acc.items())]
+chat_means = logic.chat_means  # kept for older imports
 
 
 def build(ctx: AppContext) -> None:
@@ -41,11 +32,14 @@ def build(ctx: AppContext) -> None:
                     name = gr.Textbox(label="Study name (default: the file name)", elem_id="admin-study-name")
                     overlap = gr.Number(value=2, precision=0, minimum=1, label="Raters per item (overlap)",
                                         elem_id="admin-overlap")
+                    duplicate = gr.Checkbox(False, label="Import even if identical to an existing study",
+                                            elem_id="admin-duplicate")
                     do_import = gr.Button("Import study", variant="primary", elem_id="admin-import")
             import_status = gr.Markdown(elem_id="admin-import-status")
             gr.Markdown("### Progress")
             with gr.Row():
-                study = gr.Dropdown(choices=[], value=None, label="Study", elem_id="admin-study", scale=3)
+                study = gr.Dropdown(choices=[], value=None, label="Study", elem_id="admin-study", scale=3,
+                                    allow_custom_value=True)
                 refresh = gr.Button("Refresh", elem_id="admin-refresh", scale=1)
             overall = gr.Markdown(elem_id="admin-overall")
             raters = gr.Dataframe(headers=["rater", "rated", "skipped", "open", "minutes"], interactive=False,
@@ -65,79 +59,44 @@ def build(ctx: AppContext) -> None:
         return is_admin(ctx, current_user(request))
 
     def studies_update(selected=None):
-        rows = st.studies()
-        choices = [(f"{s['name']} ({s['items']} items, overlap {s['overlap']})", s["id"]) for s in rows]
+        choices = logic.study_choices(st)
         ids = [c[1] for c in choices]
         return gr.update(choices=choices, value=selected if selected in ids else (ids[-1] if ids else None))
-
-    def report(study_id):
-        chat_rows = chat_means(st)
-        if study_id is None:
-            return "No study yet.", [], [], chat_rows
-        info = next((s for s in st.studies() if s["id"] == int(study_id)), None)
-        if info is None:
-            return "No such study.", [], [], chat_rows
-        prog = st.study_progress(int(study_id))
-        done = sum(p["done"] for p in prog)
-        target = info["items"] * info["overlap"]
-        rows = [[p["rater"], p["done"], p["skipped"], p["open"], round(p["seconds"] / 60, 2)] for p in prog]
-        mean_rows = [[m["model"], m["n"], m["mean"]] for m in st.model_means(int(study_id))]
-        text = (f"**{info['name']}**: {done} of {target} item ratings done ({info['items']} items × overlap "
-                f"{info['overlap']}), {len(prog)} rater(s).")
-        return text, rows, mean_rows, chat_rows
 
     def on_load(request: gr.Request):
         if not allowed(request):
             return gr.update(visible=True, value=DENIED), gr.update(visible=False), gr.update(), "", [], [], []
         sel = studies_update()
-        return (gr.update(visible=False), gr.update(visible=True), sel, *report(sel["value"]))
+        return (gr.update(visible=False), gr.update(visible=True), sel, *logic.report(st, sel["value"]))
 
-    def on_import(path, study_name, ov, request: gr.Request):
+    def on_import(path, study_name, ov, again, request: gr.Request, progress=gr.Progress()):  # noqa: B008
         if not allowed(request):
             return error_box("Admins only."), gr.update()
-        if not path:
-            return error_box("Choose a study file first."), gr.update()
-        try:
-            parsed = parse_study_file(path)
-        except StudyFileError as exc:
-            lines = "\n".join(f"- {p}" for p in exc.problems[:20])
-            more = f"\n- … and {len(exc.problems) - 20} more" if len(exc.problems) > 20 else ""
-            return f"**Nothing was imported**; fix the file and try again:\n\n{lines}{more}", gr.update()
-        label = (study_name or "").strip() or Path(path).stem
-        try:
-            sid = st.create_study(label, parsed, int(ov or 0), current_user(request))
-        except (ValueError, StorageError) as exc:
-            return error_box(f"Nothing was imported: {exc}"), gr.update()
-        return (f"Imported study **{label}**: {len(parsed.items)} items, models {', '.join(parsed.models)}, "
-                f"overlap {int(ov)}."), studies_update(sid)
+        text, sid = logic.import_study(st, path, study_name, ov, current_user(request), again,
+                                       lambda done, total: progress(done / total, desc=f"{done} of {total} items"))
+        return text, (studies_update(sid) if sid is not None else gr.update())
 
     def on_export(what: str):
         def handler(form: str, request: gr.Request):
             if not allowed(request):
                 return None, error_box("Admins only.")
-            out = Path(tempfile.mkdtemp(prefix="asclepius-export-")) / f"{what}.{form}"
-            try:
-                n = export(st, what, form, out, progress=False)
-            except (StorageError, OSError, ValueError) as exc:
-                return None, error_box(f"Export failed: {exc}")
-            return str(out), f"Exported {n} rows to `{out.name}`."
+            return logic.export_file(st, what, form)
 
         return handler
 
-    gr.on(triggers=None, fn=on_load, inputs=None, outputs=[denied, body, study, overall, raters, means, chat],
-          show_progress="hidden")
     def report_for(s, request: gr.Request):
-        return report(s) if allowed(request) else ("", [], [], [])
-
-    do_import.click(on_import, [upload, name, overlap], [import_status, study]).then(
-        report_for, study, [overall, raters, means, chat])
+        return logic.report(st, s) if allowed(request) else ("", [], [], [])
 
     def on_refresh(s, request: gr.Request):
         if not allowed(request):
             return gr.update(), "", [], [], []
         sel = studies_update(s)
-        return (sel, *report(sel["value"]))
+        return (sel, *logic.report(st, sel["value"]))
 
+    gr.on(triggers=None, fn=on_load, inputs=None, outputs=[denied, body, study, overall, raters, means, chat],
+          show_progress="hidden")
+    do_import.click(on_import, [upload, name, overlap, duplicate], [import_status, study]).then(
+        report_for, study, [overall, raters, means, chat])
     refresh.click(on_refresh, study, [study, overall, raters, means, chat])
     study.input(report_for, study, [overall, raters, means, chat])
     for what, button in buttons.items():

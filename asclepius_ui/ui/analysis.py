@@ -1,42 +1,21 @@
 """Admin "Analysis" tab: the ``eval.report`` tables and figures computed from the ratings database.
 
-All statistics live in ``eval``; this page only collects the inputs, calls ``eval.report`` and shows the result.
+All statistics live in ``eval``; the handlers are in ``analysis_logic``; this file lays out and wires. The report
+is computed when the page opens (or it says there are no ratings yet), never empty headers.
 """
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from pathlib import Path
-
 import gradio as gr
 
-from eval.report import build_report, figure_caption, summary_tables
-from eval.rows import InputError
-
-from ..rating_logic import StorageError
+from .analysis_logic import ALL, EMPTY, refresh
+from .common import current_user, error_box, is_admin
 from .context import AppContext
-from .rating_widget import current_user, error_box, is_admin
 
 DENIED = "**Admins only.** Log in with an account that has the admin role to see the analysis."
-ALL = "All studies"
 
 
-def compute(storage, study: str | None, judged: list[str] | None, n_boot: int) -> tuple:
-    """Run the report into a fresh temporary folder: (status, means, pairwise, agreement, headline, gallery, zip)."""
-    out = Path(tempfile.mkdtemp(prefix="asclepius-analysis-"))
-    report, figures, md = build_report(out / "report", judged=list(judged or []), storage=storage,
-                                       study=None if study in (None, "", ALL) else study, n_boot=int(n_boot))
-    tables = summary_tables(report)
-    archive = shutil.make_archive(str(out / "analysis-report"), "zip", out / "report")
-    parts = [f"{r.title}: {r.n_ratings} ratings of {r.n_items} items" for r in report.results]
-    status = "Computed from " + "; ".join(parts) + f". Report: `{md.name}` with {len(figures)} figure(s)."
-    headline = str(figures["means"]) if "means" in figures else None
-    gallery = [(str(p), figure_caption(name)) for name, p in figures.items() if name != "means"]
-    return status, tables["means"], tables["pairwise"], tables["agreement"], headline, gallery, archive
-
-
-def build(ctx: AppContext) -> None:
+def build(ctx: AppContext):
     st = ctx.storage
     with gr.Column(elem_id="analysis-page"):
         denied = gr.Markdown(visible=False, elem_id="analysis-denied")
@@ -51,20 +30,20 @@ def build(ctx: AppContext) -> None:
                                    elem_id="analysis-bootstrap", scale=1)
                 judged = gr.File(label="Judged files (optional)", file_count="multiple", file_types=[".jsonl"],
                                  type="filepath", elem_id="analysis-judged", scale=2)
-            refresh = gr.Button("Refresh", variant="primary", elem_id="analysis-refresh")
+            refresh_button = gr.Button("Refresh", variant="primary", elem_id="analysis-refresh")
             status = gr.Markdown(elem_id="analysis-status")
-            headline = gr.Image(label="Mean score (95% CI)", type="filepath", interactive=False,
-                                elem_id="analysis-means-plot")
-            means = gr.Dataframe(label="Mean score per model", interactive=False, elem_id="analysis-means")
-            pairwise = gr.Dataframe(label="Win rates and Bradley-Terry strengths", interactive=False,
-                                    elem_id="analysis-pairwise")
-            agreement = gr.Dataframe(label="Agreement", interactive=False, elem_id="analysis-agreement")
-            gallery = gr.Gallery(label="Figures", columns=2, height="auto", object_fit="contain",
-                                 elem_id="analysis-figures")
-            download = gr.File(label="Report (Markdown and PNGs)", interactive=False, elem_id="analysis-download")
+            with gr.Column(visible=False) as results:
+                headline = gr.Image(label="Mean score (95% CI)", type="filepath", interactive=False,
+                                    elem_id="analysis-means-plot")
+                means = gr.Dataframe(label="Mean score per model", interactive=False, elem_id="analysis-means")
+                pairwise = gr.Dataframe(label="Win rates and Bradley-Terry strengths", interactive=False,
+                                        elem_id="analysis-pairwise")
+                agreement = gr.Dataframe(label="Agreement", interactive=False, elem_id="analysis-agreement")
+                gallery = gr.Gallery(label="Figures", columns=2, height="auto", object_fit="contain",
+                                     elem_id="analysis-figures")
+                download = gr.File(label="Report (Markdown and PNGs)", interactive=False, elem_id="analysis-download")
 
-    outputs = [status, means, pairwise, agreement, headline, gallery, download]
-    empty = ("", None, None, None, None, [], None)
+    outputs = [results, status, means, pairwise, agreement, headline, gallery, download]
 
     def allowed(request: gr.Request | None) -> bool:
         return is_admin(ctx, current_user(request))
@@ -73,21 +52,23 @@ def build(ctx: AppContext) -> None:
         names = [s["name"] for s in st.studies()]
         return gr.update(choices=[ALL, *names], value=selected if selected in names else ALL)
 
+    def on_refresh(selected, boot, files, request: gr.Request):
+        if not allowed(request):
+            return (gr.update(visible=False), error_box("Admins only."), *EMPTY[1:])
+        show, values = refresh(st, selected, boot, files)
+        return (gr.update(visible=show), *values)
+
     def on_load(request: gr.Request):
         if not allowed(request):
             return gr.update(visible=True, value=DENIED), gr.update(visible=False), gr.update()
         return gr.update(visible=False), gr.update(visible=True), study_choices()
 
-    def on_refresh(selected, boot, files, request: gr.Request):
-        if not allowed(request):
-            return (error_box("Admins only."), *empty[1:])
-        try:
-            return compute(st, selected, files, int(boot or 1000))
-        except InputError as exc:
-            return (error_box(str(exc)), *empty[1:])
-        except StorageError as exc:
-            return (error_box(f"The ratings database could not be read: {exc}"), *empty[1:])
-
     gr.on(triggers=None, fn=on_load, inputs=None, outputs=[denied, body, study], show_progress="hidden")
-    refresh.click(lambda s: study_choices(s), study, study, show_progress="hidden").then(
+    refresh_button.click(lambda s: study_choices(s), study, study, show_progress="hidden").then(
         on_refresh, [study, n_boot, judged], outputs)
+
+    def when_opened(tab: gr.Tab) -> None:
+        """Compute the report whenever the tab is opened (or say there are no ratings yet)."""
+        tab.select(on_refresh, [study, n_boot, judged], outputs)
+
+    return when_opened

@@ -1,0 +1,72 @@
+"""The Batch page: upload notes, pick tasks or a question column, run with progress and Stop, download answers."""
+
+from __future__ import annotations
+
+import functools
+
+import gradio as gr
+
+from .. import phi_guard
+from ..batch import BATCH_TASKS
+from ..tokenization import default_max_new
+from . import batch_logic as logic
+from . import chat_logic
+from .context import AppContext
+
+HOW = ("Upload a **CSV or JSONL** file with a `note` column. Pick tasks to ask of every note (tasks that need a "
+       "specific argument, such as an abbreviation, go in a question column), and/or a column holding a question "
+       "per row. Answers use the same engine and code as `python -m eval.generate`, one prompt at a time.")
+PREVIEW = ["id", "task", "question", "answer", "error"]
+
+
+def build(ctx: AppContext) -> None:
+    engine = ctx.engine
+    remote = phi_guard.leaves_machine(engine)
+    with gr.Column(elem_id="batch-page"):
+        gr.Markdown(HOW)
+        with gr.Row():
+            with gr.Column(scale=3):
+                upload = gr.File(label="Notes (.csv or .jsonl)", file_types=[".csv", ".jsonl"], type="filepath",
+                                 elem_id="batch-file")
+                info = gr.Markdown(elem_id="batch-info")
+            with gr.Column(scale=4):
+                tasks = gr.Dropdown(BATCH_TASKS, multiselect=True, value=[], label="Tasks for every note",
+                                    elem_id="batch-tasks")
+                question = gr.Dropdown([], value=None, label="Question column (optional)", elem_id="batch-question",
+                                       allow_custom_value=False)
+                max_new = gr.Slider(1, max(1, engine.context_length), value=default_max_new(engine.context_length),
+                                    step=1, label="Max new tokens", elem_id="batch-max-new")
+                guard = gr.Radio(chat_logic.GUARD_CHOICES, value=chat_logic.GUARD_HOLD, visible=remote,
+                                 elem_id="batch-guard", label="Privacy guard: this model is remote. Send the notes?")
+                if remote:
+                    gr.Markdown(phi_guard.about_markdown())
+                with gr.Row():
+                    run = gr.Button("Run", variant="primary", elem_id="batch-run")
+                    stop = gr.Button("Stop", variant="stop", elem_id="batch-stop")
+        status = gr.Markdown(elem_id="batch-status")
+        with gr.Row():
+            csv_out = gr.File(label="Answers (CSV)", elem_id="batch-csv")
+            jsonl_out = gr.File(label="Answers (JSONL)", elem_id="batch-jsonl")
+        preview = gr.Dataframe(headers=PREVIEW, label="Answers so far", elem_id="batch-preview", wrap=True,
+                               max_height=320)
+    rid = gr.State(None)
+
+    def on_upload(path):
+        cols, text = logic.columns(path)
+        guess = next((c for c in cols if c.lower() in ("question", "instruction")), None)
+        return gr.update(choices=[""] + cols, value=guess), text, chat_logic.GUARD_HOLD
+
+    def on_run(r, path, picked, qcol, mx, choice, progress=gr.Progress()):  # noqa: B008 - Gradio's way
+        for text, rows, csv_path, jsonl_path in logic.run_batch(ctx, r, path, picked, qcol, mx, choice,
+                                                                 lambda f, d: progress(f, desc=d)):
+            table = [[str(row.get(k, ""))[:300] for k in PREVIEW] for row in rows] or None
+            yield text, table, csv_path, jsonl_path
+
+    upload.change(on_upload, upload, [question, info, guard], api_visibility="private")
+    run.click(functools.partial(chat_logic.new_request, ctx), None, rid, queue=False, show_progress="hidden",
+              api_visibility="private").then(
+        on_run, [rid, upload, tasks, question, max_new, guard], [status, preview, csv_out, jsonl_out],
+        concurrency_limit=max(1, ctx.max_concurrent), concurrency_id="generate", api_name="batch",
+        show_progress_on=[status])
+    stop.click(lambda r: chat_logic.stop(ctx, r) or gr.update(), rid, status, queue=False, show_progress="hidden",
+               api_visibility="private")

@@ -1,0 +1,69 @@
+"""Helpers every page shares: who is logged in, their role, error boxes, and rendering untrusted text safely.
+
+Untrusted text (notes, instructions, imported study cells, model answers, rater comments) is never handed to a
+Markdown or HTML component as it is: ``safe_markdown`` escapes HTML and disarms image syntax, ``safe_html`` runs
+the well-kept ``nh3`` (ammonia) sanitiser with no tag that loads anything. The Content-Security-Policy set by
+``ui/server.py`` is the second wall: even a load that slipped through would be refused by the browser.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+import uuid
+
+import gradio as gr
+import nh3
+
+from ..errors import UserError
+
+LOCAL_USER = "local"
+log = logging.getLogger("asclepius_ui")
+
+# Tags that only format text; none of them fetches anything (no img, svg, video, audio, iframe, object, link, style).
+_TAGS = {"a", "abbr", "b", "blockquote", "br", "code", "dd", "del", "div", "dl", "dt", "em", "h1", "h2", "h3",
+         "h4", "h5", "h6", "hr", "i", "kbd", "li", "ol", "p", "pre", "s", "small", "span", "strong", "sub", "sup",
+         "table", "tbody", "td", "th", "thead", "tr", "u", "ul"}
+_ATTRIBUTES = {"a": {"href", "title"}, "span": {"class"}, "div": {"class"}, "td": {"colspan"}, "th": {"colspan"}}
+_IMAGE = re.compile(r"!(?=\[)")  # markdown image syntax ![alt](url) / ![alt][ref]
+
+
+def current_user(request: gr.Request | None) -> str:
+    """The logged-in name, or "local" when the app runs single-user without --auth."""
+    return getattr(request, "username", None) or LOCAL_USER
+
+
+def is_admin(ctx, user: str) -> bool:
+    """Without --auth the single local user administers; with it, only the admin role."""
+    return ctx.users is None or ctx.users.role(user) == "admin"
+
+
+def error_box(text: str) -> str:
+    """A red box around ``text`` (HTML-escaped: messages may quote user input)."""
+    return f'<div class="error-box">{html.escape(str(text))}</div>' if text else ""
+
+
+def internal_error(exc: BaseException, where: str = "") -> str:
+    """Log ``exc`` with its traceback under a short id and return the error box the user sees."""
+    eid = uuid.uuid4().hex[:8]
+    log.error("internal error %s%s", eid, f" in {where}" if where else "", exc_info=exc)
+    return error_box(f"Internal error {eid}: this is a bug, not your input. Nothing saved was lost; the details "
+                     "are in the server log under this id.")
+
+
+def user_message(exc: BaseException, where: str = "") -> str:
+    """The error box for any exception: a ``UserError``'s own text, anything else as "internal error <id>"."""
+    return error_box(str(exc)) if isinstance(exc, UserError) else internal_error(exc, where)
+
+
+def safe_markdown(text: str | None) -> str:
+    """``text`` for a Markdown component, shown as written: HTML escaped, images disarmed, nothing fetched."""
+    text = html.escape(text or "", quote=False)
+    return _IMAGE.sub(r"\\!", text)
+
+
+def safe_html(fragment: str | None) -> str:
+    """Sanitised HTML: formatting tags only, links only to http(s)/mailto and never loaded, no styles or scripts."""
+    return nh3.clean(fragment or "", tags=_TAGS, attributes=_ATTRIBUTES, url_schemes={"http", "https", "mailto"},
+                     link_rel="noopener noreferrer nofollow", strip_comments=True)

@@ -1,0 +1,133 @@
+"""The study page's handlers as plain functions: storage and form values in, the page's new values out.
+
+Every handler returns ``Shown``: what the item area, the state, the progress bar and the status line become.
+``None`` in a field means "leave it as it is" (the page turns it into ``gr.update()``).
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from dataclasses import dataclass
+
+from ..errors import UserError
+from ..rating_logic import new_uid
+from ..text_input import finite_number
+from .common import error_box, safe_markdown, user_message
+
+KEEP = object()  # leave this output unchanged
+
+
+@dataclass
+class Slot:
+    """One answer's area: shown or not, its text, and the form reset (score None, comment "")."""
+
+    visible: bool
+    text: str = ""
+
+
+@dataclass
+class Shown:
+    visible: object = KEEP
+    header: object = KEEP
+    note: object = KEEP
+    slots: list[Slot] | None = None  # None: keep the slots as they are
+    state: object = KEEP
+    progress: object = KEEP
+    status: str = ""
+
+
+def progress_html(p: dict | None) -> str:
+    """A progress bar of the rater's items: rated of (rated + open + still available)."""
+    if not p:
+        return ""
+    total = max(p["total"], 1)
+    pct = round(100 * p["done"] / total)
+    skipped = f", {p['skipped']} skipped" if p["skipped"] else ""
+    return (f'<div class="study-progress" data-done="{p["done"]}" data-total="{p["total"]}" '
+            f'data-skipped="{p["skipped"]}"><progress value="{p["done"]}" max="{total}" style="width:100%">'
+            f'{pct}%</progress><div>{p["done"]} of {p["total"]} items rated ({pct}%)'
+            f"{skipped}</div></div>")
+
+
+def header_markdown(view: dict) -> str:
+    """The item's title, task and question as safe Markdown (the question comes from an imported file)."""
+    task = f" · task: {safe_markdown(view['task'])}" if view["task"] else ""
+    return f"**Item {safe_markdown(view['ext_id'])}**{task}\n\n**Question:** {safe_markdown(view['question'])}"
+
+
+def show(st, view: dict | None, study_id, user: str, n_slots: int, message: str = "") -> Shown:
+    """The page for ``view`` (an assignment) or, when None, the "nothing left" state."""
+    prog = st.rater_progress(int(study_id), user) if study_id is not None else None
+    if view is None:
+        done = "Nothing left for you in this study: thank you!" if study_id is not None else ""
+        return Shown(visible=False, header="", note="", slots=[Slot(False)] * n_slots, state=None,
+                     progress=progress_html(prog), status=" ".join(x for x in (message, done) if x))
+    answers = view["answers"]
+    slots = [Slot(True, answers[i]["text"]) if i < len(answers) else Slot(False) for i in range(n_slots)]
+    state = {"view": view, "shown": time.monotonic(), "uid": new_uid()}
+    return Shown(visible=True, header=header_markdown(view), note=view["note"], slots=slots, state=state,
+                 progress=progress_html(prog), status=message)
+
+
+def study_choices(st) -> list[tuple[str, int]]:
+    return [(f"{s['name']} ({s['items']} items)", s["id"]) for s in st.studies()]
+
+
+def start(st, study_id, user: str, n_slots: int) -> Shown:
+    """Start or resume: the rater's open item, else a new one."""
+    if study_id is None or study_id == "":
+        return show(st, None, None, "", n_slots, error_box("Pick a study first (an admin imports them on the Admin "
+                                                           "tab)."))
+    try:
+        study_id = finite_number(study_id, "The study id", lo=1, integer=True)
+        view = st.next_assignment(int(study_id), user)
+        return show(st, view, study_id, user, n_slots)
+    except Exception as exc:  # noqa: BLE001 - UserError shown, anything else logged as an internal error
+        return Shown(status=user_message(exc, "study start"))
+
+
+def submit(st, state: dict | None, study_id, user: str, values: list, n_slots: int,
+           clock=time.monotonic) -> Shown:
+    """Save the ratings of the shown item (``values`` = score, comment per slot) and show the next one."""
+    if not state:
+        return Shown(status=error_box("Press Start first."))
+    try:
+        study_id = finite_number(study_id, "The study id", lo=1, integer=True)
+    except UserError as exc:
+        return Shown(status=error_box(str(exc)))
+    view = state["view"]
+    scores, missing = {}, []
+    for i, ans in enumerate(view["answers"]):
+        sc, cm = values[2 * i], values[2 * i + 1]
+        if sc is None:
+            missing.append(ans["label"])
+        else:
+            scores[ans["answer_id"]] = (sc, cm or "")
+    if missing:
+        return Shown(status=error_box(f"Rate every answer before submitting (missing: {', '.join(missing)}), "
+                                      "or skip."))
+    try:
+        st.submit_item(assignment_id=view["assignment_id"], rater=user, uid=state["uid"], scores=scores,
+                       seconds=clock() - state["shown"])
+    except UserError as exc:  # keep the form as it is, to retry
+        return Shown(status=error_box(f"Not saved: {exc}"))
+    except Exception as exc:  # noqa: BLE001
+        return Shown(status=user_message(exc, "study submit"))
+    try:
+        nxt = st.next_assignment(int(study_id), user)
+    except Exception as exc:  # noqa: BLE001 - saved; only the next item failed
+        return Shown(state=None, status=f"Saved item {html.escape(view['ext_id'])}. " + user_message(exc))
+    return show(st, nxt, study_id, user, n_slots, f"Saved item {html.escape(view['ext_id'])}.")
+
+
+def skip(st, state: dict | None, study_id, user: str, n_slots: int, clock=time.monotonic) -> Shown:
+    """Pass on the shown item and show the next one."""
+    if not state:
+        return Shown(status=error_box("Press Start first."))
+    try:
+        st.skip_item(state["view"]["assignment_id"], user, seconds=clock() - state["shown"])
+        nxt = st.next_assignment(int(study_id), user)
+    except Exception as exc:  # noqa: BLE001
+        return Shown(status=user_message(exc, "study skip"))
+    return show(st, nxt, study_id, user, n_slots, "Skipped.")

@@ -1,0 +1,86 @@
+"""Batch answers: file reading, jobs, the shared answer path, Stop, downloads; and the page in a real browser."""
+
+from __future__ import annotations
+
+import csv
+import json
+import threading
+
+import pytest
+from playwright.sync_api import expect
+
+from asclepius_ui import batch
+from asclepius_ui.engines import GenerationSettings
+from asclepius_ui.errors import InputError
+from asclepius_ui.ui import batch_logic
+from asclepius_ui.ui.context import AppContext
+
+NOTES = ["DISCHARGE SUMMARY\nTreated for CAP with ceftriaxone.\n", "DISCHARGE SUMMARY\nCHF; furosemide increased.\n"]
+
+
+@pytest.fixture()
+def notes_csv(tmp_path):
+    path = tmp_path / "notes.csv"
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, ["id", "note", "question"])
+        w.writeheader()
+        w.writerow({"id": "a", "note": NOTES[0], "question": "=HYPERLINK(\"x\")"})
+        w.writerow({"id": "b", "note": NOTES[1], "question": ""})
+    return path
+
+
+def test_jobs_from_tasks_and_a_question_column(notes_csv, tmp_path):
+    rows = batch.read_table(notes_csv)
+    jobs = batch.make_jobs(rows, ["Summarization", "Named entity recognition"], "question")
+    assert [(j["id"], j["task"]) for j in jobs] == [("a", "summarization"), ("a", "ner"), ("a", "qa"),
+                                                    ("b", "summarization"), ("b", "ner")]
+    assert jobs[1]["question"].startswith("Identify all named entities related to the patient's medical conditions")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"note": "x"}\nnot json\n')
+    with pytest.raises(InputError, match="line 2"):
+        batch.read_table(bad)
+    with pytest.raises(InputError, match="'note' column"):
+        batch.make_jobs([{"text": "x"}], ["Summarization"], None)
+    with pytest.raises(InputError, match="at least one task"):
+        batch.make_jobs(rows, [], None)
+
+
+def test_answers_match_the_engine_and_files_are_private_and_formula_safe(tiny_engine, notes_csv):
+    jobs = batch.make_jobs(batch.read_table(notes_csv), ["Summarization"], "question")
+    settings = GenerationSettings(max_new_tokens=4)
+    rows = list(batch.run_jobs(tiny_engine, jobs, settings, threading.Event()))
+    direct = tiny_engine.generate(tiny_engine.prompt(jobs[0]["note"], jobs[0]["question"]), settings)
+    assert rows[0]["answer"] == direct.text and rows[0]["error"] == "" and len(rows) == 3
+    out_csv, out_jsonl = batch.write_rows(rows, "csv"), batch.write_rows(rows, "jsonl")
+    assert oct(out_csv.stat().st_mode & 0o777) == "0o600"
+    back = list(csv.DictReader(out_csv.open()))
+    assert back[1]["question"].startswith("'=HYPERLINK")  # neutralised in CSV
+    assert json.loads(out_jsonl.read_text().splitlines()[1])["question"].startswith("=HYPERLINK")  # exact in JSONL
+    out_csv.unlink()
+    out_jsonl.unlink()
+
+
+def test_stop_ends_a_batch_and_keeps_what_was_answered(tiny_engine, notes_csv):
+    ctx = AppContext(engine=tiny_engine)
+    rid = ctx.new_request()[0]
+    gen = batch_logic.run_batch(ctx, rid, str(notes_csv), ["Summarization", "Paraphrasing"], "question", 3, None)
+    assert next(gen)[0].startswith("Answering 5 prompts")
+    next(gen)  # one answered
+    ctx.stop(rid)
+    text, rows, csv_path, jsonl_path = list(gen)[-1]
+    assert text.startswith("Stopped:") and 1 <= len(rows) < 5 and csv_path and jsonl_path
+
+
+def test_batch_page_runs_with_progress_and_downloads(launch_app, tiny_engine, page, notes_csv):
+    page.goto(launch_app(AppContext(engine=tiny_engine)))
+    page.get_by_role("tab", name="Batch").click()
+    page.locator("#batch-file input[type=file]").set_input_files(str(notes_csv))
+    expect(page.locator("#batch-info")).to_contain_text("2 rows", timeout=15_000)
+    page.locator("#batch-max-new input[type=number]").fill("3")
+    page.locator("#batch-max-new input[type=number]").press("Enter")
+    page.locator("#batch-tasks input").click()
+    page.get_by_role("option", name="Summarization").click()
+    page.locator("#batch-run").click()
+    expect(page.locator("#batch-status")).to_contain_text("Done: 3 of 3 answered", timeout=60_000)
+    expect(page.locator("#batch-csv a, #batch-csv [download]").first).to_be_attached()
+    expect(page.locator("#batch-preview")).to_contain_text("summarization")

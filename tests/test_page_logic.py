@@ -1,0 +1,72 @@
+"""The study and admin pages' handlers as plain functions, on a real SQLite database, without a browser."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from asclepius_ui import private_files
+from asclepius_ui.errors import StorageError
+from asclepius_ui.storage import open_storage
+from asclepius_ui.ui import admin_logic, study_logic
+from asclepius_ui.ui.common import internal_error, user_message
+
+
+def _study(path, n=2, tag=""):
+    path.write_text("".join(json.dumps({"id": f"i{k}", "note": f"Note {k}{tag}", "question": f"Q{k}? <b>x</b>",
+                                        "task": "QA", "answer_a": f"a{k}", "answer_b": f"b{k}"}) + "\n"
+                            for k in range(n)))
+    return str(path)
+
+
+def test_admin_import_duplicate_report_and_private_export(tmp_path):
+    st = open_storage(f"sqlite:///{tmp_path / 'r.db'}")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("note,question\nn,q\n")
+    text, sid = admin_logic.import_study(st, str(bad), "", 1, "admin")
+    assert sid is None and "Nothing was imported" in text and "missing column(s): task" in text
+    text, sid = admin_logic.import_study(st, _study(tmp_path / "s.jsonl"), "", "2", "admin")
+    assert sid is not None and text.startswith("Imported study **s**: 2 items") and "overlap 2" in text
+    text, again = admin_logic.import_study(st, _study(tmp_path / "s2.jsonl"), "", 2, "admin")
+    assert again is None and "same content as the study" in text
+    _, again = admin_logic.import_study(st, _study(tmp_path / "s2.jsonl"), "", 2, "admin", allow_duplicate=True)
+    assert again is not None
+    text, none = admin_logic.import_study(st, _study(tmp_path / "s3.jsonl", tag="x"), "", "nan", "admin")
+    assert none is None and "finite number" in text
+    overall, raters, means, _ = admin_logic.report(st, sid)
+    assert "0 of 4 item ratings" in overall and raters == [] and means == []
+    path, status = admin_logic.export_file(st, "study", "csv")
+    assert status.startswith("Exported 0 rows") and os.stat(path).st_mode & 0o777 == 0o600
+    folder = os.path.dirname(path)
+    assert os.stat(folder).st_mode & 0o777 == 0o700 and os.path.dirname(folder) == str(private_files.root())
+    private_files.release(path)
+    assert not os.path.exists(folder)
+    st.close()
+
+
+def test_study_start_submit_skip_as_plain_functions(tmp_path):
+    st = open_storage(f"sqlite:///{tmp_path / 'r.db'}")
+    _, sid = admin_logic.import_study(st, _study(tmp_path / "s.jsonl"), "", 1, "admin")
+    assert "Pick a study first" in study_logic.start(st, None, "bob", 10).status
+    assert "study id must be a number" in study_logic.start(st, "x", "bob", 10).status
+    shown = study_logic.start(st, sid, "bob", 10)
+    assert shown.visible is True and "&lt;b&gt;x&lt;/b&gt;" in shown.header and len(shown.slots) == 10
+    assert [s.visible for s in shown.slots[:3]] == [True, True, False]
+    missing = study_logic.submit(st, shown.state, sid, "bob", [3, "", None, ""] + [None, ""] * 8, 10)
+    assert "missing: B" in missing.status and missing.state is study_logic.KEEP
+    done = study_logic.submit(st, shown.state, sid, "bob", [3, "ok", 4, ""] + [None, ""] * 8, 10,
+                              clock=lambda: shown.state["shown"] + 5)
+    assert done.status.startswith("Saved item i") and done.visible is True
+    skipped = study_logic.skip(st, done.state, sid, "bob", 10)
+    assert "Skipped." in skipped.status and "Nothing left" in skipped.status and skipped.visible is False
+    assert [(r["rater"], r["seconds_on_item"]) for r in st.study_ratings(sid)] == [("bob", 5.0), ("bob", 5.0)]
+    st.close()
+
+
+def test_errors_users_see(caplog):
+    assert user_message(StorageError("The database is read-only.")) == \
+        '<div class="error-box">The database is read-only.</div>'
+    box = internal_error(KeyError("<script>"), "test")
+    assert "Internal error" in box and "<script>" not in box
+    eid = box.split("Internal error ")[1].split(":")[0]
+    assert any(eid in r.getMessage() and r.exc_info for r in caplog.records)
