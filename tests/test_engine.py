@@ -1,5 +1,6 @@
 """Loading real tiny checkpoints in every precision, BOS/EOS handling, streaming, stop and the context budget."""
 
+import copy
 import subprocess
 import sys
 import threading
@@ -246,3 +247,36 @@ def test_unusable_bitsandbytes_is_explained(tiny_bin_model):
 def test_out_of_memory_message():
     err = _generation_error(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"))
     assert "Out of memory" in str(err) and "8-bit" in str(err)
+
+
+def test_4bit_layers_whose_width_does_not_pack_keep_the_plain_cpu_path(tmp_path, tokenizer_dir):
+    """A real model with an MLP width bitsandbytes cannot pack for AVX512-BF16 CPUs (168 rows, not a multiple of
+    32) loads in 4-bit and answers on any x86; every layer left on the packing path packs without its assert."""
+    import shutil
+
+    from bitsandbytes.nn import Linear4bit
+    from bitsandbytes.nn.modules import _convert_weight_packed_for_cpu
+
+    from asclepius_ui.engines.transformers import _plain_cpu_4bit_where_packing_fails, cpu_4bit_packs
+    from train.tiny_model import init_model, tiny_llama_config
+
+    config = tiny_llama_config(400, context=512)
+    config.intermediate_size = 168  # an odd width, as some fine-tuned checkpoints have
+    init_model(config).save_pretrained(tmp_path)
+    for f in tokenizer_dir.iterdir():
+        shutil.copy(f, tmp_path / f.name)
+    e = load_engine(LoadOptions(str(tmp_path), precision="4bit", device="cpu"))
+    layers = [m for m in e.model.modules() if isinstance(m, Linear4bit)]
+    for m in layers:  # as on a CPU with AVX512-BF16, whatever this one has
+        m.support_avx512bf16_for_cpu = True
+    odd = [m for m in layers if not cpu_4bit_packs(m)]
+    assert odd and _plain_cpu_4bit_where_packing_fails(e.model) == len(odd)
+    for m in layers:
+        if m.support_avx512bf16_for_cpu:
+            _convert_weight_packed_for_cpu(m.weight.data.clone(), copy.deepcopy(m.weight.quant_state))
+        else:
+            assert m.out_features == 168 or m.in_features == 168
+    for m in layers:
+        m.support_avx512bf16_for_cpu = False  # this CPU's own path for the answer below
+    r = e.generate(e.prompt(NOTE, "What was given?"), GenerationSettings(max_new_tokens=4))
+    assert (r.text, r.new_tokens) == direct(e, e.prompt(NOTE, "What was given?"), max_new_tokens=4, do_sample=False)

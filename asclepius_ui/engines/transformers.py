@@ -40,8 +40,9 @@ from transformers.generation.streamers import BaseStreamer
 
 from ..errors import GenerationError, ModelLoadError
 from ..prompts import TEMPLATES
+from ..quantization import int8_config, nf4_config
 from ..registry import DEMO_NAME, REGISTRY, ModelSpec, resolve
-from ..tokenization import encode_prompt, note_prefix, tokenizer_spans
+from ..tokenization import encode_prompt, note_prefix, pad_token_id, tokenizer_spans
 from .base import (
     DEMO_MARKER,
     Capabilities,
@@ -231,15 +232,34 @@ def resolve_precision(precision: str, device: str) -> str:
 def _quantization_config(precision: str, device: str):
     try:
         import bitsandbytes  # noqa: F401
-        from transformers import BitsAndBytesConfig
     except Exception as exc:  # ImportError, or a broken native library
         raise ModelLoadError(f"{precision} loading needs bitsandbytes, which is not usable here ({exc}). "
                              "Install it with `pip install bitsandbytes`, or load in bf16/fp32.") from exc
     if precision == "8bit":
-        return BitsAndBytesConfig(load_in_8bit=True)
-    compute = torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                              bnb_4bit_compute_dtype=compute)
+        return int8_config()
+    return nf4_config(torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32)
+
+
+CPU_4BIT_BLOCK = 32  # bitsandbytes packs 4-bit weights for AVX512-BF16 CPUs in blocks of 32 output rows
+
+
+def cpu_4bit_packs(module) -> bool:
+    """Whether bitsandbytes can repack this 4-bit layer for AVX512-BF16 CPUs."""
+    state = getattr(module.weight, "quant_state", None)
+    block = getattr(state, "blocksize", 64) or 64
+    return module.out_features % CPU_4BIT_BLOCK == 0 and module.in_features % block == 0
+
+
+def _plain_cpu_4bit_where_packing_fails(model: torch.nn.Module) -> int:
+    """On CPUs with AVX512-BF16, bitsandbytes repacks 4-bit weights on the first forward pass, which needs each
+    layer's output width to be a multiple of 32 and its input width a multiple of the quantisation block. Layers
+    that do not fit keep bitsandbytes' plain CPU path instead (same results, no repacking); returns how many."""
+    n = 0
+    for module in model.modules():
+        if getattr(module, "support_avx512bf16_for_cpu", False) and not cpu_4bit_packs(module):
+            module.support_avx512bf16_for_cpu = False
+            n += 1
+    return n
 
 
 @dataclass(eq=False)
@@ -288,10 +308,7 @@ class TransformersEngine(Engine):
         """``generate`` keywords; prompt-lookup drafting only for one greedy sequence (its output is then the
         same token for token; transformers' assisted decoding takes one sequence and no beams)."""
         settings.validate()
-        pad = self.tokenizer.pad_token_id
-        if pad is None:
-            pad = self.eos_token_ids[0] if self.eos_token_ids else 0
-        kw = dict(settings.to_kwargs(), eos_token_id=self.eos_token_ids, pad_token_id=pad)
+        kw = dict(settings.to_kwargs(), eos_token_id=self.eos_token_ids, pad_token_id=pad_token_id(self.tokenizer))
         if settings.prompt_lookup > 0 and batch == 1 and settings.num_beams == 1 and not settings.do_sample:
             kw["prompt_lookup_num_tokens"] = int(settings.prompt_lookup)
         return kw
@@ -509,6 +526,8 @@ def load(options: LoadOptions) -> TransformersEngine:
             raise ModelLoadError(f"Out of memory loading {source}. Try --load-in-8bit or --load-in-4bit.") from exc
         raise ModelLoadError(f"Could not load {source}: {type(exc).__name__}: {text}") from exc
     lm.eval()
+    if precision == "4bit" and device == "cpu":
+        _plain_cpu_4bit_where_packing_fails(lm)
 
     notices = []
     if not spec.known:
