@@ -162,3 +162,32 @@ def test_registry_context_is_checked(tmp_path, tiny_gguf):
     finally:
         e.close()
 
+
+
+def test_prompt_lookup_drafting_gives_the_same_greedy_answers(tiny_gguf, gguf_engine):
+    from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
+
+    class Counted(LlamaPromptLookupDecoding):  # llama-cpp-python's own drafter, counting its drafts
+        drafts = 0
+
+        def __call__(self, input_ids, *args, **kwargs):
+            Counted.drafts += 1
+            return super().__call__(input_ids, *args, **kwargs)
+
+    drafting = load_engine(LoadOptions(str(tiny_gguf), threads=1, draft_prompt_lookup=10))
+    drafting._draft = Counted(num_pred_tokens=10)
+    try:
+        assert drafting.capabilities.prompt_lookup and not gguf_engine.capabilities.prompt_lookup
+        for question in ("What is the expanded form of 'CAP'?", "Summarize the hospital course.",
+                         "List the medications."):
+            prompt = drafting.prompt(NOTE, question)
+            settings = GenerationSettings(max_new_tokens=40, prompt_lookup=10)
+            drafted = drafting.generate(prompt, settings)
+            assert (drafted.text, drafted.new_tokens) == (lambda r: (r.text, r.new_tokens))(
+                gguf_engine.generate(prompt, settings.replace(prompt_lookup=0)))
+            before = Counted.drafts
+            off = drafting.generate(prompt, settings.replace(prompt_lookup=0))  # the draft is per request
+            assert (off.text, off.new_tokens) == (drafted.text, drafted.new_tokens) and Counted.drafts == before
+        assert Counted.drafts > 0
+    finally:
+        drafting.close()

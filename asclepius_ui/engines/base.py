@@ -169,6 +169,7 @@ class LoadOptions:
     gguf_file: str | None = None
     threads: int | None = None
     n_gpu_layers: int = 0
+    draft_prompt_lookup: int = 0  # llama.cpp: prompt-lookup drafting of N tokens (chosen at load: it keeps logits)
     # OpenAI-compatible server
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"

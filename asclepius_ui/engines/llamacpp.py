@@ -57,6 +57,9 @@ class LlamaCppEngine(Engine):
         self._vocab = self.llm._model.vocab
         self._spm = llama_cpp.llama_vocab_type(self._vocab) == llama_cpp.LLAMA_VOCAB_TYPE_SPM
         self.last_prefix_hit = 0  # prompt tokens the last request found already in the KV cache
+        self._draft = self.llm.draft_model  # prompt-lookup drafting, when loaded with --draft-prompt-lookup N
+        if self._draft is not None:
+            self.capabilities = Capabilities(beams=False, prefix_cache=True, prompt_lookup=True)
 
     @property
     def model_id(self) -> str:
@@ -147,6 +150,9 @@ class LlamaCppEngine(Engine):
             if ready:
                 self.last_prefix_hit = llama_cpp.Llama.longest_token_prefix(self.llm.input_ids[:self.llm.n_tokens],
                                                                             ids)
+                # Draft from the prompt only for greedy answers that ask for it (the same tokens, sooner).
+                greedy = not settings.do_sample and settings.prompt_lookup > 0
+                self.llm.draft_model = self._draft if greedy else None
                 tokens = self.llm.generate(ids, reset=True, **sampling)
                 try:
                     for token in tokens:
@@ -300,10 +306,17 @@ def load(options: LoadOptions) -> LlamaCppEngine:
     if options.context_length and options.context_length < context:
         notices.append(f"Context limited to {options.context_length} tokens by --context-length (model: {context}).")
         context = int(options.context_length)
+    draft = {}
+    if options.draft_prompt_lookup > 0:  # speculative drafts copied from the prompt; keeps every position's logits
+        from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
+
+        draft = dict(draft_model=LlamaPromptLookupDecoding(num_pred_tokens=int(options.draft_prompt_lookup)),
+                     logits_all=True)
     try:
         llm = llama_cpp.Llama(str(path), n_ctx=context, n_batch=min(512, context), n_threads=options.threads,
                               n_threads_batch=options.threads, n_gpu_layers=int(options.n_gpu_layers or 0),
-                              last_n_tokens_size=context, verbose=False, **options.extra.get("llama_cpp", {}))
+                              last_n_tokens_size=context, verbose=False, **draft,
+                              **options.extra.get("llama_cpp", {}))
     except (ValueError, RuntimeError, OSError, MemoryError) as exc:
         raise ModelLoadError(f"llama.cpp could not load {path}: {exc}. Not enough memory? Try a smaller "
                              "quantisation (q4_k_m) or --context-length.") from exc
