@@ -18,6 +18,7 @@ def gguf_url(launch_app, gguf_engine):
 
 def test_chat_answers_and_truncates_on_a_gguf(gguf_url, page):
     open_page(page, gguf_url)
+    page.get_by_text("Model", exact=True).click()  # the model details are folded away
     assert "GGUF F16 (llama.cpp)" in page.locator("#model-info").inner_text()
     page.get_by_label("Discharge summary").fill(NOTE)
     page.get_by_label("Instruction", exact=True).fill("Summarize the hospital course.")

@@ -116,6 +116,7 @@ def test_chat_page_on_the_served_model(served, launch_app, page):
     page.get_by_label("Instruction", exact=True).fill("What was the diagnosis?")
     page.locator("#token-budget").get_by_text("Prompt ").wait_for(timeout=15000)  # counted by the server
     set_max_new(page, 24)
+    page.locator("#chat-guard").get_by_text("Send this note as it is").click()  # an endpoint: the guard asks first
     page.get_by_role("button", name="Ask").click()
     page.locator("#chat-status").get_by_text("tokens/s").wait_for(timeout=60000)
     assert "remote" in bot_text(page)
@@ -125,7 +126,7 @@ def test_compare_page_served_against_the_local_gguf(served, gguf_engine, launch_
     st = open_storage(f"sqlite:///{tmp_path / 'r.db'}")
     ctx = AppContext(engine=gguf_engine, contenders={f"{SERVED} (served)": served}, storage=st)
     page.goto(launch_app(ctx))
-    _trial(page, "What was the diagnosis?")
+    _trial(page, "What was the diagnosis?", confirm="Send this note as it is")
     answers = [page.locator(f"#cmp-answer-{s} textarea").input_value() for s in "ab"]
     assert all(a.strip() for a in answers)
     st.close()

@@ -98,6 +98,7 @@ def test_no_page_loads_anything_from_another_host(tmp_path, tiny_engine, launch_
         page.goto(url)
         page.get_by_label("Discharge summary", exact=True).filter(visible=True).first.fill(f"Note {PAYLOAD}")
         page.get_by_label("Instruction", exact=True).filter(visible=True).first.fill(f"Why? {PAYLOAD}")
+        page.locator("#chat-guard").get_by_text("Send this note as it is").click()  # the endpoint's privacy guard
         page.get_by_role("button", name="Ask", exact=True).click()
         page.locator("#chat-status").get_by_text("tokens/s").wait_for(timeout=60_000)
         assert "Remote answer" in page.locator("#answers").inner_text()
@@ -109,6 +110,7 @@ def test_no_page_loads_anything_from_another_host(tmp_path, tiny_engine, launch_
         page.locator("#compare-page").get_by_label("Instruction", exact=True).fill("Why?")  # the tiny context
         page.locator("#cmp-max-new input[type=number]").fill("8")
         page.locator("#cmp-max-new input[type=number]").press("Enter")
+        page.locator("#cmp-guard").get_by_text("Send this note as it is").click()
         page.locator("#cmp-run").click()
         status = page.locator("#cmp-status")
         status.get_by_text("Both answers are ready").or_(status.locator(".error-box")).wait_for(timeout=60_000)
