@@ -141,10 +141,14 @@ def normalize(s: str) -> str:
 
 
 def greedy_answers(engine, prompts: list[str], max_new_tokens: int, batch_size: int = 32) -> list[str]:
-    """Greedy answers to the app's prompts through the app's own engine (BOS once, left-padded batches)."""
+    """Greedy answers to the app's prompts through the app's own engine (BOS once, left-padded batches); a prompt
+    that cannot fit the context with ``max_new_tokens`` gets no answer (it counts as a miss), as in the app."""
     settings = GenerationSettings.from_preset("greedy", max_new_tokens=max_new_tokens)
-    return [r.text for i in range(0, len(prompts), batch_size)
-            for r in engine.generate_batch(prompts[i:i + batch_size], settings)]
+    fits = [engine.budget(p, max_new_tokens).fits for p in prompts]
+    ok = [p for p, f in zip(prompts, fits, strict=True) if f]
+    answers = iter([r.text for i in range(0, len(ok), batch_size)
+                    for r in engine.generate_batch(ok[i:i + batch_size], settings)])
+    return [next(answers) if f else "" for f in fits]
 
 
 def exact_match(model_dir: str | Path, rows: list[dict[str, str]], max_new_tokens: int = 64) -> float:
