@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import json
 import os
+import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -169,6 +170,7 @@ class RateLimiter:
         self.rpm, self.tpm, self.window, self.clock, self.sleep = rpm, tpm, window, clock, sleep
         self.events: deque[list[float]] = deque()  # [time, tokens]
         self.lock = asyncio.Lock()
+        self.thread_lock = threading.Lock()
 
     def wait_time(self, tokens: int, now: float) -> float:
         """Seconds until a request of ``tokens`` fits both limits (forgets events older than the window)."""
@@ -195,6 +197,16 @@ class RateLimiter:
         async with self.lock:
             while (wait := self.wait_time(tokens, self.clock())) > 0:
                 await self.sleep(wait)
+            entry = [self.clock(), float(tokens)]
+            self.events.append(entry)
+            return entry
+
+
+    def acquire_blocking(self, tokens: int, sleep: Callable[[float], None] = time.sleep) -> list[float]:
+        """``acquire`` for threads (the engines' synchronous requests): waits for room, then records the request."""
+        with self.thread_lock:
+            while (wait := self.wait_time(tokens, self.clock())) > 0:
+                sleep(wait)
             entry = [self.clock(), float(tokens)]
             self.events.append(entry)
             return entry

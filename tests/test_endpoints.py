@@ -155,3 +155,18 @@ def test_the_sync_client_uses_the_same_settings():
         r = client.chat.completions.create(model="m", messages=MESSAGES)
         assert r.choices[0].message.content == "synchronous reply" and usage.requests == 1
         assert client.max_retries == 6
+
+
+def test_rate_limiter_in_threads_waits_on_its_clock():
+    """The blocking form (the engines' requests from worker threads) obeys the same window, on a fake clock."""
+    now = [0.0]
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        now[0] += seconds
+
+    limiter = RateLimiter(rpm=2, tpm=None, clock=lambda: now[0])
+    for _ in range(3):
+        limiter.acquire_blocking(10, sleep=sleep)
+    assert waits == [60.0] and now[0] == 60.0

@@ -222,7 +222,7 @@ def test_toy_short_run_end_to_end(tmp_path, capsys):
     cfg = toy.ToyConfig(train_notes=40, heldout_notes=2, hidden=32, layers=2, heads=2, vocab_size=400,
                         pretrain_epochs=1, finetune_epochs=1, batch_size=8, max_new_tokens=8)
     result = toy.run_toy(tmp_path / "toy", cfg)
-    assert 0.0 <= result["before"] <= 1.0 and 0.0 <= result["after"] <= 1.0
+    assert result["before"] == 0.0  # a random model; that fine-tuning raises it is the test above
     for part in ("data/notes.jsonl", "data/instructions.jsonl", "data/heldout.jsonl", "tokenizer/tokenizer.model",
                  "pretrain/model.safetensors", "finetune/model.safetensors", "toy_result.json"):
         assert (tmp_path / "toy" / part).is_file(), part

@@ -103,6 +103,11 @@ def add_engine_arguments(p: argparse.ArgumentParser, title: str = "model") -> ar
                    help="completion: the exact prompt bytes (right for Asclepius); chat: one user message")
     o.add_argument("--tokenizer", help="local tokenizer folder to count tokens when the server cannot")
     o.add_argument("--context-length", type=int, help="the served model's context (default: from the registry)")
+    o.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
+    o.add_argument("--max-retries", type=int, default=2,
+                   help="retries of a 429/408/409/5xx/connection error (the SDK's, honouring Retry-After)")
+    o.add_argument("--rpm", type=float, help="requests-per-minute limit (default: none)")
+    o.add_argument("--tpm", type=float, help="tokens-per-minute limit: prompt + max new tokens (default: none)")
     return p
 
 
@@ -114,7 +119,8 @@ def options_from_args(args: argparse.Namespace, model: str | None = None) -> Loa
                        gguf_file=args.gguf_file, threads=args.threads, n_gpu_layers=args.n_gpu_layers,
                        draft_prompt_lookup=args.draft_prompt_lookup,
                        base_url=args.base_url, api_key_env=args.api_key_env, api_mode=args.api_mode,
-                       tokenizer=args.tokenizer, context_length=args.context_length)
+                       tokenizer=args.tokenizer, context_length=args.context_length, timeout=args.timeout,
+                       max_retries=args.max_retries, rpm=args.rpm, tpm=args.tpm)
 
 
 def is_gguf(path: str) -> bool:

@@ -179,6 +179,8 @@ class LoadOptions:
     context_length: int | None = None
     timeout: float = 120.0
     max_retries: int = 2
+    rpm: float | None = None  # requests per minute to the server (None: no limit)
+    tpm: float | None = None  # tokens per minute (prompt estimate + max new tokens)
     extra: dict = field(default_factory=dict)
 
 

@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from ..endpoints import EndpointSettings, make_client
+from ..endpoints import EndpointSettings, RateLimiter, make_client
 from ..errors import GenerationError, ModelLoadError
 from ..prompts import TEMPLATES
 from ..registry import resolve
@@ -43,6 +43,8 @@ class RemoteOptions:
     api_key_env: str = "OPENAI_API_KEY"
     tokenizer: str | None = None  # a local tokenizer folder to count tokens with
     probe: bool = True  # ask the server once for its tokenize endpoint and context length
+    rpm: float | None = None  # requests per minute (None: no limit)
+    tpm: float | None = None  # tokens per minute: the prompt (counted, else estimated) + max new tokens
 
 
 # Tokenize endpoints, tried in this order: (style, path from the server root, request body for ``text``).
@@ -131,6 +133,8 @@ class RemoteEngine(Engine):
                 model=self.options.model, base_url=base_url, api_key_env=self.options.api_key_env,
                 api_key=self.options.api_key, timeout=self.options.timeout, max_retries=self.options.max_retries),
                 asynchronous=False)
+        self._limiter = RateLimiter(self.options.rpm, self.options.tpm) if self.options.rpm or self.options.tpm \
+            else None
         self._tokenizer = None
         self._http = None
         self.server = ServerInfo()
@@ -251,6 +255,8 @@ class RemoteEngine(Engine):
         settings = settings or GenerationSettings()
         stop_event = stop_event or threading.Event()
         n_prompt = self.check_fits(prompt, settings) or 0
+        if self._limiter is not None:  # one limiter for every request of this engine, across threads
+            self._limiter.acquire_blocking((n_prompt or len(prompt) // 4) + settings.max_new_tokens)
         start = time.perf_counter()
         text, pieces, last, first, finished = "", 0, 0.0, None, False
         try:
@@ -294,4 +300,4 @@ def load(options: LoadOptions) -> RemoteEngine:
         template=options.template or "asclepius", mode=options.api_mode, timeout=options.timeout,
         max_retries=options.max_retries,
         context_length=options.context_length, api_key_env=options.api_key_env,
-        tokenizer=options.tokenizer))
+        tokenizer=options.tokenizer, rpm=options.rpm, tpm=options.tpm))
