@@ -70,3 +70,22 @@ def test_errors_users_see(caplog):
     assert "Internal error" in box and "<script>" not in box
     eid = box.split("Internal error ")[1].split(":")[0]
     assert any(eid in r.getMessage() and r.exc_info for r in caplog.records)
+
+
+def test_study_answers_show_where_in_the_note_they_are_supported(tmp_path):
+    st = open_storage(f"sqlite:///{tmp_path / 'r.db'}")
+    note = ("Admitted with pneumonia. Treated with ceftriaxone for five days. <img src=http://x.invalid/a.png> "
+            "Discharged home in stable condition.")
+    path = tmp_path / "s.jsonl"
+    path.write_text(json.dumps({"id": "e1", "note": note, "question": "Which antibiotic?", "task": "QA",
+                                "answer_a": "Ceftriaxone was given for five days.",
+                                "answer_b": "The patient received vancomycin in the ICU."}) + "\n")
+    _, sid = admin_logic.import_study(st, str(path), "", 1, "admin")
+    shown = study_logic.start(st, sid, "bob", 10)
+    by_text = {s.text: s.evidence for s in shown.slots if s.visible}
+    supported = by_text["Ceftriaxone was given for five days."]
+    assert "<mark" in supported and "Treated with ceftriaxone" in supported
+    assert "&lt;img" in supported and "<img" not in supported  # the note is escaped, nothing loads
+    assert "not supported" in by_text["The patient received vancomycin in the ICU."].lower() or \
+        "no sentence" in by_text["The patient received vancomycin in the ICU."].lower()
+    st.close()

@@ -115,6 +115,8 @@ def test_admin_imports_and_raters_rate_skip_and_resume(study_app, browser):
     q1, answers1 = current_item(bob)
     assert {v.split(" answer ")[0] for v in answers1.values()} == {"Asclepius", "ChatGPT"}
     assert "chatgpt" not in bob.locator("#study-page").inner_text().lower()  # model names stay hidden
+    bob.get_by_text("Where in the note (answer A)").click()  # each answer can show the note it rests on
+    expect(bob.locator("#study-evidence-A")).to_contain_text("Nothing in the note supports")  # made-up answers
     rate(bob, 4, 2)
     q2, _ = current_item(bob)
     assert q2 != q1

@@ -25,9 +25,9 @@ def _updates(shown: logic.Shown, n_slots: int) -> list:
         return gr.update() if v is logic.KEEP else v
 
     if shown.slots is None:
-        slot_ups = [gr.update()] * (4 * n_slots)
+        slot_ups = [gr.update()] * (5 * n_slots)
     else:
-        slot_ups = [u for s in shown.slots for u in (gr.update(visible=s.visible), s.text, None, "")]
+        slot_ups = [u for s in shown.slots for u in (gr.update(visible=s.visible), s.text, None, "", s.evidence)]
     visible = shown.visible if shown.visible is logic.KEEP else gr.update(visible=shown.visible)
     return [keep(visible), keep(shown.header), keep(shown.note), *slot_ups, keep(shown.state), keep(shown.progress),
             shown.status]
@@ -53,7 +53,9 @@ def build(ctx: AppContext) -> None:
                                       elem_id=f"study-answer-{lab}")
                     score = gr.Radio(score_choices(), label=f"Score for answer {lab}", elem_id=f"study-score-{lab}")
                     comment = gr.Textbox(label=f"Comment on answer {lab} (optional)", elem_id=f"study-comment-{lab}")
-                slots.append((group, text, score, comment))
+                    with gr.Accordion(f"Where in the note (answer {lab})", open=False):
+                        evidence = gr.HTML(elem_id=f"study-evidence-{lab}")
+                slots.append((group, text, score, comment, evidence))
             with gr.Row():
                 submit = gr.Button("Submit ratings", variant="primary", elem_id="study-submit")
                 skip = gr.Button("Skip this item", elem_id="study-skip")
@@ -63,7 +65,7 @@ def build(ctx: AppContext) -> None:
     current = gr.State(None)  # {"view": assignment, "shown": monotonic seconds, "uid": idempotency key}
     n = len(slots)
     outputs = [item_box, header, note, *[c for slot in slots for c in slot], current, progress, status]
-    form = [c for _, _, score, comment in slots for c in (score, comment)]
+    form = [c for _, _, score, comment, _ in slots for c in (score, comment)]
 
     def on_load():
         choices = logic.study_choices(st)

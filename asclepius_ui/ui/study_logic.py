@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 
 from ..errors import UserError
+from ..evidence import find_evidence, render_html
 from ..rating_logic import new_uid
 from ..text_input import finite_number
 from .common import error_box, safe_markdown, user_message
@@ -20,10 +21,12 @@ KEEP = object()  # leave this output unchanged
 
 @dataclass
 class Slot:
-    """One answer's area: shown or not, its text, and the form reset (score None, comment "")."""
+    """One answer's area: shown or not, its text, where in the note it is supported (escaped HTML), and the
+    form reset (score None, comment "")."""
 
     visible: bool
     text: str = ""
+    evidence: str = ""
 
 
 @dataclass
@@ -64,7 +67,9 @@ def show(st, view: dict | None, study_id, user: str, n_slots: int, message: str 
         return Shown(visible=False, header="", note="", slots=[Slot(False)] * n_slots, state=None,
                      progress=progress_html(prog), status=" ".join(x for x in (message, done) if x))
     answers = view["answers"]
-    slots = [Slot(True, answers[i]["text"]) if i < len(answers) else Slot(False) for i in range(n_slots)]
+    slots = [Slot(True, a["text"], render_html(view["note"], find_evidence(view["note"], a["text"])))
+             for a in answers[:n_slots]]
+    slots += [Slot(False)] * (n_slots - len(slots))
     state = {"view": view, "shown": time.monotonic(), "uid": new_uid()}
     return Shown(visible=True, header=header_markdown(view), note=view["note"], slots=slots, state=state,
                  progress=progress_html(prog), status=message)
