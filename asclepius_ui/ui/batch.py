@@ -26,7 +26,8 @@ def build(ctx: AppContext) -> None:
         gr.Markdown(HOW)
         with gr.Row():
             with gr.Column(scale=3):
-                upload = gr.File(label="Notes (.csv or .jsonl)", file_types=[".csv", ".jsonl"], type="filepath",
+                upload = gr.File(label="Notes (.csv, .jsonl or .parquet; gzip too)",
+                                 file_types=[".csv", ".jsonl", ".parquet", ".gz"], type="filepath",
                                  elem_id="batch-file")
                 info = gr.Markdown(elem_id="batch-info")
             with gr.Column(scale=4):
