@@ -51,7 +51,8 @@ def test_presets():
 
 
 def test_paper_preset_is_not_streamed_says_so_and_stops(ctx):
-    rid = logic.new_request(ctx)
+    rid, queued = logic.new_request(ctx)
+    assert queued == ""  # nothing else is running
     gen = logic.ask(ctx, rid, NOTE, "Free question", "Why?", False, logic.PAPER, 0, False, 0, 0, 1, 1.0, None, [], [])
     next(gen)  # the question is shown
     assert "beam search cannot stream" in next(gen)[2]
@@ -61,7 +62,11 @@ def test_paper_preset_is_not_streamed_says_so_and_stops(ctx):
 
 
 def test_stop_cancels_a_request_still_in_the_queue(ctx):
-    rid = logic.new_request(ctx)  # made when Ask is pressed
+    running, _ = logic.new_request(ctx)
+    ctx.claim(running)  # another generation holds the model
+    rid, queued = logic.new_request(ctx)  # made when Ask is pressed
+    assert queued == logic.QUEUED
+    ctx.finish(running)
     assert logic.stop(ctx, rid) == "Stopped while waiting in the queue: it will not run."
     outs = run(ctx, rid=rid)
     assert len(outs) == 1

@@ -199,11 +199,12 @@ def test_stop_cancels_a_request_waiting_in_the_queue(chat_url, page):
     open_page(page, chat_url)
     page.get_by_label("Discharge summary").fill(NOTE)
     page.get_by_label("Instruction", exact=True).fill("Summarize the hospital course.")
-    set_max_new(page, 200)
+    set_max_new(page, 650)  # long enough that the second question surely waits behind the first
     status = page.locator("#chat-status")
     page.get_by_role("button", name="Ask").click()
     expect(status).to_contain_text("Generating…", timeout=30_000)
     page.get_by_role("button", name="Ask").click()  # queued behind the first (one generation at a time)
+    expect(page.locator("#chat-queue")).to_contain_text("Queued")  # the page holds the new request's id now
     page.get_by_role("button", name="Stop").click()  # stops the queued one, not the running one
     expect(status).to_contain_text("Stopped while waiting in the queue", timeout=60_000)
     expect(page.locator("#answers [data-testid='bot']")).to_have_count(1)

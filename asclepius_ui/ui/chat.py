@@ -87,6 +87,7 @@ def build(ctx: AppContext) -> None:
                     regen = gr.Button("Regenerate", elem_id="chat-regen", scale=1, min_width=60)
                     clear = gr.Button("Clear", elem_id="chat-clear", scale=1, min_width=60)
                 status = gr.Markdown("<sub>Ctrl+Enter in the page asks.</sub>", elem_id="chat-status")
+                queued = gr.Markdown(elem_id="chat-queue")
                 guard = gr.Radio(logic.GUARD_CHOICES, value=logic.GUARD_HOLD, visible=remote, elem_id="chat-guard",
                                  label="Privacy guard: this model is remote. Send this note?")
                 if remote:
@@ -117,11 +118,11 @@ def build(ctx: AppContext) -> None:
     private = {"api_visibility": "private"}
 
     def wire(trigger, fn, api_name: str | None):
-        made = trigger(functools.partial(logic.new_request, ctx), None, rid, queue=False, show_progress="hidden",
-                       **private)
+        made = trigger(functools.partial(logic.new_request, ctx), None, [rid, queued], queue=False,
+                       show_progress="hidden", **private)
         visibility = {"api_name": api_name} if api_name else private
         made.then(functools.partial(fn, ctx), gen_inputs, gen_outputs, concurrency_limit=limit,
-                  concurrency_id="generate", **visibility)
+                  concurrency_id="generate", **visibility).then(lambda: "", None, queued, queue=False, **private)
 
     wire(ask.click, logic.ask, "ask")
     wire(instruction.submit, logic.ask, None)

@@ -245,9 +245,13 @@ def regenerate(ctx, rid, note, task_label, instr, use_history, preset, mx, smp, 
                    guard_choice, list(chat)[:-2], done[:-1])
 
 
-def new_request(ctx) -> str:
-    """Made when Ask is pressed, before the generation event is queued."""
-    return ctx.new_request()[0]
+QUEUED = "Queued behind an answer being generated: Stop cancels this question before it runs."
+
+
+def new_request(ctx) -> tuple[str, str]:
+    """Made when Ask is pressed, before the generation event is queued: the request id, and a notice when it will
+    wait behind another generation."""
+    return ctx.new_request()[0], QUEUED if ctx.max_concurrent <= 1 and ctx.busy() else ""
 
 
 def stop(ctx, rid: str | None) -> str | None:

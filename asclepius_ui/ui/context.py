@@ -54,6 +54,11 @@ class AppContext:
             self._running.add(rid)
         return rid, event
 
+    def busy(self) -> bool:
+        """Whether any generation is running now (a new request would wait in the queue)."""
+        with self._lock:
+            return bool(self._running)
+
     def is_running(self, rid: str | None) -> bool:
         with self._lock:
             return (rid or "") in self._running
