@@ -120,3 +120,14 @@ def page(browser):
     pg.on("request", lambda r: pg.seen_urls.append(r.url))
     yield pg
     context.close()
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models train fastest on one thread, and the test machine's cores are shared."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

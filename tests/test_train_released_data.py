@@ -15,7 +15,6 @@ import stat
 import datasets
 import pandas as pd
 import pytest
-import torch
 from transformers import AutoTokenizer
 
 from train import data, finetune, pretrain, toy
@@ -37,12 +36,7 @@ CPU = ["--use_cpu", "--bf16", "False", "--activation_checkpointing", "False", "-
 TASKS = ["Named Entity Recognition", "Abbreviation Expansion", "Summarization"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

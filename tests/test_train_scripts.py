@@ -31,13 +31,7 @@ CPU = ["--use_cpu", "--bf16", "False", "--activation_checkpointing", "False", "-
        "--disable_tqdm", "True", "--optim", "adamw_torch"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models train fastest on one thread, and the test machine's cores are shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
