@@ -55,7 +55,7 @@ def test_a_rater_rates_a_study_item_through_the_api(api_app):
     bob = _client(url, "bob")
     shown = bob.predict(sid, api_name="/study_next")
     assert shown[0].startswith("**Item i") and shown[1].startswith("Note ")
-    answers = {shown[2], shown[5]}
+    answers = {shown[2], shown[6]}  # per answer: text, score, comment, where in the note
     assert {a[0] for a in answers} == {"x", "y"}
     form = [3, "fine", 1, "wrong"] + [None, ""] * (N_SLOTS - 2)
     after = bob.predict(sid, *form, api_name="/study_submit")

@@ -203,8 +203,13 @@ def test_stop_cancels_a_request_waiting_in_the_queue(chat_url, page):
     status = page.locator("#chat-status")
     page.get_by_role("button", name="Ask").click()
     expect(status).to_contain_text("Generating…", timeout=30_000)
+    before = page.locator("#chat-queue .request-id").get_attribute("data-request") \
+        if page.locator("#chat-queue .request-id").count() else None
     page.get_by_role("button", name="Ask").click()  # queued behind the first (one generation at a time)
-    expect(page.locator("#chat-queue")).to_contain_text("Queued")  # the page holds the new request's id now
+    expect(page.locator("#chat-queue")).to_contain_text("Queued")
+    page.wait_for_function(  # this click's own notice: the page holds the new request's id now
+        "b => { const e = document.querySelector('#chat-queue .request-id'); "
+        "return e && e.dataset.request !== b; }", arg=before)
     page.get_by_role("button", name="Stop").click()  # stops the queued one, not the running one
     expect(status).to_contain_text("Stopped while waiting in the queue", timeout=60_000)
     expect(page.locator("#answers [data-testid='bot']")).to_have_count(1)

@@ -249,9 +249,11 @@ QUEUED = "Queued behind an answer being generated: Stop cancels this question be
 
 
 def new_request(ctx) -> tuple[str, str]:
-    """Made when Ask is pressed, before the generation event is queued: the request id, and a notice when it will
-    wait behind another generation."""
-    return ctx.new_request()[0], QUEUED if ctx.max_concurrent <= 1 and ctx.busy() else ""
+    """Made when Ask is pressed, before the generation event is queued: the request id, and a notice (naming the
+    request) when it will wait behind another generation."""
+    rid = ctx.new_request()[0]
+    busy = ctx.max_concurrent <= 1 and ctx.busy()
+    return rid, f'{QUEUED}<span class="request-id" data-request="{rid[:8]}"></span>' if busy else ""
 
 
 def stop(ctx, rid: str | None) -> str | None:
