@@ -14,8 +14,10 @@ import time
 import urllib.request
 
 import pytest
+from playwright.sync_api import expect
 
 from asclepius_ui.engines import GenerationError, GenerationSettings, LoadOptions, load_engine
+from asclepius_ui.phi_guard import note_key
 from asclepius_ui.storage import open_storage
 from asclepius_ui.ui.context import AppContext
 
@@ -116,7 +118,9 @@ def test_chat_page_on_the_served_model(served, launch_app, page):
     page.get_by_label("Instruction", exact=True).fill("What was the diagnosis?")
     page.locator("#token-budget").get_by_text("Prompt ").wait_for(timeout=15000)  # counted by the server
     set_max_new(page, 24)
-    page.locator("#chat-guard").get_by_text("Send this note as it is").click()  # an endpoint: the guard asks first
+    # An endpoint: the guard asks first, naming the note (wait for this note's, then confirm it).
+    expect(page.locator("#chat-guard")).to_contain_text(f"fingerprint {note_key(NOTE)[:8]}")
+    page.locator("#chat-guard").get_by_text("Send this note as it is").click()
     page.get_by_role("button", name="Ask").click()
     page.locator("#chat-status").get_by_text("tokens/s").wait_for(timeout=60000)
     assert "remote" in bot_text(page)

@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 import pytest
 from playwright.sync_api import expect
 
+from asclepius_ui.phi_guard import note_key
 from asclepius_ui.remote import RemoteEngine, RemoteOptions
 from asclepius_ui.storage import new_uid, open_storage
 from asclepius_ui.ui.common import safe_html, safe_markdown
@@ -98,7 +99,9 @@ def test_no_page_loads_anything_from_another_host(tmp_path, tiny_engine, launch_
         page.goto(url)
         page.get_by_label("Discharge summary", exact=True).filter(visible=True).first.fill(f"Note {PAYLOAD}")
         page.get_by_label("Instruction", exact=True).filter(visible=True).first.fill(f"Why? {PAYLOAD}")
-        page.locator("#chat-guard").get_by_text("Send this note as it is").click()  # the endpoint's privacy guard
+        # The endpoint's privacy guard names the note it asks about: wait for this note's, then confirm it.
+        expect(page.locator("#chat-guard")).to_contain_text(f"fingerprint {note_key(f'Note {PAYLOAD}')[:8]}")
+        page.locator("#chat-guard").get_by_text("Send this note as it is").click()
         page.get_by_role("button", name="Ask", exact=True).click()
         page.locator("#chat-status").get_by_text("tokens/s").wait_for(timeout=60_000)
         assert "Remote answer" in page.locator("#answers").inner_text()
@@ -110,6 +113,7 @@ def test_no_page_loads_anything_from_another_host(tmp_path, tiny_engine, launch_
         page.locator("#compare-page").get_by_label("Instruction", exact=True).fill("Why?")  # the tiny context
         page.locator("#cmp-max-new input[type=number]").fill("8")
         page.locator("#cmp-max-new input[type=number]").press("Enter")
+        expect(page.locator("#cmp-guard")).to_contain_text(f"fingerprint {note_key(f'Note {PAYLOAD}')[:8]}")
         page.locator("#cmp-guard").get_by_text("Send this note as it is").click()
         page.locator("#cmp-run").click()
         status = page.locator("#cmp-status")
