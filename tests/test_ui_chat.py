@@ -195,8 +195,10 @@ def test_ctrl_enter_asks_and_the_answer_points_into_the_note(chat_url, page):
     assert page.locator("#chat-evidence img").count() == 0  # the note's markup is shown as text
 
 
-def test_stop_cancels_a_request_waiting_in_the_queue(chat_url, page):
-    open_page(page, chat_url)
+def test_stop_cancels_a_request_waiting_in_the_queue(launch_app, tiny_engine, browser):
+    context = browser.new_context()  # a page and an app of its own: nothing else in its queue or its session
+    page = context.new_page()
+    open_page(page, launch_app(AppContext(engine=tiny_engine)))
     page.get_by_label("Discharge summary").fill(NOTE)
     page.get_by_label("Instruction", exact=True).fill("Summarize the hospital course.")
     set_max_new(page, 650)  # long enough that the second question surely waits behind the first
@@ -213,6 +215,7 @@ def test_stop_cancels_a_request_waiting_in_the_queue(chat_url, page):
     page.get_by_role("button", name="Stop").click()  # stops the queued one, not the running one
     expect(status).to_contain_text("Stopped while waiting in the queue", timeout=60_000)
     expect(page.locator("#answers [data-testid='bot']")).to_have_count(1)
+    context.close()
 
 
 @pytest.mark.parametrize("size", [(1366, 768), (1920, 1080)])
