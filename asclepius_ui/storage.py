@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import secrets
 import threading
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -295,6 +295,45 @@ def _row(obj) -> dict:
     return {c.key: getattr(obj, c.key) for c in obj.__table__.columns}
 
 
+class FifoLock:
+    """A lock handed to its waiters in arrival order.
+
+    ``threading.Lock`` is not fair: a thread that releases it and asks again at once (an import writing batch after
+    batch) usually gets it back before a waiting thread wakes, so a rating save could wait behind the whole import.
+    Here ``release`` hands the lock straight to the longest waiter, so a save waits for at most the writes queued
+    before it.
+    """
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._waiters: deque[threading.Lock] = deque()
+        self._held = False
+
+    def acquire(self) -> None:
+        with self._mutex:
+            if not self._held:
+                self._held = True
+                return
+            turn = threading.Lock()
+            turn.acquire()
+            self._waiters.append(turn)
+        turn.acquire()  # released by ``release`` when this waiter is first in line: the lock is now ours
+
+    def release(self) -> None:
+        with self._mutex:
+            if self._waiters:
+                self._waiters.popleft().release()  # ownership passes on; ``_held`` stays true
+            else:
+                self._held = False
+
+    def __enter__(self) -> FifoLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
 def _db_error(exc: SQLAlchemyError) -> StorageError:
     return StorageError(f"The database could not save this ({type(exc).__name__}: "
                         f"{getattr(exc, 'orig', None) or exc}). Nothing was lost: try again.")
@@ -306,9 +345,9 @@ class Storage:
     def __init__(self, engine: Engine):
         self.engine = engine
         self._writer = engine.execution_options(writer=True)
-        # SQLite allows one writer at a time; queueing this process's writers here is fairer (lower tail latency)
-        # than SQLite's sleeping busy handler, which still arbitrates between processes.
-        self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else nullcontext()
+        # SQLite allows one writer at a time; queueing this process's writers here, first come first served, gives
+        # a lower tail latency than SQLite's sleeping busy handler (which still arbitrates between processes).
+        self._write_lock = FifoLock() if engine.dialect.name == "sqlite" else nullcontext()
         self._secrets: dict[str, str] = {}
 
     @property

@@ -89,12 +89,14 @@ def _fresh(text: str, i: int) -> str:
     return f"Record {i:04d}-{os.getpid()}.\n{text}"
 
 
-def _load(config: str, model: str, gguf: str | None, threads: int):
+def _load(config: str, model: str, gguf: str | None, threads: int, draft: int = 0):
+    """One engine; ``draft`` > 0 loads llama.cpp with prompt-lookup drafting (``--draft-prompt-lookup``), which a
+    request then turns on or off with its ``prompt_lookup`` setting, as transformers does per request."""
     from asclepius_ui.engines import LoadOptions, load_engine
 
     backend, variant = config.split(":")
     if backend == "llamacpp":
-        return load_engine(LoadOptions(gguf, backend="llamacpp", threads=threads))
+        return load_engine(LoadOptions(gguf, backend="llamacpp", threads=threads, draft_prompt_lookup=draft))
     return load_engine(LoadOptions(model, backend="transformers", precision=variant, device="cpu"))
 
 
@@ -251,7 +253,7 @@ def lookup(args: argparse.Namespace) -> dict:
     from asclepius_ui.engines import GenerationSettings
     from asclepius_ui.tasks import TASKS, fill_instruction
 
-    engine = _load(args.config, args.model, args.gguf, args.threads)
+    engine = _load(args.config, args.model, args.gguf, args.threads, draft=args.draft)
     if not engine.capabilities.prompt_lookup:
         return {"error": f"the {engine.backend} engine does not offer prompt-lookup decoding"}
     if hasattr(engine, "prefix_cache"):

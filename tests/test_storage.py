@@ -7,12 +7,13 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from asclepius_ui.rubric import RUBRIC_VERSION
-from asclepius_ui.storage import StorageError, migrate, new_uid, open_storage
+from asclepius_ui.storage import FifoLock, StorageError, migrate, new_uid, open_storage
 from tests.pg import pg_server, pg_url, raw_execute  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -202,3 +203,23 @@ def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(tmp_path):
     with st.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 60000
     st.close()
+
+
+def test_write_lock_goes_to_the_waiter_first_in_line():
+    """A writer that releases and asks again at once (an import, batch after batch) queues behind a waiting save."""
+    lock, order = FifoLock(), []
+    lock.acquire()
+
+    def save() -> None:
+        with lock:
+            order.append("save")
+
+    waiter = threading.Thread(target=save)
+    waiter.start()
+    while not lock._waiters:  # the save is queued
+        time.sleep(0.001)
+    lock.release()
+    with lock:
+        order.append("next batch")
+    waiter.join()
+    assert order == ["save", "next batch"]
