@@ -2,7 +2,8 @@
 
     python -m bench.ratings                       # storage: SQLite, and PostgreSQL if $ASCLEPIUS_TEST_PG_URL
     python -m bench.ratings --backends sqlite --raters 1,10,50 --writes 40
-    python -m bench.ratings --http --raters 50 --interval 2 --seconds 60   # the running app, through gradio_client
+    python -m bench.ratings --http --raters 50 --interval 2 --seconds 60   # the running app, as the page calls it
+    python -m bench.ratings --http --client both --raters 50   # ... and through gradio_client, for comparison
     python -m bench.ratings --import-items 100000             # rating saves while a study imports; Start/Submit cost
 
 PostgreSQL: the server named by ASCLEPIUS_TEST_PG_URL (a fresh database is made on it).
@@ -103,40 +104,74 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def run_http(url: str, raters: int, interval: float, seconds: float) -> Result:
-    """``raters`` gradio_client sessions against a real ``python app.py`` (demo model), each saving a rating of an
-    answer every ``interval`` seconds (closed loop) through the ``/rate`` API for ``seconds``."""
-    from gradio_client import Client
-
-    from asclepius_ui.ui.rating_widget import keep_state
-
-    st = open_storage(url)
+def _start_app(url: str) -> tuple[subprocess.Popen, str]:
+    """A real ``python app.py`` (demo model) on a free loopback port, once it answers."""
     port = free_port()
     proc = subprocess.Popen([sys.executable, "app.py", "--db", url, "--port", str(port)], cwd=ROOT,
                             env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     app = f"http://127.0.0.1:{port}/"
+    for _ in range(240):
+        try:
+            urllib.request.urlopen(app + "config", timeout=2).close()
+            return proc, app
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise SystemExit("the app did not start")
+
+
+def _page_caller(app: str):
+    """One rater's tab: a kept-alive HTTP connection posting to ``/gradio_api/run/rate``, the route the page itself
+    uses for this unqueued event (the rating form's State input travels as null, as the page sends it)."""
+    import httpx
+
+    http = httpx.Client(base_url=app, timeout=60)
+    session = uuid.uuid4().hex
+
+    def call(score: int, kept: dict) -> str:
+        r = http.post("gradio_api/run/rate", json={"data": [None, 0, score, [], "bench", kept],
+                                                   "session_hash": session})
+        r.raise_for_status()
+        return r.json()["data"][0]
+    return call
+
+
+def _gradio_caller(app: str):
+    """One rater through ``gradio_client`` (it joins the queue and reads an SSE stream; each call opens new HTTP
+    clients, whose set-up is most of its cost on a small machine)."""
+    from gradio_client import Client
+
+    client = Client(app, verbose=False)
+
+    def call(score: int, kept: dict) -> str:
+        return client.predict(0, score, [], "bench", kept, api_name="/rate")[0]
+    return call
+
+
+def run_http(url: str, raters: int, interval: float, seconds: float, client: str = "http") -> Result:
+    """``raters`` closed-loop raters against a real ``python app.py``, each saving a rating of an answer every
+    ``interval`` seconds through the ``rate`` API for ``seconds``: plain HTTP as the page sends it
+    (``client="http"``) or through ``gradio_client``."""
+    from asclepius_ui.ui.rating_widget import keep_state
+
+    st = open_storage(url)
+    proc, app = _start_app(url)
     try:
-        for _ in range(240):
-            try:
-                urllib.request.urlopen(app + "config", timeout=2).close()
-                break
-            except OSError:
-                time.sleep(0.5)
-        clients = [Client(app, verbose=False) for _ in range(raters)]
+        callers = [(_page_caller if client == "http" else _gradio_caller)(app) for _ in range(raters)]
         lat: list[list[float]] = [[] for _ in range(raters)]
         acked = [0] * raters
         errors: list[str] = []
         stop = time.perf_counter() + seconds
 
         def rater(i: int) -> None:
+            time.sleep(interval * i / raters)  # raters spread over the interval, as people are
             k = 0
             while time.perf_counter() < stop:
-                snap = dict(SNAPSHOT, started_at=f"r{i}-{k}")
-                kept = keep_state(st, [snap], new_uid(), {})
+                kept = keep_state(st, [dict(SNAPSHOT, started_at=f"r{i}-{k}")], new_uid(), {})
                 t = time.perf_counter()
                 try:
-                    msg, _ = clients[i].predict(0, 1 + k % 4, [], "bench", kept, api_name="/rate")
+                    msg = callers[i](1 + k % 4, kept)
                 except Exception as exc:  # noqa: BLE001 - a timeout is a result here: not acknowledged
                     errors.append(type(exc).__name__)
                     msg = ""
@@ -160,7 +195,7 @@ def run_http(url: str, raters: int, interval: float, seconds: float) -> Result:
     if errors:
         print(f"  {len(errors)} calls failed ({', '.join(sorted(set(errors)))}); stored {n}, acknowledged {sum(acked)}")
     assert n >= sum(acked), f"acknowledged {sum(acked)} but stored only {n}"
-    return Result("http", raters, sum(acked), elapsed, [x for xs in lat for x in xs])
+    return Result(f"{client}", raters, sum(acked), elapsed, [x for xs in lat for x in xs])
 
 
 def _items(n: int, tag: str) -> ParsedStudy:
@@ -215,7 +250,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--backends", default="sqlite,postgresql")
     ap.add_argument("--raters", default="1,10,50")
     ap.add_argument("--writes", type=int, default=40, help="writes per rater")
-    ap.add_argument("--http", action="store_true", help="through the app's HTTP API (gradio_client) instead")
+    ap.add_argument("--http", action="store_true", help="through the running app's HTTP API instead")
+    ap.add_argument("--client", default="http", choices=["http", "gradio", "both"],
+                    help="--http: plain HTTP as the page sends it, gradio_client, or both one after the other")
     ap.add_argument("--interval", type=float, default=2.0, help="--http: seconds between a rater's saves")
     ap.add_argument("--seconds", type=float, default=60.0, help="--http: how long to run")
     ap.add_argument("--import-items", type=int, default=0, help="measure saves during an import of this many items")
@@ -237,12 +274,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'backend':<10} {'raters':>6} {'writes':>7} {'writes/s':>10} {'p50 ms':>9} {'p99 ms':>9}")
     for backend in backends:
         for raters in map(int, args.raters.split(",")):
-            if args.http:
-                result = run_http(new_url(backend), raters, args.interval, args.seconds)
-                result.backend = f"http/{backend}"
-            else:
-                result = run(new_url(backend), backend, raters, args.writes)
-            print(result.line(), flush=True)
+            if not args.http:
+                print(run(new_url(backend), backend, raters, args.writes).line(), flush=True)
+                continue
+            for client in (("http", "gradio") if args.client == "both" else (args.client,)):
+                result = run_http(new_url(backend), raters, args.interval, args.seconds, client)
+                result.backend = f"{client}/{backend}"
+                print(result.line(), flush=True)
     return 0
 
 

@@ -31,6 +31,14 @@ def test_q8_0_from_a_safetensors_folder_with_verify(tiny_safetensors_model, tmp_
     assert max(a.prefix for a in result.agreements) == convert.VERIFY_TOKENS, [a.prefix for a in result.agreements]
     err = capsys.readouterr().err
     assert "[5/5] verifying" in err and "tokens agree" in err
+    # Drafting on a quantised GGUF is allowed but says that greedy answers may differ (measured on a 515M model).
+    from asclepius_ui.engines import LoadOptions, load_engine
+
+    drafting = load_engine(LoadOptions(str(out), threads=1, draft_prompt_lookup=5))
+    try:
+        assert any("q8_0 GGUF" in n and "may differ" in n for n in drafting.notices), drafting.notices
+    finally:
+        drafting.close()
 
 
 def test_f16_agrees_with_transformers_on_greedy_tokens(tiny_gguf, tiny_bin_model):
