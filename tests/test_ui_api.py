@@ -34,8 +34,12 @@ def test_my_pages_expose_only_their_named_actions(api_url):
 def test_ask_and_compare_then_vote_through_gradio_client(api_url):
     client = Client(api_url, verbose=False)
     chat, status, evidence = client.predict(NOTE, "Free question", "What was the diagnosis?", False, "greedy", 4,
-                                            False, 0.7, 0.9, 1, 1.0, "hold", [], api_name="/ask")
+                                            False, 0.7, 0.9, 1, 1.0, "hold", api_name="/ask")
     assert "tokens/s" in status and "preset greedy" in status and chat[-1]["role"] == "assistant"
+    # The session keeps its answers: a second question is added to the first (the page's chat, on the server).
+    chat, status, _ = client.predict(NOTE, "Free question", "Which drug?", False, "greedy", 4, False, 0.7, 0.9, 1,
+                                     1.0, "hold", api_name="/ask")
+    assert [m["role"] for m in chat] == ["user", "assistant"] * 2 and "tokens/s" in status
     out = client.predict(NOTE, "Free question", "Why admitted?", 4, "hold", api_name="/compare")
     assert "Both answers are ready" in out[4]
     voted = client.predict("tie", None, None, api_name="/vote")

@@ -19,10 +19,6 @@ def chat_url(launch_app, tiny_engine):
     return launch_app(AppContext(engine=tiny_engine))
 
 
-# Open bug (issue 11 point 6): when the whole module runs, Stop in the browser sometimes reaches no request. The stop
-# paths are tested without a browser in test_chat_logic.py and test_engine.py.
-FLAKY_STOP = pytest.mark.skip(reason="flaky in the browser when the module runs whole: Stop sometimes reaches no "
-                                     "request (open bug, issue 11 point 6)")
 
 
 def answers(page):
@@ -73,7 +69,6 @@ def test_ask_streams_an_answer_and_stays_on_loopback(chat_url, page):
     assert hosts == {"127.0.0.1"}, hosts
 
 
-@FLAKY_STOP
 def test_stop_ends_generation_early(chat_url, page):
     open_page(page, chat_url)
     page.get_by_label("Discharge summary").fill(NOTE)
@@ -202,7 +197,6 @@ def test_ctrl_enter_asks_and_the_answer_points_into_the_note(chat_url, page):
     assert page.locator("#chat-evidence img").count() == 0  # the note's markup is shown as text
 
 
-@FLAKY_STOP
 def test_stop_cancels_a_request_waiting_in_the_queue(launch_app, tiny_engine, browser):
     context = browser.new_context()  # a page and an app of its own: nothing else in its queue or its session
     page = context.new_page()
@@ -223,6 +217,29 @@ def test_stop_cancels_a_request_waiting_in_the_queue(launch_app, tiny_engine, br
     page.get_by_role("button", name="Stop").click()  # stops the queued one, not the running one
     expect(status).to_contain_text("Stopped while waiting in the queue", timeout=60_000)
     expect(page.locator("#answers [data-testid='bot']")).to_have_count(1)
+    context.close()
+
+
+def test_a_question_asked_while_answering_waits_and_both_answers_stay(launch_app, tiny_engine, browser):
+    context = browser.new_context()  # an app of its own: its queue holds only this page's two questions
+    page = context.new_page()
+    open_page(page, launch_app(AppContext(engine=tiny_engine)))
+    page.get_by_label("Discharge summary").fill(NOTE)
+    box = page.get_by_label("Instruction", exact=True)
+    box.fill("Summarize the hospital course.")
+    set_max_new(page, 650)
+    page.get_by_role("button", name="Ask").click()
+    expect(page.locator("#chat-status")).to_contain_text("Generating…", timeout=30_000)
+    box.fill("Which antibiotic was given?")
+    page.get_by_role("button", name="Ask").click()
+    expect(page.locator("#chat-queue")).to_contain_text("Queued")
+    bots = page.locator("#answers [data-testid='bot']")
+    expect(bots).to_have_count(2, timeout=60_000)
+    expect(bots.nth(1)).to_contain_text("tokens/s", timeout=60_000)
+    expect(bots.nth(0)).to_contain_text("tokens/s")  # the first answer is still there, finished
+    users = page.locator("#answers [data-testid='user']")
+    expect(users).to_have_count(2)
+    expect(users.nth(1)).to_contain_text("Which antibiotic was given?")
     context.close()
 
 

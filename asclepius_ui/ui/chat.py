@@ -49,6 +49,14 @@ def demo_text(engine) -> str:
     return DEMO_TEXT.format(score=f"; {score}" if score else "")
 
 
+def _shown_too(answer):
+    """``answer``'s updates with the answers also written to the server-side copy (the second output)."""
+    def run(*args):
+        for chat, *rest in answer(*args):
+            yield chat, chat, *rest
+    return run
+
+
 def build(ctx: AppContext) -> None:
     """Lay out the chat page and wire its events."""
     engine = ctx.engine
@@ -111,25 +119,31 @@ def build(ctx: AppContext) -> None:
         gr.HTML("", js_on_load=CTRL_ENTER, elem_id="chat-keys", padding=False)
 
     rid = gr.State(None)  # made when Ask is pressed, before the request is queued: Stop can cancel it there
+    # The answers as last sent to the page, kept on the server: a question that waited in the queue adds to the
+    # answers as they are when it runs (the Chatbot's own value would be the one from when Ask was pressed).
+    shown = gr.State([])
     gen_inputs = [rid, note, task, instruction, history, preset, max_new, sampling, temperature, top_p, beams,
-                  repetition, guard, chatbot, turns]
-    gen_outputs = [chatbot, turns, status, evidence]
+                  repetition, guard, shown, turns]
+    gen_outputs = [chatbot, shown, turns, status, evidence]
     limit = max(1, ctx.max_concurrent)
     private = {"api_visibility": "private"}
 
     def wire(trigger, fn, api_name: str | None):
+        # trigger_mode "multiple": a question asked while an answer is generating waits in the queue (and Stop can
+        # cancel it there); Gradio's default ("once") would drop the second generation while the first is pending.
         made = trigger(functools.partial(logic.new_request, ctx), None, [rid, queued], queue=False,
-                       show_progress="hidden", **private)
+                       show_progress="hidden", trigger_mode="multiple", **private)
         visibility = {"api_name": api_name} if api_name else private
-        made.then(functools.partial(fn, ctx), gen_inputs, gen_outputs, concurrency_limit=limit,
-                  concurrency_id="generate", **visibility).then(lambda: "", None, queued, queue=False, **private)
+        made.then(_shown_too(functools.partial(fn, ctx)), gen_inputs, gen_outputs, concurrency_limit=limit,
+                  concurrency_id="generate", trigger_mode="multiple", **visibility).then(
+            lambda: "", None, queued, queue=False, **private)
 
     wire(ask.click, logic.ask, "ask")
     wire(instruction.submit, logic.ask, None)
     wire(regen.click, logic.regenerate, None)
     stop.click(lambda r: logic.stop(ctx, r) or gr.update(), rid, status, queue=False, show_progress="hidden",
                **private)
-    clear.click(lambda: ([], [], None, "", "", ""), None, [chatbot, turns, rid, status, cut_text, evidence],
+    clear.click(lambda: ([], [], [], None, "", "", ""), None, [chatbot, shown, turns, rid, status, cut_text, evidence],
                 **private)
     load_example.click(lambda name: examples.get(name, ""), example, note, **private)
     note.change(logic.guard_reset, note, guard, show_progress="hidden", **private)  # confirm each note
