@@ -14,6 +14,16 @@ from .gguf_fixtures import gguf_engine, tiny_gguf  # noqa: F401 - GGUF fixtures 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+# The longest test files (measured with --durations) start first, so the parallel run does not end on one of them.
+SLOW_FIRST = ("test_train_ddp.py", "test_server_kill.py", "test_ui_offline.py", "test_ui_study.py",
+              "test_eval_analysis_ui.py", "test_app_cli.py", "test_ui_chat.py", "test_llamacpp_ui.py")
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    rank = {name: i for i, name in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(SLOW_FIRST)))  # stable: file order kept otherwise
+
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]

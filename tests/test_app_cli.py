@@ -1,4 +1,8 @@
-"""`python app.py` as a user runs it: bad flags give clear messages; the demo page comes up offline."""
+"""`python app.py` as a user runs it: bad flags give clear messages; the demo page comes up offline.
+
+The error paths call the launcher's ``main`` (all that ``app.py`` runs) in this process: same exit status, same
+stderr, without paying an interpreter start per case. The demo starts as a real ``python app.py`` process.
+"""
 
 import os
 import subprocess
@@ -12,21 +16,28 @@ from tests.ports import free_port
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_app(*args, env=None, timeout=120):
-    return subprocess.run([sys.executable, "app.py", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})})
+def run_app(capsys, *args) -> tuple[int, str]:
+    """(exit status, stderr) of ``python app.py ARGS``."""
+    from asclepius_ui.launch import main
+
+    capsys.readouterr()
+    try:
+        code = main(list(args))
+    except SystemExit as exc:  # argparse errors
+        code = exc.code
+    return code, capsys.readouterr().err
 
 
-def test_missing_model_folder_is_a_clear_error():
-    out = run_app("--model", "/no/such/model", "--no-db")
-    assert out.returncode == 2
-    assert "Model folder not found: /no/such/model" in out.stderr
-    assert "Traceback" not in out.stderr
+def test_missing_model_folder_is_a_clear_error(capsys):
+    code, err = run_app(capsys, "--model", "/no/such/model", "--no-db")
+    assert code == 2
+    assert "Model folder not found: /no/such/model" in err
+    assert "Traceback" not in err
 
 
-def test_hub_id_while_offline_is_a_clear_error():
-    out = run_app("--model", "starmpcc/Asclepius-7B", "--no-db")
-    assert out.returncode == 2 and "offline" in out.stderr and "--model DIR" in out.stderr
+def test_hub_id_while_offline_is_a_clear_error(capsys):
+    code, err = run_app(capsys, "--model", "starmpcc/Asclepius-7B", "--no-db")
+    assert code == 2 and "offline" in err and "--model DIR" in err
 
 
 def test_demo_app_starts_offline_on_loopback(tmp_path):
@@ -52,10 +63,10 @@ def test_demo_app_starts_offline_on_loopback(tmp_path):
         proc.wait(20)
 
 
-def test_bad_database_url_and_users_file_are_clear_errors(tmp_path, tiny_bin_model):
-    out = run_app("--model", str(tiny_bin_model), "--db", "notaurl")
-    assert out.returncode == 2 and "Not a database URL" in out.stderr and "Traceback" not in out.stderr
+def test_bad_database_url_and_users_file_are_clear_errors(tmp_path, tiny_bin_model, capsys):
+    code, err = run_app(capsys, "--model", str(tiny_bin_model), "--db", "notaurl")
+    assert code == 2 and "Not a database URL" in err and "Traceback" not in err
     bad = tmp_path / "users.json"
     bad.write_text("{not json")
-    out = run_app("--model", str(tiny_bin_model), "--no-db", "--auth", str(bad))
-    assert out.returncode == 2 and "error:" in out.stderr and "Traceback" not in out.stderr
+    code, err = run_app(capsys, "--model", str(tiny_bin_model), "--no-db", "--auth", str(bad))
+    assert code == 2 and "error:" in err and "Traceback" not in err
