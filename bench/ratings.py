@@ -163,14 +163,10 @@ def run_http(url: str, raters: int, interval: float, seconds: float, client: str
         acked = [0] * raters
         errors: list[str] = []
 
-        def opened(i: int) -> None:
-            """The rater's page load: the session's first event (Gradio then builds the session's state, ~45 ms
-            of server CPU for this app's components, once per page), not timed."""
+        for i in range(raters):  # each rater's page load, untimed: on a session's first event Gradio builds its
+            # state (~45 ms of server CPU for this app's components, once per page)
             kept = keep_state(st, [dict(SNAPSHOT, started_at=f"r{i}-open")], new_uid(), {})
             acked[i] += callers[i](1, kept).startswith("Saved rating")
-
-        for i in range(raters):
-            opened(i)
 
         def rater(i: int) -> None:
             time.sleep(interval * i / raters)  # raters spread over the interval, as people are
@@ -204,7 +200,7 @@ def run_http(url: str, raters: int, interval: float, seconds: float, client: str
     if errors:
         print(f"  {len(errors)} calls failed ({', '.join(sorted(set(errors)))}); stored {n}, acknowledged {sum(acked)}")
     assert n >= sum(acked), f"acknowledged {sum(acked)} but stored only {n}"
-    return Result(f"{client}", raters, sum(acked), elapsed, [x for xs in lat for x in xs])
+    return Result(client, raters, sum(acked), elapsed, [x for xs in lat for x in xs])
 
 
 def _items(n: int, tag: str) -> ParsedStudy:

@@ -19,8 +19,6 @@ def chat_url(launch_app, tiny_engine):
     return launch_app(AppContext(engine=tiny_engine))
 
 
-
-
 def answers(page):
     return page.locator("#answers .message-row, #answers [data-testid='bot']")
 
