@@ -1,6 +1,6 @@
-"""Batch answers: read a CSV/JSONL of notes, make one job per note and task (or question column), answer each
-with the app's engine, write CSV/JSONL. The Batch page and ``eval.generate`` share ``fit_problem`` and
-``answer_job``, so a page run and a CLI run answer a row the same way.
+"""Batch answers: read a table of notes, make one job per note and task (or question column), answer each with the
+app's engine through the one ask flow (``asclepius_ui.ask``), write the answers with the export's writers. The Batch
+page and ``eval.generate`` share ``answer_rows``, so a page run and a CLI run answer a row the same way.
 """
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import ask as flow
 from . import data_sources, export, private_files
 from .engines.base import GenerationResult, GenerationSettings
-from .errors import GenerationError, InputError, UserError
+from .errors import InputError, UserError
 from .tasks import TASKS, by_label, fill_instruction
 
 # Tasks a batch can run without a per-row argument: their instruction is complete, or takes a sensible default.
-DEFAULT_ARGS = {"ner": "medical conditions, medications, procedures", "paraphrasing": "hospital course"}
-BATCH_TASKS = [t.label for t in TASKS.values() if t.key in DEFAULT_ARGS or not t.needs_arg()]
+BATCH_TASKS = [t.label for t in TASKS.values() if t.runs_unattended]
 
 
 def read_table(path: str | Path) -> list[dict]:
@@ -43,7 +43,7 @@ def make_jobs(rows: list[dict], task_labels: list[str] | None, question_column: 
         base.setdefault("id", str(row.get("id") or i))
         for label in task_labels or []:
             t = by_label(label)
-            jobs.append({**base, "task": t.key, "question": fill_instruction(t, DEFAULT_ARGS.get(t.key))})
+            jobs.append({**base, "task": t.key, "question": fill_instruction(t, t.default_arg)})
         if question_column:
             q = str(row.get(question_column) or "").strip()
             if q:
@@ -57,15 +57,6 @@ def job_id(job: dict) -> str:
     return f"{job.get('id', '')}-{h.hexdigest()[:10]}"
 
 
-def fit_problem(engine, prompt: str, settings) -> str | None:
-    """Why ``prompt`` cannot be answered within the engine's context, or None when it fits (or cannot be known)."""
-    try:
-        engine.check_fits(prompt, settings)
-    except GenerationError as exc:
-        return str(exc)
-    return None
-
-
 @dataclass
 class Answered:
     """One row's outcome: ``result`` or the ``error`` that kept it from being answered."""
@@ -76,41 +67,42 @@ class Answered:
 
 
 def answer_rows(engine, rows: Iterable[dict], settings: GenerationSettings, *, batch_size: int = 1,
-                concurrency: int = 1, stop_event: threading.Event | None = None) -> Iterator[Answered]:
+                concurrency: int = 1, stop_event: threading.Event | None = None,
+                guard: str = flow.GUARD_SEND) -> Iterator[Answered]:
     """Answer each row's ``question`` about its ``note``: the one loop behind ``eval.generate`` and the Batch page.
 
-    A prompt that cannot fit is an error for that row only. ``batch_size`` > 1 runs ``generate_batch`` on
-    backends that batch (prompts sorted by length to limit padding); a backend that serves concurrent requests
-    answers ``concurrency`` at a time; otherwise rows go one by one. Once ``stop_event`` is set, the running
-    generation ends early and no further row starts.
+    Each row goes through ``ask.prepare`` (checks, privacy guard with the caller's ``guard`` choice, prompt
+    tokenised once, fit checked once): a row it refuses is an error for that row only. ``batch_size`` > 1 runs
+    ``generate_batch`` on backends that batch (prompts sorted by length to limit padding); a backend that serves
+    concurrent requests answers ``concurrency`` at a time; otherwise rows go one by one. Once ``stop_event`` is
+    set, the running generation ends early and no further row starts.
     """
     stop_event = stop_event or threading.Event()
-    todo: list[tuple[dict, str]] = []
+    todo: list[tuple[dict, flow.Prepared]] = []
     for row in rows:
-        prompt = engine.prompt(str(row["note"]), str(row["question"]))
-        problem = fit_problem(engine, prompt, settings)
-        if problem:
-            yield Answered(row, error=problem)
-        else:
-            todo.append((row, prompt))
+        request = flow.Request(note=str(row["note"]), instruction=str(row["question"]),
+                               task=str(row.get("task") or ""), settings=settings, guard=guard)
+        try:
+            todo.append((row, flow.prepare(engine, request)))
+        except UserError as exc:
+            yield Answered(row, error=str(exc))
 
-    def one(rp: tuple[dict, str]) -> Answered:
+    def one(rp: tuple[dict, flow.Prepared]) -> Answered:
         if stop_event.is_set():
             return Answered(rp[0], error="stopped before it started")
         try:
-            return Answered(rp[0], engine.generate(rp[1], settings, stop_event))
+            return Answered(rp[0], flow.generate(rp[1], stop_event))
         except UserError as exc:
             return Answered(rp[0], error=str(exc))
 
     if engine.capabilities.batch and batch_size > 1:
-        if engine.capabilities.tokenizer:
-            todo.sort(key=lambda rp: engine.count_tokens(rp[1]))
+        todo.sort(key=lambda rp: rp[1].prompt.n_tokens or 0)
         for start in range(0, len(todo), batch_size):
             chunk = todo[start:start + batch_size]
             if stop_event.is_set():
                 return
             try:
-                results = engine.generate_batch([p for _, p in chunk], settings)
+                results = engine.generate_batch([p.prompt for _, p in chunk], settings)
             except UserError as exc:
                 yield from (Answered(r, error=str(exc)) for r, _ in chunk)
                 continue
@@ -140,9 +132,10 @@ def job_row(engine, done: Answered) -> dict:
             "stopped": r.stopped}
 
 
-def run_jobs(engine, jobs: list[dict], settings, stop_event: threading.Event) -> Iterator[dict]:
+def run_jobs(engine, jobs: list[dict], settings, stop_event: threading.Event,
+             guard: str = flow.GUARD_SEND) -> Iterator[dict]:
     """Answer ``jobs`` in order, yielding each finished row; stops before the next job once ``stop_event`` is set."""
-    for done in answer_rows(engine, jobs, settings, stop_event=stop_event):
+    for done in answer_rows(engine, jobs, settings, stop_event=stop_event, guard=guard):
         yield job_row(engine, done)
 
 

@@ -22,6 +22,7 @@ import openai
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from .errors import InputError, UserError
+from .flags import add_dataclass_arguments, values_from_args
 
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 API_KEY_REFUSED = ("--api-key is not taken on the command line (it would end up in shell history and process "
@@ -48,9 +49,13 @@ class MalformedReply(ValueError):
 MALFORMED = (MalformedReply, openai.APIResponseValidationError, json.JSONDecodeError)
 
 
+DEFAULT_MAX_RETRIES = 4  # one default for the app's engines, the judge and synthesis
+
+
 @dataclass
 class EndpointSettings:
-    """Where requests go and how hard to try.
+    """Where requests go and how hard to try: the one settings type for every OpenAI-compatible call (the app's
+    engine and contenders, the judge, synthesis). Each field with help is a command-line flag (``flags``).
 
     The key is ``api_key`` when given (programmatic use only: the CLIs refuse ``--api-key``), else the value of
     the environment variable named ``api_key_env``. ``base_url`` falls back to ``OPENAI_BASE_URL``;
@@ -60,16 +65,21 @@ class EndpointSettings:
     """
 
     model: str = ""
-    base_url: str | None = None
-    api_key_env: str = DEFAULT_KEY_ENV
+    base_url: str | None = field(default=None, metadata={
+        "help": "OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 for vLLM (default: $OPENAI_BASE_URL)"})
+    api_key_env: str = field(default=DEFAULT_KEY_ENV, metadata={
+        "metavar": "NAME", "help": f"NAME of the environment variable holding the API key (default {DEFAULT_KEY_ENV})"})
     api_key: str | None = field(default=None, repr=False)
-    azure_endpoint: str | None = None
-    api_version: str = "2024-06-01"
-    concurrency: int = 4
-    rpm: float | None = None
-    tpm: float | None = None
-    timeout: float = 120.0
-    max_retries: int = 6
+    azure_endpoint: str | None = field(default=None, metadata={
+        "help": "Azure OpenAI resource URL (then --model names the deployment)"})
+    api_version: str = field(default="2024-06-01", metadata={"help": "Azure OpenAI API version"})
+    concurrency: int = field(default=4, metadata={"help": "requests in flight at once"})
+    rpm: float | None = field(default=None, metadata={"help": "requests-per-minute limit (default: none)"})
+    tpm: float | None = field(default=None, metadata={
+        "help": "tokens-per-minute limit, estimated before and counted after each request (default: none)"})
+    timeout: float = field(default=120.0, metadata={"help": "seconds per request"})
+    max_retries: int = field(default=DEFAULT_MAX_RETRIES, metadata={
+        "help": "retries of a 429/408/409/5xx/connection error (the SDK's, honouring Retry-After)"})
     malformed_retries: int = 2
 
     def key(self) -> str | None:
@@ -287,50 +297,58 @@ async def complete(client: openai.AsyncOpenAI, messages: list[dict[str, str]], s
 # ----- command-line flags, the same in every CLI ----------------------------------------------------------------
 def add_endpoint_arguments(parser: argparse.ArgumentParser, *, model: bool = True, model_required: bool = False,
                            model_default: str | None = None, model_aliases: Sequence[str] = (),
-                           concurrency: int = 4) -> argparse._ArgumentGroup:
-    """Add ``--base-url --api-key-env --model --concurrency --rpm --tpm --timeout --max-retries`` (and Azure's
-    two) to ``parser``; ``settings_from_args`` reads them back. A hidden ``--api-key`` exists only to be refused
-    with a message (a key on the command line ends up in shell history and process lists). ``model=False``
-    leaves ``--model`` to the caller (e.g. when it names a local model there)."""
-    g = parser.add_argument_group("endpoint (any OpenAI-compatible API)")
-    g.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 for vLLM "
-                                      "(default: $OPENAI_BASE_URL, else OpenAI)")
-    g.add_argument("--api-key-env", default=DEFAULT_KEY_ENV, metavar="NAME",
-                   help=f"NAME of the environment variable holding the API key (default: {DEFAULT_KEY_ENV})")
-    g.add_argument("--api-key", help=argparse.SUPPRESS)  # refused with a message by settings_from_args
+                           concurrency: int | None = None, prefix: str = "", cls: type = EndpointSettings,
+                           skip: tuple[str, ...] = (), title: str = "endpoint (any OpenAI-compatible API)",
+                           defaults: dict | None = None) -> argparse._ArgumentGroup:
+    """Add the flags of ``cls``'s fields (``--base-url --api-key-env --concurrency --rpm --tpm --timeout
+    --max-retries`` and Azure's two; ``cls`` may be a subclass with more) and ``--model`` to ``parser``;
+    ``settings_from_args`` reads them back. ``prefix`` gives the same flags for a second endpoint
+    (``--remote-base-url`` ...). A hidden ``--api-key`` exists only to be refused with a message (a key on the
+    command line ends up in shell history and process lists). ``model=False`` leaves ``--model`` to the caller."""
+    g = parser.add_argument_group(title)
+    add_dataclass_arguments(g, cls, prefix=prefix, skip=skip)
+    g.add_argument(f"--{prefix}api-key", dest=f"{prefix.replace('-', '_')}api_key",
+                   help=argparse.SUPPRESS)  # refused with a message by settings_from_args
     if model:
-        g.add_argument("--model", *model_aliases, dest="model", required=model_required, default=model_default,
+        g.add_argument(f"--{prefix}model", *model_aliases, dest=f"{prefix.replace('-', '_')}model",
+                       required=model_required, default=model_default,
                        help="model (or Azure deployment) name at the endpoint")
-    g.add_argument("--concurrency", type=int, default=concurrency, help="requests in flight at once")
-    g.add_argument("--rpm", type=float, help="requests-per-minute limit (default: none)")
-    g.add_argument("--tpm", type=float, help="tokens-per-minute limit, estimated before and counted after "
-                                             "each request (default: none)")
-    g.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
-    g.add_argument("--max-retries", type=int, default=6,
-                   help="retries of a 429/408/409/5xx/connection error (the SDK's, honouring Retry-After)")
-    g.add_argument("--azure-endpoint", help="Azure OpenAI resource URL (then --model names the deployment)")
-    g.add_argument("--api-version", default="2024-06-01", help="Azure OpenAI API version")
+    changed = dict(defaults or {})
+    if concurrency is not None:
+        changed["concurrency"] = concurrency
+    if changed:
+        parser.set_defaults(**{prefix.replace("-", "_") + k: v for k, v in changed.items()})
     return g
 
 
-def settings_from_args(args: argparse.Namespace, model: str | None = None) -> EndpointSettings:
-    """``EndpointSettings`` from the flags ``add_endpoint_arguments`` added; checks their values."""
-    if getattr(args, "api_key", None):
-        raise InputError(API_KEY_REFUSED)
-    for name in ("concurrency", "max_retries"):
-        if getattr(args, name) < (1 if name == "concurrency" else 0):
-            raise InputError(f"--{name.replace('_', '-')} must be at least {1 if name == 'concurrency' else 0}.")
+def settings_from_args(args: argparse.Namespace, model: str | None = None, *, prefix: str = "",
+                       cls: type = EndpointSettings, **extra) -> EndpointSettings:
+    """``cls`` (``EndpointSettings`` or a subclass) from the flags ``add_endpoint_arguments`` added; checks them."""
+    dest = prefix.replace("-", "_")
+    values = values_from_args(args, cls, prefix=prefix)
+    if getattr(args, dest + "api_key", None):
+        flag = f"--{prefix}api-key"
+        raise InputError(API_KEY_REFUSED.replace("--api-key is", f"{flag} is"))
+    check_values(values, prefix)
+    name = model if model is not None else (getattr(args, dest + "model", None) or "")
+    return cls(model=name, **values, **extra)
+
+
+def check_values(values: dict, prefix: str = "") -> None:
+    """Raise ``InputError`` for endpoint values no request can use (flags named as the user typed them)."""
+    def flag(name: str) -> str:
+        return f"--{prefix}{name.replace('_', '-')}"
+
+    for name, least in (("concurrency", 1), ("max_retries", 0)):
+        if name in values and values[name] < least:
+            raise InputError(f"{flag(name)} must be at least {least}.")
     for name in ("rpm", "tpm", "timeout"):
-        value = getattr(args, name)
+        value = values.get(name)
         if value is not None and value <= 0:
-            raise InputError(f"--{name} must be positive.")
-    if args.api_key_env and not args.api_key_env.replace("_", "").isalnum():
-        raise InputError(f"--api-key-env takes the NAME of an environment variable, not {args.api_key_env!r}: "
-                         "put the key in a variable and name that.")
-    if args.api_key_env != DEFAULT_KEY_ENV and not args.api_key and not os.environ.get(args.api_key_env):
-        raise InputError(f"--api-key-env {args.api_key_env}: that environment variable is not set.")
-    return EndpointSettings(model=model if model is not None else (getattr(args, "model", None) or ""),
-                            base_url=args.base_url, api_key_env=args.api_key_env,
-                            azure_endpoint=args.azure_endpoint, api_version=args.api_version,
-                            concurrency=args.concurrency, rpm=args.rpm, tpm=args.tpm, timeout=args.timeout,
-                            max_retries=args.max_retries)
+            raise InputError(f"{flag(name)} must be positive.")
+    env = values.get("api_key_env")
+    if env and not env.replace("_", "").isalnum():
+        raise InputError(f"{flag('api_key_env')} takes the NAME of an environment variable, not {env!r}: put the "
+                         "key in a variable and name that.")
+    if env and env != DEFAULT_KEY_ENV and not os.environ.get(env):
+        raise InputError(f"{flag('api_key_env')} {env}: that environment variable is not set.")

@@ -19,7 +19,6 @@ from tqdm import tqdm
 from .errors import InputError, UserError
 
 WHATS = ("ratings", "comparisons", "study", "dpo")
-FORMATS = ("csv", "jsonl")
 
 COLUMNS = {
     "ratings": ["id", "rater", "model", "task", "question", "answer", "score", "tags", "comment", "created_at",
@@ -91,9 +90,37 @@ def check_target(out: str | Path, force: bool = False, protect: list[Path] | tup
     return target
 
 
-def write_rows(rows: list[dict], columns: list[str], fmt: str, out: str | Path, progress: bool = True) -> int:
+def _write_csv(f, rows, columns: list[str]) -> None:
+    w = csv.DictWriter(f, fieldnames=columns)
+    w.writeheader()
+    for r in rows:
+        w.writerow({c: _cell(r.get(c)) for c in columns})
+
+
+def _write_jsonl(f, rows, columns: list[str]) -> None:
+    for r in rows:
+        f.write(json.dumps({c: r.get(c) for c in columns}, ensure_ascii=False) + "\n")
+
+
+# The export formats: name (also the file suffix) -> writer(file, rows, columns). One writer each, used by the
+# export command and the Admin download, the Batch page, ``eval.make_study`` and every other table this project writes.
+FORMATS = {"csv": _write_csv, "jsonl": _write_jsonl}
+
+
+def format_of(path: str | Path) -> str:
+    """The export format a file name asks for (its suffix), or ``InputError``."""
+    fmt = Path(path).suffix.lower().lstrip(".")
+    if fmt not in FORMATS:
+        raise InputError(f"{Path(path).name}: the file name must end in {', '.join('.' + f for f in FORMATS)}.")
+    return fmt
+
+
+def write_rows(rows: list[dict], columns: list[str] | None, fmt: str, out: str | Path, progress: bool = True) -> int:
     """Write ``rows`` to ``out``, readable by its owner only: written under a temporary name in the same folder
-    first and renamed at the end, so a failed export leaves neither a half file nor a stray ``.part``."""
+    first and renamed at the end, so a failed export leaves neither a half file nor a stray ``.part``. ``columns``
+    ``None``: every key of the rows, in first-seen order."""
+    if columns is None:
+        columns = list(dict.fromkeys(k for r in rows for k in r))
     if fmt not in FORMATS:
         raise InputError(f"--format must be one of {', '.join(FORMATS)}")
     out = Path(out)
@@ -102,14 +129,7 @@ def write_rows(rows: list[dict], columns: list[str], fmt: str, out: str | Path, 
     bar = tqdm(rows, desc=f"writing {out.name}", unit="row", disable=not progress, file=sys.stderr)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            if fmt == "csv":
-                w = csv.DictWriter(f, fieldnames=columns)
-                w.writeheader()
-                for r in bar:
-                    w.writerow({c: _cell(r.get(c)) for c in columns})
-            else:
-                for r in bar:
-                    f.write(json.dumps({c: r.get(c) for c in columns}, ensure_ascii=False) + "\n")
+            FORMATS[fmt](f, bar, columns)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o600)
@@ -131,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m asclepius_ui.export", description=__doc__.splitlines()[0])
     ap.add_argument("--db", required=True, help="SQLAlchemy URL, e.g. sqlite:///ratings.db")
     ap.add_argument("--what", choices=WHATS, required=True)
-    ap.add_argument("--format", choices=FORMATS, default="csv")
+    ap.add_argument("--format", choices=list(FORMATS), default="csv")
     ap.add_argument("--out", required=True)
     ap.add_argument("--include-superseded", action="store_true", help="also rows replaced by a later rating")
     ap.add_argument("--force", action="store_true", help="replace --out if it exists (never the database)")

@@ -8,9 +8,12 @@ import sys
 import warnings
 from pathlib import Path
 
-from .endpoints import API_KEY_REFUSED
+from .endpoints import API_KEY_REFUSED, add_endpoint_arguments, check_values
 from .engines import LoadOptions, add_engine_arguments, load_engine, options_from_args
+from .engines.openai import RemoteOptions
 from .errors import UserError
+from .flags import values_from_args
+from .ui.pages import RATER_PAGES, rater_pages
 
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
 
@@ -20,12 +23,10 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     c = p.add_argument_group("compare mode contenders")
     c.add_argument("--compare-model", action="append", default=[], metavar="MODEL",
                    help="another model (folder, hub id or .gguf) for blind side-by-side comparison (repeatable)")
-    c.add_argument("--remote-model", help="a model served over an OpenAI-compatible API, as a contender")
-    c.add_argument("--remote-base-url", help="its base URL (default: $OPENAI_BASE_URL)")
-    c.add_argument("--remote-api-key", help=argparse.SUPPRESS)  # refused: keys travel in environment variables
-    c.add_argument("--remote-api-key-env", default="OPENAI_API_KEY", metavar="VAR",
-                   help="environment variable holding its API key (default OPENAI_API_KEY)")
-    c.add_argument("--remote-mode", choices=["chat", "completion"], default="chat")
+    # A served contender: the engine's own endpoint flags again, with the prefix --remote- (chat by default: a
+    # contender is often a chat model).
+    add_endpoint_arguments(p, prefix="remote-", cls=RemoteOptions, skip=("concurrency",), defaults={"api_mode": "chat"},
+                           title="compare mode contender: a model served over an OpenAI-compatible API")
     s = p.add_argument_group("server")
     s.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1, this machine only)")
     s.add_argument("--port", type=int, default=7860)
@@ -43,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     r.add_argument("--no-db", action="store_true", help="run without the ratings database")
     r.add_argument("--auth", help="users file (rater/admin roles, hashed passwords); required off loopback")
     r.add_argument("--rater-pages", default="study", metavar="PAGES",
-                   help="pages a rater (non-admin) sees with --auth, comma-separated from chat,compare,study "
+                   help=f"pages a rater (non-admin) sees with --auth, comma-separated from {','.join(RATER_PAGES)} "
                         "(default: study); admins see every page")
     return p
 
@@ -73,14 +74,13 @@ def build_context(args: argparse.Namespace):
     contenders = {}
     for other in args.compare_model:
         # A contender shares the precision and device flags; its backend follows from its own name.
-        opts = options_from_args(args, other)
-        opts.backend, opts.base_url, opts.gguf_file = "auto", None, None
+        opts = options_from_args(args, other).replace(backend="auto", base_url=None, gguf_file=None)
         e = load_engine(opts)
         contenders[e.model_id] = e
     if args.remote_model:
-        remote = load_engine(LoadOptions(model=args.remote_model, backend="openai", base_url=args.remote_base_url,
-                                         api_key_env=args.remote_api_key_env,
-                                         api_mode=args.remote_mode, template=args.template or "asclepius"))
+        served = values_from_args(args, RemoteOptions, prefix="remote-", skip=("concurrency",))
+        check_values(served, "remote-")
+        remote = load_engine(LoadOptions(args.remote_model, backend="openai", template=args.template, **served))
         contenders[f"{args.remote_model} (remote)"] = remote
     if not args.model and not contenders:  # compare out of the box: the demo before instruction fine-tuning
         from .demo import base_model_path
@@ -123,18 +123,6 @@ def check_binding(args: argparse.Namespace) -> None:
     if exposed:
         warnings.warn(f"Serving beyond this machine ({'share link' if args.share else args.host}): anyone who can "
                       "reach it and log in sees the notes typed into it.", stacklevel=2)
-
-
-RATER_PAGES = ("chat", "compare", "study")
-
-
-def rater_pages(text: str) -> frozenset[str]:
-    """The pages named by ``--rater-pages`` (admin and analysis pages are for admins only, always)."""
-    names = {p.strip().lower() for p in (text or "").split(",") if p.strip()}
-    unknown = sorted(names - set(RATER_PAGES))
-    if unknown:
-        raise ValueError(f"unknown page(s) {', '.join(unknown)}; choose from {', '.join(RATER_PAGES)}")
-    return frozenset(names)
 
 
 def server_options(args: argparse.Namespace):

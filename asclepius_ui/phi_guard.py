@@ -164,13 +164,9 @@ def as_dicts(findings: list[Finding]) -> list[dict]:
 
 
 def leaves_machine(engine) -> bool:
-    """True for an engine that sends the prompt to another host (a remote, OpenAI-compatible endpoint)."""
-    caps = getattr(engine, "capabilities", None)
-    if caps is not None and hasattr(caps, "remote"):
-        return bool(caps.remote)
-    from .remote import RemoteEngine
-
-    return isinstance(engine, RemoteEngine)
+    """True for an engine that sends the prompt to another host: its ``capabilities.remote`` says so (any backend
+    may declare it; the guard never guesses from the class)."""
+    return bool(engine.capabilities.remote)
 
 
 def about_markdown() -> str:

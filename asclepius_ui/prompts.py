@@ -74,6 +74,19 @@ def build_prompt(note: str, question: str, template: str = "asclepius") -> str:
     return fmt.format(note=note.strip("\r\n"), question=question.strip("\r\n"))
 
 
+def prompt_parts(note: str, question: str, template: str = "asclepius") -> tuple[str, str | None]:
+    """The prompt and its note-only head: everything before the question, for templates that put the note first
+    (Asclepius's); ``None`` for templates that ask first. Follow-up questions on one note share that head, so a
+    backend can reuse its KV cache (and read the note ahead of the question)."""
+    text = build_prompt(note, question, template)
+    fmt = TEMPLATES[template]
+    at_note, at_question = fmt.find("{note}"), fmt.find("{question}")
+    if at_note < 0 or at_question < at_note:
+        return text, None
+    head = fmt[:at_question].format(note=note.strip("\r\n"))
+    return text, head if text.startswith(head) else None
+
+
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 

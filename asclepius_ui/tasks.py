@@ -14,6 +14,17 @@ class Task:
     instruction: str
     arg_label: str | None = None
     arg_placeholder: str = ""
+    default_arg: str | None = None  # the argument a batch run (or a bench) uses when none is given
+
+    @property
+    def example_arg(self) -> str:
+        """An argument that works on most notes: the default, else the placeholder's example (benches use it)."""
+        return self.default_arg or self.arg_placeholder.removeprefix("e.g. ")
+
+    @property
+    def runs_unattended(self) -> bool:
+        """True when the task needs no argument typed per note (none, or it has a default): batch and benches."""
+        return not self.needs_arg() or self.default_arg is not None
 
     def needs_arg(self) -> bool:
         return self.arg_label is not None
@@ -34,6 +45,7 @@ TASKS: dict[str, Task] = {
             "Named entity recognition",
             "Identify all named entities related to the patient's {arg} mentioned in this discharge summary.",
             "Entity type",
+            "medical conditions, medications, procedures",
             "medical conditions, medications, procedures",
         ),
         Task(
@@ -71,6 +83,7 @@ TASKS: dict[str, Task] = {
             "Paraphrasing",
             "Paraphrase the {arg} of this discharge summary in plain language that the patient can understand.",
             "Section",
+            "hospital course",
             "hospital course",
         ),
         Task(

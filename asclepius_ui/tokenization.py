@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .errors import InputError
-from .prompts import TEMPLATES, build_prompt
+from .prompts import build_prompt
 
 
 def encode_prompt(tokenizer, prompt: str) -> list[int]:
@@ -22,25 +22,6 @@ def encode_prompt(tokenizer, prompt: str) -> list[int]:
         while len(ids) > 1 and ids[0] == bos and ids[1] == bos:
             ids.pop(0)
     return ids
-
-
-def note_prefix(prompt: str, template: str) -> str | None:
-    """The start of ``prompt`` that depends only on the note: everything before the question, for templates that
-    put the note first (Asclepius's). ``None`` when the template asks first or ``prompt`` is not in its shape.
-
-    Follow-up questions on one note share this text, so a backend can reuse its KV cache.
-    """
-    fmt = TEMPLATES.get(template)
-    if fmt is None or "{note}" not in fmt or "{question}" not in fmt:
-        return None
-    at_note, at_question = fmt.index("{note}"), fmt.index("{question}")
-    if at_note > at_question:
-        return None
-    head, between = fmt[:at_note], fmt[at_note + len("{note}"):at_question]
-    end = prompt.rfind(between) if between else -1
-    if not prompt.startswith(head) or end < len(head):
-        return None
-    return prompt[:end + len(between)]
 
 
 AUTHORS_MAX_NEW_TOKENS = 400

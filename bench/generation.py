@@ -100,19 +100,22 @@ def _load(config: str, model: str, gguf: str | None, threads: int, draft: int = 
     return load_engine(LoadOptions(model, backend="transformers", precision=variant, device="cpu"))
 
 
-def _app(engine, prompt: str, settings) -> dict:
-    """The app path: the streamed engine call the chat page makes (its default 50 ms updates)."""
+def _app(engine, asked: tuple[str, str], settings) -> dict:
+    """The app path: the ask flow the chat page runs for (note, question), streamed (its default 50 ms updates)."""
+    from asclepius_ui import ask
+
     t = time.perf_counter()
-    *_, last = engine.stream(prompt, settings)
+    prepared = ask.prepare(engine, ask.Request(*asked, settings=settings, guard=ask.GUARD_SEND))
+    *_, last = ask.stream(prepared)
     return dict(seconds=time.perf_counter() - t, tokens=last.new_tokens, text=last.text, ttft=last.first_token_s)
 
 
 def _in_worker(fn):
     """``fn`` run in a fresh thread, as ``engine.stream`` runs ``generate``: both paths get the same thread placement
     (torch's OpenMP team behaves very differently in the main thread of a busy machine, see the module docstring)."""
-    def run(prompt: str) -> dict:
+    def run(asked: tuple[str, str]) -> dict:
         box: dict = {}
-        thread = threading.Thread(target=lambda: box.update(result=fn(prompt)))
+        thread = threading.Thread(target=lambda: box.update(result=fn(asked)))
         thread.start()
         thread.join()
         return box["result"]
@@ -126,8 +129,8 @@ def _bare_call(engine, settings):
 
         kwargs = engine._generate_kwargs(settings)
 
-        def run(prompt: str) -> dict:
-            ids = torch.tensor([engine.encode(prompt)], device=engine.model.device)
+        def run(asked: tuple[str, str]) -> dict:
+            ids = torch.tensor([engine.encode(engine.prompt(*asked))], device=engine.model.device)
             t = time.perf_counter()
             with torch.inference_mode():
                 out = engine.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kwargs)
@@ -138,10 +141,10 @@ def _bare_call(engine, settings):
 
     llm = _llama_object(engine)
 
-    def run(prompt: str) -> dict:
+    def run(asked: tuple[str, str]) -> dict:
         t = time.perf_counter()
-        out = llm(prompt, max_tokens=settings.max_new_tokens, temperature=0.0, top_k=1, top_p=1.0, min_p=0.0,
-                  repeat_penalty=float(settings.repetition_penalty))
+        out = llm(engine.prompt(*asked), max_tokens=settings.max_new_tokens, temperature=0.0, top_k=1, top_p=1.0,
+                  min_p=0.0, repeat_penalty=float(settings.repetition_penalty))
         seconds = time.perf_counter() - t
         return dict(seconds=seconds, tokens=out["usage"]["completion_tokens"], text=out["choices"][0]["text"])
     return run
@@ -168,8 +171,8 @@ def measure(args: argparse.Namespace) -> dict:
     base = _synthetic_text(engine, args.decode_prompt_tokens, seed=11)
     question = QUESTIONS[0]
 
-    def app(prompt):
-        return _app(engine, prompt, settings)
+    def app(asked):
+        return _app(engine, asked, settings)
 
     worker = _in_worker(bare) if engine.backend == "transformers" else bare  # llama.cpp has its own threads
 
@@ -180,16 +183,16 @@ def measure(args: argparse.Namespace) -> dict:
         else:
             _llama_object(engine).reset()  # llama.cpp would reuse the longest common prefix with the last prompt
 
-    app(engine.prompt(_fresh(base, 9999), question))  # warm-up of both paths
-    worker(engine.prompt(_fresh(base, 9998), question))
+    app((_fresh(base, 9999), question))  # warm-up of both paths
+    worker((_fresh(base, 9998), question))
     rows = []
     for i in range(args.rounds):
         order = (("app", app), ("bare", worker)) if i % 2 == 0 else (("bare", worker), ("app", app))
         pair = {}
-        prompt = engine.prompt(_fresh(base, i), question)  # one note per pair: same work, comparable tokens
+        asked = (_fresh(base, i), question)  # one note per pair: same work, comparable tokens
         for name, path in order:
             forget()
-            pair[name] = path(prompt)
+            pair[name] = path(asked)
         rows.append(pair)
     ratios = [(r["app"]["tokens"] / r["app"]["seconds"]) / (r["bare"]["tokens"] / r["bare"]["seconds"]) for r in rows]
     decode = [(r["app"]["tokens"] - 1) / (r["app"]["seconds"] - r["app"]["ttft"]) for r in rows
@@ -198,8 +201,7 @@ def measure(args: argparse.Namespace) -> dict:
     placement = []  # diagnostic: the bare call from the main thread against the same call from a worker thread
     if engine.backend == "transformers":
         for i in range(args.placement_rounds):
-            pair = [worker(engine.prompt(_fresh(base, 7000 + 2 * i), question)),
-                    bare(engine.prompt(_fresh(base, 7001 + 2 * i), question))]
+            pair = [worker((_fresh(base, 7000 + 2 * i), question)), bare((_fresh(base, 7001 + 2 * i), question))]
             placement.append((pair[1]["tokens"] / pair[1]["seconds"]) / (pair[0]["tokens"] / pair[0]["seconds"]))
 
     phases = {"load": load_s, "app_vs_bare": time.perf_counter() - t - load_s}
@@ -209,8 +211,8 @@ def measure(args: argparse.Namespace) -> dict:
     hits0 = getattr(getattr(engine, "prefix_cache", None), "hits", None)
     for i in range(args.ttft_rounds):
         note = _fresh(long_note, 5000 + i)
-        first.append(_app(engine, engine.prompt(note, QUESTIONS[0]), ttft_settings)["ttft"])
-        follow.append(_app(engine, engine.prompt(note, QUESTIONS[1]), ttft_settings)["ttft"])
+        first.append(_app(engine, (note, QUESTIONS[0]), ttft_settings)["ttft"])
+        follow.append(_app(engine, (note, QUESTIONS[1]), ttft_settings)["ttft"])
     hits = None if hits0 is None else engine.prefix_cache.hits - hits0
     phases["ttft"] = time.perf_counter() - t - sum(phases.values())
     return dict(config=args.config, label=engine.precision_label, load_s=load_s, rss_loaded_mib=rss_loaded,
@@ -258,22 +260,19 @@ def lookup(args: argparse.Namespace) -> dict:
         return {"error": f"the {engine.backend} engine does not offer prompt-lookup decoding"}
     if hasattr(engine, "prefix_cache"):
         engine.prefix_cache.max_entries = 0  # follow-ups reuse the note and then decode without drafts
-    args_for = {"ner": "medications", "abbreviation": "BP", "relation": "the medications",
-                "temporal": "the admission", "coreference": "the patient", "paraphrasing": "history",
-                "qa": "What medications is the patient taking?"}
     notes = real_notes(engine, args.lookup_notes, args.lookup_note_tokens, Path(args.notes) if args.notes else None)
     out = {}
     for key, task in TASKS.items():
         if key == "free":
             continue
-        instruction = fill_instruction(task, args_for.get(key, ""))
+        instruction = fill_instruction(task, task.example_arg)
         rates = {0: [], args.draft: []}
         same = True
         for i, note in enumerate(notes):
-            prompt = engine.prompt(note, instruction)
             results = {}
             for n in ((0, args.draft) if i % 2 == 0 else (args.draft, 0)):
-                r = _app(engine, prompt, GenerationSettings(max_new_tokens=args.lookup_tokens, prompt_lookup=n))
+                settings = GenerationSettings(max_new_tokens=args.lookup_tokens, prompt_lookup=n)
+                r = _app(engine, (note, instruction), settings)
                 results[n] = r
                 if r["tokens"] > 1 and r["ttft"] is not None:
                     rates[n].append((r["tokens"] - 1) / (r["seconds"] - r["ttft"]))

@@ -95,7 +95,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="model name for the answer_<model> column (default: registry name or folder)")
     add_engine_arguments(p)
     p.add_argument("--remote-model", help="same as --model, for a model served at --base-url")
-    p.add_argument("--api-key", help=argparse.SUPPRESS)
     d = p.add_argument_group("decoding")
     d.add_argument("--preset", choices=list(PRESETS), default="paper",
                    help="paper: the authors' evaluation (5 beams, sampling, temperature 1, 400 new tokens); "

@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
-from asclepius_ui import data_sources
+from asclepius_ui import data_sources, export
 from asclepius_ui.errors import InputError
 from asclepius_ui.items import ANSWER_PREFIX, item_id
 from asclepius_ui.jsonl import iter_jsonl, read_jsonl
@@ -92,21 +92,11 @@ def read_done(path: str | Path, key=row_id) -> dict[str, dict]:
 
 
 def write_rows(path: str | Path, rows: list[dict]) -> None:
-    """Write rows to ``.jsonl`` or ``.csv`` (by suffix); CSV columns are the union in first-seen order."""
+    """Write rows to ``.csv`` (by suffix; cells never start a formula) or else JSONL, with the export's writers;
+    columns are the union in first-seen order."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    if p.suffix.lower() == ".csv":
-        cols: list[str] = []
-        for r in rows:
-            cols.extend(c for c in r if c not in cols)
-        with p.open("w", encoding="utf-8", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=cols)
-            w.writeheader()
-            w.writerows(rows)
-    else:
-        with p.open("w", encoding="utf-8") as f:
-            for r in rows:
-                f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    export.write_rows(rows, None, "csv" if p.suffix.lower() == ".csv" else "jsonl", p, progress=False)
 
 
 def answer_models(row: dict) -> list[str]:

@@ -79,7 +79,7 @@ def tiny_safetensors_model(tmp_path_factory, tokenizer_dir) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_engine(tiny_bin_model):
-    from asclepius_ui.engine import LoadOptions, load_engine
+    from asclepius_ui.engines import LoadOptions, load_engine
 
     return load_engine(LoadOptions(str(tiny_bin_model), precision="fp32", device="cpu"))
 

@@ -8,7 +8,7 @@ import pytest
 
 from asclepius_ui.storage import open_storage
 from asclepius_ui.ui import chat_logic as logic
-from asclepius_ui.ui import compare_logic
+from asclepius_ui.ui import common, compare_logic
 from asclepius_ui.ui.context import AppContext
 from tests.openai_server import OpenAIServer
 from tests.test_phi_guard import synthea_note
@@ -19,8 +19,8 @@ NOTE = ("DISCHARGE SUMMARY\nPatient: 64-year-old man\nHospital Course:\nCXR show
 
 def run(ctx, rid=None, note=NOTE, instr="What was the diagnosis?", preset=logic.GREEDY, max_new=6, guard=None,
         task="Free question"):
-    return list(logic.ask(ctx, rid, note, task, instr, False, preset, max_new, False, 0.7, 0.9, 1, 1.0, guard, [],
-                          []))
+    form = logic.AskForm(note=note, task=task, instruction=instr, preset=preset, max_new_tokens=max_new, guard=guard)
+    return list(logic.ask(ctx, rid, form, [], []))
 
 
 @pytest.fixture()
@@ -40,40 +40,44 @@ def test_an_answer_names_its_preset_and_keeps_where_in_the_note(ctx):
 
 
 def test_presets():
-    paper = logic.preset_settings(logic.PAPER, 12, False, 0.7, 0.9, 1, 1.0)
+    def settings(preset):
+        return logic.AskForm(preset=preset, max_new_tokens=12, sampling=True, temperature=0.3, top_p=0.5, beams=4,
+                             repetition_penalty=1.2).settings()
+
+    paper = settings(logic.PAPER)
     assert (paper.num_beams, paper.do_sample, paper.temperature, paper.top_p, paper.max_new_tokens) == (
         5, True, 1.0, 1.0, 400)
-    assert not logic.streams(paper)
-    greedy = logic.preset_settings(logic.GREEDY, 12, True, 0.3, 0.5, 4, 1.2)
-    assert (greedy.num_beams, greedy.do_sample, greedy.max_new_tokens) == (1, False, 12) and logic.streams(greedy)
-    custom = logic.preset_settings(logic.CUSTOM, 12, True, 0.3, 0.5, 4, 1.2)
+    assert not paper.streams
+    greedy = settings(logic.GREEDY)
+    assert (greedy.num_beams, greedy.do_sample, greedy.max_new_tokens) == (1, False, 12) and greedy.streams
+    custom = settings(logic.CUSTOM)
     assert (custom.num_beams, custom.do_sample, custom.temperature, custom.repetition_penalty) == (4, True, 0.3, 1.2)
 
 
 def test_paper_preset_is_not_streamed_says_so_and_stops(ctx):
-    rid, queued = logic.new_request(ctx)
+    rid, queued = common.new_request(ctx)
     assert queued == ""  # nothing else is running
-    gen = logic.ask(ctx, rid, NOTE, "Free question", "Why?", False, logic.PAPER, 0, False, 0, 0, 1, 1.0, None, [], [])
+    gen = logic.ask(ctx, rid, logic.AskForm(note=NOTE, instruction="Why?", preset=logic.PAPER), [], [])
     next(gen)  # the question is shown
     assert "beam search cannot stream" in next(gen)[2]
-    assert logic.stop(ctx, rid) == "Stopping…"  # running now: it ends at the next step
+    assert common.stop(ctx, rid) == "Stopping…"  # running now: it ends at the next step
     chat, turns, status, _ = list(gen)[-1]
     assert status.startswith("Stopped.") and "preset paper" in status and turns[0]["settings"]["num_beams"] == 5
 
 
 def test_stop_cancels_a_request_still_in_the_queue(ctx):
-    running, _ = logic.new_request(ctx)
+    running, _ = common.new_request(ctx)
     ctx.claim(running)  # another generation holds the model
-    rid, queued = logic.new_request(ctx)  # made when Ask is pressed
-    assert queued.startswith(logic.QUEUED) and rid[:8] in queued
+    rid, queued = common.new_request(ctx)  # made when Ask is pressed
+    assert queued.startswith(common.QUEUED) and rid[:8] in queued
     ctx.finish(running)
-    assert logic.stop(ctx, rid) == "Stopped while waiting in the queue: it will not run."
+    assert common.stop(ctx, rid) == "Stopped while waiting in the queue: it will not run."
     outs = run(ctx, rid=rid)
     assert len(outs) == 1
     chat, turns, status, evidence = outs[0]
     assert chat == turns == evidence == logic.KEEP  # the answers on screen stay as they are
     assert status.startswith("Stopped while waiting in the queue")
-    assert logic.stop(ctx, rid) is None  # finished: nothing to stop
+    assert common.stop(ctx, rid) is None  # finished: nothing to stop
 
 
 def test_bad_input_and_bugs_get_escaped_boxes(ctx):
@@ -97,11 +101,12 @@ def test_truncate_and_budget(ctx):
 def test_remote_engine_gets_nothing_until_the_note_is_confirmed(tiny_engine):
     import random
 
-    from asclepius_ui.remote import RemoteEngine, RemoteOptions
+    from asclepius_ui.engines.openai import RemoteEngine, RemoteOptions
 
     note, ids = synthea_note(random.Random(3))
     with OpenAIServer(answer="Treated with ceftriaxone.") as srv:
-        remote = RemoteEngine(RemoteOptions(model="gpt-remote", base_url=srv.base_url, api_key="sk-test"))
+        remote = RemoteEngine(RemoteOptions(model="gpt-remote", base_url=srv.base_url, api_key="sk-test",
+                                            api_mode="chat"))
         ctx = AppContext(engine=remote)
         [(_, turns, status, _)] = run(ctx, note=note)
         assert "Nothing was sent" in status and "PERSON_LABELLED" in status and not srv.requests and turns == []

@@ -49,11 +49,31 @@ def test_the_same_flags_everywhere_with_their_defaults(monkeypatch):
     assert s.key() == "sk-from-env"
     defaults = endpoints.settings_from_args(parse())
     assert (defaults.api_key_env, defaults.concurrency, defaults.rpm, defaults.tpm, defaults.max_retries) == (
-        "OPENAI_API_KEY", 4, None, None, 6)
+        "OPENAI_API_KEY", 4, None, None, endpoints.DEFAULT_MAX_RETRIES)
     with pytest.raises(InputError, match="name it with --api-key-env"):  # refused, never silently dropped
         endpoints.settings_from_args(parse("--api-key", "sk-given"))
     explicit = EndpointSettings(api_key="sk-given", api_key_env="MY_KEY")  # programmatic use
     assert explicit.key() == "sk-given" and "sk-given" not in repr(explicit)
+
+
+def test_the_app_engine_and_its_served_contender_take_the_judges_endpoint_flags():
+    """One endpoint settings type, one definition of each flag: the app's served engine (--base-url ...) and its
+    served contender (--remote-base-url ...) have the judge's flags with the judge's defaults."""
+    from asclepius_ui.engines import add_engine_arguments, options_from_args
+    from asclepius_ui.engines.openai import RemoteOptions
+    from asclepius_ui.launch import add_arguments
+
+    app = add_arguments(argparse.ArgumentParser())
+    flags = {a.option_strings[0]: a.default for a in app._actions if a.option_strings}
+    for name in ("base-url", "api-key-env", "timeout", "max-retries", "rpm", "tpm"):
+        field = name.replace("-", "_")
+        default = EndpointSettings.__dataclass_fields__[field].default
+        assert flags[f"--{name}"] == flags[f"--remote-{name}"] == default
+    assert flags["--max-retries"] == endpoints.DEFAULT_MAX_RETRIES
+    args = add_engine_arguments(argparse.ArgumentParser()).parse_args(["--model", "m", "--base-url", "http://h/v1",
+                                                                        "--max-retries", "1"])
+    served = options_from_args(args).options_for(RemoteOptions)
+    assert isinstance(served, EndpointSettings) and served.max_retries == 1 and served.base_url == "http://h/v1"
 
 
 @pytest.mark.parametrize("argv,message", [
@@ -154,7 +174,7 @@ def test_the_sync_client_uses_the_same_settings():
                                        asynchronous=False, usage=usage)
         r = client.chat.completions.create(model="m", messages=MESSAGES)
         assert r.choices[0].message.content == "synchronous reply" and usage.requests == 1
-        assert client.max_retries == 6
+        assert client.max_retries == endpoints.DEFAULT_MAX_RETRIES
 
 
 def test_rate_limiter_in_threads_waits_on_its_clock():

@@ -237,7 +237,7 @@ def test_cuda_without_gpu_is_explained(tiny_bin_model):
 
 def test_unusable_bitsandbytes_is_explained(tiny_bin_model):
     code = ("import sys; sys.modules['bitsandbytes'] = None\n"
-            "from asclepius_ui.engine import LoadOptions, ModelLoadError, load_engine\n"
+            "from asclepius_ui.engines import LoadOptions, ModelLoadError, load_engine\n"
             f"try:\n    load_engine(LoadOptions({str(tiny_bin_model)!r}, precision='8bit', device='cpu'))\n"
             "except ModelLoadError as e:\n    print('MSG', e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from asclepius_ui.engine import GenerationSettings
+from asclepius_ui.engines import GenerationSettings
 from asclepius_ui.prompts import build_prompt
 from asclepius_ui.studies import parse_study_file
 from eval import generate, make_study

@@ -6,8 +6,7 @@ import threading
 import pytest
 
 from asclepius_ui.engines import GenerationSettings, LoadOptions, load_engine
-from asclepius_ui.prompts import build_prompt
-from asclepius_ui.tokenization import note_prefix
+from asclepius_ui.prompts import prompt_parts
 
 NOTE = ("DISCHARGE SUMMARY\nPatient: 70-year-old male with COPD and CHF.\nHospital Course:\n"
         + "\n".join(f"Day {i}: ceftriaxone and azithromycin given, oxygen weaned, walked in the hall."
@@ -17,9 +16,9 @@ QUESTIONS = ["What medications was the patient discharged on?", "Summarize the h
 SETTINGS = GenerationSettings(max_new_tokens=16)
 
 
-def _engine(model, entries: int = 4, **extra):
-    return load_engine(LoadOptions(str(model), precision="fp32", device="cpu",
-                                   extra={"prefix_cache_entries": entries, **extra}))
+def _engine(model, entries: int = 4, **options):
+    return load_engine(LoadOptions(str(model), precision="fp32", device="cpu", prefix_cache_entries=entries,
+                                   **options))
 
 
 @pytest.fixture(scope="module")
@@ -33,26 +32,23 @@ def uncached(tiny_bin_model):
 
 
 def _answer(engine, question, note=NOTE, **kw):
-    *_, last = engine.stream(engine.prompt(note, question), GenerationSettings(max_new_tokens=16, **kw),
+    *_, last = engine.stream(engine.make_prompt(note, question), GenerationSettings(max_new_tokens=16, **kw),
                              min_interval=0)
     return last
 
 
 def test_note_prefix_is_the_prompt_up_to_the_question():
-    prompt = build_prompt(NOTE, "Why?")
-    prefix = note_prefix(prompt, "asclepius")
+    prompt, prefix = prompt_parts(NOTE, "Why?")
     assert prefix is not None and prompt.startswith(prefix)
     assert prefix.endswith("[Instruction Begin]\n") and NOTE.strip() in prefix and "Why?" not in prefix
-    assert note_prefix(build_prompt(NOTE, "Why?", "alpaca"), "alpaca") is None  # question first: nothing to share
-    assert note_prefix("some other text", "asclepius") is None
+    assert prompt_parts(NOTE, "Why?", "alpaca")[1] is None  # question first: nothing to share
 
 
 def test_prefix_ids_are_a_true_prefix_of_the_prompt(cached):
-    prompt = cached.prompt(NOTE, QUESTIONS[0])
-    ids = cached.encode(prompt)
-    n = cached._prefix_length(prompt, ids)
+    prompt = cached.make_prompt(NOTE, QUESTIONS[0])
+    n = cached._prefix_length(prompt)
     assert n > 50
-    assert ids[:n] == cached.encode(note_prefix(prompt, "asclepius"))[:n]
+    assert list(prompt.ids[:n]) == cached.encode(prompt.prefix)[:n]
 
 
 def test_follow_ups_reuse_the_note_and_give_identical_tokens(cached, uncached):
@@ -65,8 +61,8 @@ def test_follow_ups_reuse_the_note_and_give_identical_tokens(cached, uncached):
     assert len(cached.prefix_cache) == 1 and cached.prefix_cache.reused_tokens > 0
     assert uncached.prefix_cache.hits == 0 and len(uncached.prefix_cache) == 0
     # the same question again (regenerate) and one-shot generate also hit and agree
-    again = cached.generate(cached.prompt(NOTE, QUESTIONS[0]), SETTINGS)
-    assert again.text == uncached.generate(uncached.prompt(NOTE, QUESTIONS[0]), SETTINGS).text
+    again = cached.generate(cached.make_prompt(NOTE, QUESTIONS[0]), SETTINGS)
+    assert again.text == uncached.generate(uncached.make_prompt(NOTE, QUESTIONS[0]), SETTINGS).text
 
 
 def test_reuse_with_prompt_lookup_and_sampling_paths(cached, uncached):

@@ -13,8 +13,7 @@ QUESTIONS = ["List the discharge medications.", "What was the diagnosis?"]
 @pytest.fixture(scope="module")
 def engine(tiny_bin_model):
     # no prefix reuse here: every request runs prompt lookup from the start
-    return load_engine(LoadOptions(str(tiny_bin_model), precision="fp32", device="cpu",
-                                   extra={"prefix_cache_entries": 0}))
+    return load_engine(LoadOptions(str(tiny_bin_model), precision="fp32", device="cpu", prefix_cache_entries=0))
 
 
 class _ForwardLengths:

@@ -10,7 +10,7 @@ import copy
 
 import pytest
 
-from asclepius_ui.engine import LoadOptions, load_engine
+from asclepius_ui.engines import LoadOptions, load_engine
 from train.tiny_model import BNB_BLOCK, tiny_llama_config
 
 

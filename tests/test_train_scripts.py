@@ -127,7 +127,7 @@ def test_pretrain_bad_data_is_a_clear_error(workdir, tmp_path, capsys):
 
 
 def test_finetune_output_loads_in_the_app_engine(workdir, tmp_path):
-    from asclepius_ui.engine import LoadOptions, load_engine
+    from asclepius_ui.engines import LoadOptions, load_engine
 
     out = tmp_path / "ft"
     assert finetune.main(["--model_name_or_path", str(workdir / "init"),

@@ -85,10 +85,11 @@ def test_two_local_models_names_hidden_until_the_vote(two_locals, launch_app, pa
 
 
 def test_local_model_against_a_remote_openai_compatible_api(tiny_engine, launch_app, page, tmp_path):
-    from asclepius_ui.remote import RemoteEngine, RemoteOptions
+    from asclepius_ui.engines.openai import RemoteEngine, RemoteOptions
 
     with OpenAIServer(answer="Remote says: community acquired pneumonia, treated with ceftriaxone.") as srv:
-        remote = RemoteEngine(RemoteOptions(model="remote-gpt", base_url=srv.base_url, api_key="sk-test"))
+        remote = RemoteEngine(RemoteOptions(model="remote-gpt", base_url=srv.base_url, api_key="sk-test",
+                                            api_mode="chat"))
         st = open_storage(f"sqlite:///{tmp_path / 'r.db'}")
         ctx = AppContext(engine=tiny_engine, contenders={"remote-gpt (remote)": remote}, storage=st)
         page.goto(launch_app(ctx))
@@ -108,12 +109,13 @@ def test_local_model_against_a_remote_openai_compatible_api(tiny_engine, launch_
 
 
 def test_privacy_guard_holds_a_synthea_style_note_until_confirmed(tiny_engine, launch_app, page, tmp_path):
-    from asclepius_ui.remote import RemoteEngine, RemoteOptions
+    from asclepius_ui.engines.openai import RemoteEngine, RemoteOptions
     from tests.test_phi_guard import synthea_note
 
     note, ids = synthea_note(random.Random(11))
     with OpenAIServer(answer="Pneumonia, treated with ceftriaxone.") as srv:
-        remote = RemoteEngine(RemoteOptions(model="remote-gpt", base_url=srv.base_url, api_key="sk-test"))
+        remote = RemoteEngine(RemoteOptions(model="remote-gpt", base_url=srv.base_url, api_key="sk-test",
+                                            api_mode="chat"))
         st = open_storage(f"sqlite:///{tmp_path / 'r.db'}")
         page.goto(launch_app(AppContext(engine=tiny_engine, contenders={"remote-gpt (remote)": remote}, storage=st)))
         page.get_by_role("tab", name="Compare").click()

@@ -15,8 +15,8 @@ from urllib.parse import urlparse
 import pytest
 from playwright.sync_api import expect
 
+from asclepius_ui.engines.openai import RemoteEngine, RemoteOptions
 from asclepius_ui.phi_guard import note_key
-from asclepius_ui.remote import RemoteEngine, RemoteOptions
 from asclepius_ui.storage import new_uid, open_storage
 from asclepius_ui.ui.common import safe_html, safe_markdown
 from asclepius_ui.ui.context import AppContext
@@ -84,7 +84,8 @@ def _no_leak(page) -> None:
 def test_no_page_loads_anything_from_another_host(tmp_path, tiny_engine, launch_app, guarded):
     page = guarded
     with OpenAIServer(answer=f"Remote answer {PAYLOAD}") as srv:
-        remote = RemoteEngine(RemoteOptions(model="remote-gpt", base_url=srv.base_url, api_key="sk-test"))
+        remote = RemoteEngine(RemoteOptions(model="remote-gpt", base_url=srv.base_url, api_key="sk-test",
+                                            api_mode="chat"))
         st = open_storage(f"sqlite:///{tmp_path / 'r.db'}")
         st.save_rating(snapshot=dict(note=PAYLOAD, instruction=PAYLOAD, answer=PAYLOAD, prompt=PAYLOAD,
                                      model_id=f"model<img src=http://{OUT}/m.png>"), score=2, rater="r",

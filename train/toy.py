@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from asclepius_ui.batch import answer_rows
 from asclepius_ui.engines import GenerationSettings, LoadOptions, load_engine
 from asclepius_ui.engines.base import DEMO_MARKER
 from asclepius_ui.prompts import build_prompt
@@ -140,15 +141,13 @@ def normalize(s: str) -> str:
     return re.sub(r"\s+", " ", s.strip().lower()).strip(" .")
 
 
-def greedy_answers(engine, prompts: list[str], max_new_tokens: int, batch_size: int = 32) -> list[str]:
-    """Greedy answers to the app's prompts through the app's own engine (BOS once, left-padded batches); a prompt
-    that cannot fit the context with ``max_new_tokens`` gets no answer (it counts as a miss), as in the app."""
+def greedy_answers(engine, rows: list[dict[str, str]], max_new_tokens: int, batch_size: int = 32) -> list[str]:
+    """Greedy answers to each row's question about its note through the app's own answer loop (the ask flow, BOS
+    once, left-padded batches); a row that cannot fit the context with ``max_new_tokens`` gets no answer (it counts
+    as a miss), as in the app."""
     settings = GenerationSettings.from_preset("greedy", max_new_tokens=max_new_tokens)
-    fits = [engine.budget(p, max_new_tokens).fits for p in prompts]
-    ok = [p for p, f in zip(prompts, fits, strict=True) if f]
-    answers = iter([r.text for i in range(0, len(ok), batch_size)
-                    for r in engine.generate_batch(ok[i:i + batch_size], settings)])
-    return [next(answers) if f else "" for f in fits]
+    answered = {id(a.row): a for a in answer_rows(engine, rows, settings, batch_size=batch_size)}
+    return [a.result.text if a.result is not None else "" for a in (answered[id(r)] for r in rows)]
 
 
 def exact_match(model_dir: str | Path, rows: list[dict[str, str]], max_new_tokens: int = 64) -> float:
@@ -159,7 +158,7 @@ def exact_match(model_dir: str | Path, rows: list[dict[str, str]], max_new_token
 def exact_match_by_task(model_dir: str | Path, rows: list[dict[str, str]], max_new_tokens: int = 64) -> dict:
     """Exact match over all rows (``"all"``) and per task."""
     engine = load_engine(LoadOptions(str(model_dir), backend="transformers", precision="fp32", device="cpu"))
-    got = greedy_answers(engine, [engine.prompt(r["note"], r["question"]) for r in rows], max_new_tokens)
+    got = greedy_answers(engine, rows, max_new_tokens)
     hits: dict[str, list[bool]] = {}
     for g, r in zip(got, rows, strict=True):
         ok = normalize(g) == normalize(r["answer"])

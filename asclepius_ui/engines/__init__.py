@@ -1,7 +1,10 @@
-"""Every engine behind one interface: a backend registry (name -> loader) and ``load_engine``.
+"""Every engine behind one interface: a backend registry (name -> module) and ``load_engine``.
 
-A new backend is one module with ``load(options) -> Engine`` and one line in ``BACKENDS``. Loaders are imported
-only when used, so choosing llama.cpp never imports torch and the OpenAI client never imports llama.cpp.
+A new backend is one module and one line in ``BACKENDS``. The module has ``load(options) -> Engine``,
+``claims(options) -> bool`` (does ``--backend auto`` pick it for these options?) and an ``Options`` dataclass of
+its own load options: each field with help becomes a command-line flag of every command that loads models
+(``add_engine_arguments``), and ``LoadOptions.options_for(Options)`` hands them back to it. Backend modules import
+their heavy library inside ``load`` (so flags and ``--help`` are fast, and llama.cpp never imports torch).
 """
 
 from __future__ import annotations
@@ -9,60 +12,83 @@ from __future__ import annotations
 import argparse
 import importlib
 from pathlib import Path
+from types import ModuleType
 
 from ..errors import GenerationError, ModelLoadError, UnsupportedError
+from ..flags import add_dataclass_arguments, flag_fields, values_from_args
 from ..prompts import TEMPLATES
 from .base import (
     DEMO_MARKER,
+    DEVICES,
+    PRECISIONS,
     PRESETS,
     Capabilities,
     Engine,
     GenerationResult,
     GenerationSettings,
     LoadOptions,
+    Prompt,
     StreamUpdate,
 )
 
+# name -> module; ``--backend auto`` asks them in this order (transformers takes whatever is left).
 BACKENDS: dict[str, str] = {
-    "transformers": "asclepius_ui.engines.transformers",
-    "llamacpp": "asclepius_ui.engines.llamacpp",
     "openai": "asclepius_ui.engines.openai",
+    "llamacpp": "asclepius_ui.engines.llamacpp",
+    "transformers": "asclepius_ui.engines.transformers",
 }
-PRECISIONS = ("auto", "fp32", "bf16", "fp16", "8bit", "4bit")
-DEVICES = ("auto", "cpu", "cuda")
+BACKEND_TITLES = {"openai": "OpenAI-compatible server (vLLM, TGI, llama.cpp server)", "llamacpp": "llama.cpp (GGUF)"}
 
 __all__ = ["BACKENDS", "DEMO_MARKER", "DEVICES", "PRECISIONS", "PRESETS", "Capabilities", "Engine",
-           "GenerationError", "GenerationResult", "GenerationSettings", "LoadOptions", "ModelLoadError",
-           "StreamUpdate", "UnsupportedError", "add_engine_arguments", "answer", "load_engine", "options_from_args",
-           "pick_backend"]
+           "GenerationError", "GenerationResult", "GenerationSettings", "LoadOptions", "ModelLoadError", "Prompt",
+           "StreamUpdate", "UnsupportedError", "add_engine_arguments", "answer", "backend_module", "load_engine",
+           "options_from_args", "pick_backend"]
+
+
+def backend_module(name: str) -> ModuleType:
+    """The module of backend ``name`` (light: its heavy library loads with its first model)."""
+    return importlib.import_module(BACKENDS[name])
 
 
 def pick_backend(options: LoadOptions) -> str:
-    """``auto``: llama.cpp for a ``.gguf`` file (or ``gguf_file``), ``openai`` with a base URL, else transformers."""
+    """The backend ``options.backend`` names; ``auto``: the first in ``BACKENDS`` that claims these options."""
     if options.backend != "auto":
         if options.backend not in BACKENDS:
             raise ModelLoadError(f"Unknown backend {options.backend!r}; choose one of auto, {', '.join(BACKENDS)}.")
         return options.backend
-    if options.base_url:
-        return "openai"
-    if options.gguf_file or options.model.strip().lower().endswith(".gguf"):
-        return "llamacpp"
-    return "transformers"
+    return next(name for name in BACKENDS if backend_module(name).claims(options))
 
 
 def load_engine(options: LoadOptions) -> Engine:
-    """Load ``options.model`` with the backend it asks for; every failure becomes a ``ModelLoadError``."""
+    """Load ``options.model`` with the backend it asks for; every failure becomes a ``ModelLoadError``.
+
+    The shared options are checked here, once: the template, precision and device by name, and every backend
+    option must belong to some backend.
+    """
     if not options.model or not options.model.strip():
         raise ModelLoadError("No model given: pass --model with a Hugging Face id, a local folder or a .gguf file.")
     if options.template is not None and options.template not in TEMPLATES:
         raise ModelLoadError(f"Unknown template {options.template!r}; choose one of {', '.join(TEMPLATES)}.")
+    if options.precision not in PRECISIONS:
+        raise ModelLoadError(f"Unknown precision {options.precision!r}; choose one of {', '.join(PRECISIONS)}.")
+    if options.device not in DEVICES:
+        raise ModelLoadError(f"Unknown device {options.device!r}; choose one of {', '.join(DEVICES)}.")
+    known = {f for name in BACKENDS for f in _field_names(backend_module(name).Options)}
+    if unknown := sorted(set(options.backend_options) - known):
+        raise ModelLoadError(f"Unknown load option(s) {', '.join(unknown)}.")
     name = pick_backend(options)
     try:
-        module = importlib.import_module(BACKENDS[name])
+        module = backend_module(name)
+        return module.load(options)
     except ImportError as exc:
         hint = " Install it with `pip install llama-cpp-python`." if name == "llamacpp" else ""
         raise ModelLoadError(f"The {name} backend is not usable here: {exc}.{hint}") from exc
-    return module.load(options)
+
+
+def _field_names(cls) -> set[str]:
+    import dataclasses
+
+    return {f.name for f in dataclasses.fields(cls)}
 
 
 def answer(engine: Engine, note: str, question: str, settings: GenerationSettings | None = None) -> GenerationResult:
@@ -71,15 +97,16 @@ def answer(engine: Engine, note: str, question: str, settings: GenerationSetting
         raise GenerationError("The note is empty.")
     if not question.strip():
         raise GenerationError("The instruction is empty.")
-    return engine.generate(engine.prompt(note, question), settings)
+    return engine.generate(engine.make_prompt(note, question), settings)
 
 
 def add_engine_arguments(p: argparse.ArgumentParser, title: str = "model") -> argparse.ArgumentParser:
-    """The model flags every command shares (app, eval.generate, bench): one definition, one meaning."""
+    """The model flags every command shares (app, eval.generate, bench): the shared ones here, then each backend's
+    own, generated from its ``Options`` dataclass. One definition, one meaning."""
     m = p.add_argument_group(title)
     m.add_argument("--model", help="Hugging Face id, local folder, .gguf file, or (with --base-url) the served name")
     m.add_argument("--backend", choices=["auto", *BACKENDS], default="auto",
-                   help="auto: llamacpp for a .gguf, openai with --base-url, transformers otherwise")
+                   help="auto: openai with --base-url, llamacpp for a .gguf, transformers otherwise")
     m.add_argument("--template", choices=list(TEMPLATES), help="prompt template (default: from the registry)")
     m.add_argument("--precision", choices=list(PRECISIONS), default="auto",
                    help="transformers: auto|fp32|bf16|fp16 (or 8bit/4bit, same as the flags below)")
@@ -88,40 +115,40 @@ def add_engine_arguments(p: argparse.ArgumentParser, title: str = "model") -> ar
     q.add_argument("--load-in-4bit", action="store_true", help="4-bit nf4 weights through bitsandbytes")
     m.add_argument("--device", choices=list(DEVICES), default="auto")
     m.add_argument("--revision", help="hub revision (branch, tag or commit)")
-    g = p.add_argument_group(f"{title}: llama.cpp (GGUF)")
-    g.add_argument("--gguf-file", help="the .gguf file inside a hub repo or folder given with --model")
-    g.add_argument("--threads", type=int, help="CPU threads for llama.cpp (default: its own choice)")
-    g.add_argument("--n-gpu-layers", type=int, default=0, help="layers to offload to a GPU (-1: all)")
-    g.add_argument("--draft-prompt-lookup", type=int, default=0, metavar="N",
-                   help="prompt-lookup decoding for greedy answers, drafting N tokens copied from the note (e.g. 10; "
-                        "on an f16 GGUF the same answers, 2-3x faster; on quantised GGUFs answers may differ "
-                        "slightly; costs context x vocabulary x 4 bytes of memory)")
-    o = p.add_argument_group(f"{title}: OpenAI-compatible server (vLLM, TGI, llama.cpp server)")
-    o.add_argument("--base-url", help="e.g. http://127.0.0.1:8000/v1; implies --backend openai")
-    o.add_argument("--api-key-env", default="OPENAI_API_KEY", metavar="VAR",
-                   help="name of the environment variable holding the API key (default OPENAI_API_KEY)")
-    o.add_argument("--api-mode", choices=["completion", "chat"], default="completion",
-                   help="completion: the exact prompt bytes (right for Asclepius); chat: one user message")
-    o.add_argument("--tokenizer", help="local tokenizer folder to count tokens when the server cannot")
-    o.add_argument("--context-length", type=int, help="the served model's context (default: from the registry)")
-    o.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
-    o.add_argument("--max-retries", type=int, default=2,
-                   help="retries of a 429/408/409/5xx/connection error (the SDK's, honouring Retry-After)")
-    o.add_argument("--rpm", type=float, help="requests-per-minute limit (default: none)")
-    o.add_argument("--tpm", type=float, help="tokens-per-minute limit: prompt + max new tokens (default: none)")
+    m.add_argument("--context-length", type=int,
+                   help="cap the context: llama.cpp's KV cache, or a served model's context when the server does not "
+                        "say it (default: the model's own)")
+    for name in reversed(BACKENDS):  # transformers first, as before
+        cls = backend_module(name).Options
+        if flag_fields(cls):
+            if name == "openai":
+                from ..endpoints import add_endpoint_arguments
+
+                add_endpoint_arguments(p, model=False, cls=cls, skip=("concurrency",),
+                                       title=f"{title}: {BACKEND_TITLES[name]}")
+            else:
+                add_dataclass_arguments(p.add_argument_group(f"{title}: {BACKEND_TITLES.get(name, name)}"), cls)
     return p
 
 
 def options_from_args(args: argparse.Namespace, model: str | None = None) -> LoadOptions:
     """``LoadOptions`` from the flags of ``add_engine_arguments`` (``model`` overrides ``--model``)."""
     precision = "8bit" if args.load_in_8bit else "4bit" if args.load_in_4bit else args.precision
+    backend = {}
+    for name in BACKENDS:
+        cls = backend_module(name).Options
+        values = values_from_args(args, cls, skip=("concurrency",))
+        if name == "openai":
+            from ..endpoints import API_KEY_REFUSED, check_values
+            from ..errors import InputError
+
+            if getattr(args, "api_key", None):
+                raise InputError(API_KEY_REFUSED)
+            check_values(values)
+        backend.update(values)
     return LoadOptions(model=model if model is not None else (args.model or ""), precision=precision,
                        device=args.device, template=args.template, revision=args.revision, backend=args.backend,
-                       gguf_file=args.gguf_file, threads=args.threads, n_gpu_layers=args.n_gpu_layers,
-                       draft_prompt_lookup=args.draft_prompt_lookup,
-                       base_url=args.base_url, api_key_env=args.api_key_env, api_mode=args.api_mode,
-                       tokenizer=args.tokenizer, context_length=args.context_length, timeout=args.timeout,
-                       max_retries=args.max_retries, rpm=args.rpm, tpm=args.tpm)
+                       context_length=args.context_length, **backend)
 
 
 def is_gguf(path: str) -> bool:

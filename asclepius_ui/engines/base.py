@@ -3,10 +3,12 @@
 One typed streaming generator serves every caller (chat, compare, batch answers, benchmarks)::
 
     engine = load_engine(LoadOptions("model.gguf"))            # any backend, picked by asclepius_ui.engines
-    prompt = engine.prompt(note, "List the discharge medications.")
-    engine.check_fits(prompt, settings)                          # GenerationError if it cannot fit
+    prompt = engine.make_prompt(note, "List the discharge medications.")   # tokenised once
+    prompt = engine.fit(prompt, settings)                        # GenerationError if it cannot fit
     for update in engine.stream(prompt, settings, stop_event):   # the growing answer; stop_event ends it
         print(update.text)
+
+Pages and CLIs go through ``asclepius_ui.ask`` (request -> prepare -> stream -> record), which does exactly this.
 
 What a backend cannot do is declared in ``engine.capabilities`` (e.g. no local tokenizer behind a remote server)
 and asking for it raises ``UnsupportedError``: callers check the capability, never catch AttributeError.
@@ -17,10 +19,10 @@ from __future__ import annotations
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 
 from ..errors import GenerationError, UnsupportedError
-from ..prompts import build_prompt
+from ..prompts import build_prompt, prompt_parts
 from ..tokenization import Budget, Truncation, truncate_to_fit
 
 DEMO_MARKER = "asclepius_demo.json"  # a file in a model folder that marks the project's own demo model
@@ -37,7 +39,11 @@ class Capabilities:
     concurrent: bool = False  # many requests at once (a server); local engines serialise their requests
     prefix_cache: bool = False  # follow-up questions on one note reuse the note's KV cache
     prompt_lookup: bool = False  # prompt-lookup decoding (drafts copied spans of the note)
+    remote: bool = False  # the prompt is sent to another host (the privacy guard asks before a note leaves)
 
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "8bit", "4bit")  # the shared --precision (8bit/4bit: bitsandbytes)
+DEVICES = ("auto", "cpu", "cuda")
 
 # The decoding presets. "paper" is the authors' evaluation setting (src/evaluate.py in starmpcc/Asclepius:
 # max_new_tokens=400, num_beams=5, do_sample=True, temperature=1); "greedy" is the app's interactive default.
@@ -84,7 +90,16 @@ class GenerationSettings:
         """Beam search keeps several hypotheses until the end, so it cannot stream."""
         return self.num_beams == 1
 
+    def __post_init__(self) -> None:
+        """Values arrive as numbers of any kind (sliders send floats): cast once, here, and check them."""
+        self.max_new_tokens, self.num_beams = int(self.max_new_tokens), int(self.num_beams)
+        self.prompt_lookup = int(self.prompt_lookup)
+        self.temperature, self.top_p = float(self.temperature), float(self.top_p)
+        self.repetition_penalty, self.do_sample = float(self.repetition_penalty), bool(self.do_sample)
+        self.validate()
+
     def validate(self) -> None:
+        """Raise ``GenerationError`` for values no backend can use (called on construction)."""
         if self.max_new_tokens < 1:
             raise GenerationError("Max new tokens must be at least 1.")
         if self.num_beams < 1:
@@ -98,10 +113,10 @@ class GenerationSettings:
 
     def to_kwargs(self) -> dict:
         """Keyword arguments for transformers' ``generate`` (other backends map the fields themselves)."""
-        kw = dict(max_new_tokens=int(self.max_new_tokens), num_beams=int(self.num_beams),
-                  repetition_penalty=float(self.repetition_penalty), do_sample=bool(self.do_sample))
+        kw = dict(max_new_tokens=self.max_new_tokens, num_beams=self.num_beams,
+                  repetition_penalty=self.repetition_penalty, do_sample=self.do_sample)
         if self.do_sample:
-            kw.update(temperature=float(self.temperature), top_p=float(self.top_p))
+            kw.update(temperature=self.temperature, top_p=self.top_p)
         else:
             kw.update(temperature=None, top_p=None, top_k=None)
         return kw
@@ -119,24 +134,12 @@ class GenerationSettings:
 
 
 @dataclass
-class GenerationResult:
-    """A finished answer with its cost."""
-
-    text: str
-    new_tokens: int
-    seconds: float
-    prompt_tokens: int = 0
-    stopped: bool = False
-    first_token_s: float | None = None
-
-    @property
-    def tokens_per_s(self) -> float:
-        return self.new_tokens / self.seconds if self.seconds > 0 else 0.0
-
-
-@dataclass
 class StreamUpdate:
-    """The answer so far; ``done`` on the last update."""
+    """An answer, growing or finished (``done``): the one result type of every engine.
+
+    ``generate`` returns the last update of ``stream``; ``GenerationResult`` is the same type under the name the
+    batch callers use.
+    """
 
     text: str
     new_tokens: int
@@ -151,37 +154,65 @@ class StreamUpdate:
         return self.new_tokens / self.seconds if self.seconds > 0 else 0.0
 
 
-@dataclass
-class LoadOptions:
-    """How to load a model, for every backend (each reads the fields that concern it).
+GenerationResult = StreamUpdate
 
-    ``backend="auto"`` picks llama.cpp for a ``.gguf`` file (or ``gguf_file``), the OpenAI-compatible client when
-    ``base_url`` is given, transformers otherwise.
+
+@dataclass(frozen=True)
+class Prompt:
+    """A prompt as the model sees it, tokenised once: its text, its ids (BOS once; ``None`` where this backend
+    cannot count tokens), the note-only head of the text (``prefix``: what follow-up questions on one note share;
+    ``None`` when the template asks before the note) and the answer budget its fit was checked for."""
+
+    text: str
+    ids: tuple[int, ...] | None = None
+    prefix: str | None = None
+    fits_new_tokens: int | None = None
+
+    @property
+    def n_tokens(self) -> int | None:
+        return None if self.ids is None else len(self.ids)
+
+
+class LoadOptions:
+    """How to load a model: the options every backend shares, plus each backend's own (``backend_options``).
+
+    Backend options are passed by name (``LoadOptions("m.gguf", threads=4)``, ``LoadOptions("name",
+    base_url=URL)``); each backend reads the ones its ``Options`` dataclass names, and ``load_engine`` refuses a
+    name no backend knows. ``backend="auto"`` asks each backend in ``BACKENDS`` order whether it claims the model
+    (an OpenAI-compatible server for a base URL, llama.cpp for a ``.gguf``, transformers otherwise).
+    ``context_length`` caps the context (llama.cpp's KV cache; a server that does not say its own).
     """
 
-    model: str
-    precision: str = "auto"
-    device: str = "auto"
-    template: str | None = None
-    revision: str | None = None
-    backend: str = "auto"
-    # llama.cpp
-    gguf_file: str | None = None
-    threads: int | None = None
-    n_gpu_layers: int = 0
-    draft_prompt_lookup: int = 0  # llama.cpp: prompt-lookup drafting of N tokens (chosen at load: it keeps logits)
-    # OpenAI-compatible server
-    base_url: str | None = None
-    api_key_env: str = "OPENAI_API_KEY"
-    api_key: str | None = field(default=None, repr=False)  # programmatic use; CLIs pass --api-key-env
-    api_mode: str = "completion"
-    tokenizer: str | None = None
-    context_length: int | None = None
-    timeout: float = 120.0
-    max_retries: int = 2
-    rpm: float | None = None  # requests per minute to the server (None: no limit)
-    tpm: float | None = None  # tokens per minute (prompt estimate + max new tokens)
-    extra: dict = field(default_factory=dict)
+    SHARED = ("model", "precision", "device", "template", "revision", "backend", "context_length", "extra")
+
+    def __init__(self, model: str, precision: str = "auto", device: str = "auto", template: str | None = None,
+                 revision: str | None = None, backend: str = "auto", context_length: int | None = None,
+                 extra: dict | None = None, **backend_options):
+        self.model, self.precision, self.device, self.template = model, precision, device, template
+        self.revision, self.backend, self.context_length = revision, backend, context_length
+        self.extra = dict(extra or {})
+        self.backend_options = {k: v for k, v in backend_options.items() if v is not None}
+
+    def get(self, name: str, default=None):
+        """A backend option's value (``default`` when not given)."""
+        return self.backend_options.get(name, default)
+
+    def options_for(self, cls):
+        """``cls`` (a backend's options dataclass) filled from ``backend_options`` (the names it has)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in self.backend_options.items() if k in names})
+
+    def replace(self, **changes) -> LoadOptions:
+        """A copy with ``changes`` (shared or backend options; ``None`` removes a backend option)."""
+        shared = {k: getattr(self, k) for k in self.SHARED}
+        backend = dict(self.backend_options)
+        for k, v in changes.items():
+            (shared if k in self.SHARED else backend)[k] = v
+        return LoadOptions(**shared, **backend)
+
+    def __repr__(self) -> str:
+        hidden = {k: ("***" if "key" in k and not k.endswith("_env") else v) for k, v in self.backend_options.items()}
+        return f"LoadOptions(model={self.model!r}, backend={self.backend!r}, precision={self.precision!r}, {hidden})"
 
 
 class Engine(ABC):
@@ -203,8 +234,30 @@ class Engine(ABC):
         return self.precision
 
     def prompt(self, note: str, question: str) -> str:
-        """The model's prompt for ``question`` about ``note`` (its template)."""
+        """The model's prompt text for ``question`` about ``note`` (its template)."""
         return build_prompt(note, question, self.template)
+
+    def make_prompt(self, note: str, question: str) -> Prompt:
+        """The prompt for ``question`` about ``note``, tokenised once, with its note-only head known."""
+        text, prefix = prompt_parts(note, question, self.template)
+        return Prompt(text, self._ids(text), prefix)
+
+    def as_prompt(self, prompt: str | Prompt) -> Prompt:
+        """``prompt`` as a ``Prompt`` (text passed as it is is tokenised here; it has no known note head)."""
+        return prompt if isinstance(prompt, Prompt) else Prompt(prompt, self._ids(prompt))
+
+    def _ids(self, text: str) -> tuple[int, ...] | None:
+        return tuple(self.encode(text)) if self.capabilities.tokenizer else None
+
+    def fit(self, prompt: str | Prompt, settings: GenerationSettings) -> Prompt:
+        """``prompt`` checked against the context with ``settings``' answer budget (the one fit rule, checked once
+        per budget); raises ``GenerationError`` when prompt + answer exceed it."""
+        p = self.as_prompt(prompt)
+        if p.fits_new_tokens == settings.max_new_tokens:
+            return p
+        if p.ids is not None:
+            self.check_count(len(p.ids), settings)
+        return replace(p, fits_new_tokens=settings.max_new_tokens)
 
     # Tokens ---------------------------------------------------------------------------------------------
     def encode(self, prompt: str) -> list[int]:
@@ -219,9 +272,9 @@ class Engine(ABC):
         """Tokens of ``text`` as a prompt (BOS included), or ``None`` where the backend cannot count."""
         return len(self.encode(text)) if self.capabilities.tokenizer else None
 
-    def budget(self, prompt: str, max_new_tokens: int) -> Budget | None:
+    def budget(self, prompt: str | Prompt, max_new_tokens: int) -> Budget | None:
         """How ``prompt`` plus the answer fits the context, or ``None`` when tokens cannot be counted here."""
-        n = self.count_tokens(prompt)
+        n = prompt.n_tokens if isinstance(prompt, Prompt) else self.count_tokens(prompt)
         return None if n is None else Budget(n, int(max_new_tokens), self.context_length)
 
     def check_settings(self, settings: GenerationSettings) -> None:
@@ -233,12 +286,9 @@ class Engine(ABC):
                 "Beams to 1 (greedy or sampling), or use the greedy preset (`--preset greedy`); the paper preset's "
                 "5 beams need the transformers backend.")
 
-    def check_fits(self, prompt: str, settings: GenerationSettings) -> int | None:
+    def check_fits(self, prompt: str | Prompt, settings: GenerationSettings) -> int | None:
         """The prompt's token count; raises ``GenerationError`` when prompt + answer exceed the context."""
-        n = self.count_tokens(prompt)
-        if n is not None:
-            self.check_count(n, settings)
-        return n
+        return self.fit(prompt, settings).n_tokens
 
     def check_count(self, prompt_tokens: int, settings: GenerationSettings) -> None:
         """Raise ``GenerationError`` when ``prompt_tokens`` plus the answer exceed the context (the one fit rule)."""
@@ -258,22 +308,23 @@ class Engine(ABC):
 
     # Generation -----------------------------------------------------------------------------------------
     @abstractmethod
-    def stream(self, prompt: str, settings: GenerationSettings | None = None,
+    def stream(self, prompt: str | Prompt, settings: GenerationSettings | None = None,
                stop_event: threading.Event | None = None, min_interval: float = 0.05) -> Iterator[StreamUpdate]:
         """Yield the growing answer; setting ``stop_event`` ends this request (and no other) early.
 
-        The last update has ``done=True``. Updates come at most every ``min_interval`` seconds; beam search and
-        ``min_interval=inf`` give only the last one.
+        ``prompt`` is text or a ``Prompt`` (from ``make_prompt``: not tokenised again; ``fit`` is applied here
+        either way). The last update has ``done=True``. Updates come at most every ``min_interval`` seconds;
+        beam search and ``min_interval=inf`` give only the last one.
         """
 
-    def generate(self, prompt: str, settings: GenerationSettings | None = None,
+    def generate(self, prompt: str | Prompt, settings: GenerationSettings | None = None,
                  stop_event: threading.Event | None = None) -> GenerationResult:
-        """The whole answer at once (through the same path as streaming)."""
+        """The whole answer at once: the last update of ``stream``."""
         *_, last = self.stream(prompt, settings, stop_event, min_interval=float("inf"))
-        return GenerationResult(last.text, last.new_tokens, last.seconds, last.prompt_tokens, last.stopped,
-                                last.first_token_s)
+        return last
 
-    def generate_batch(self, prompts: list[str], settings: GenerationSettings | None = None) -> list[GenerationResult]:
+    def generate_batch(self, prompts: list[str | Prompt], settings: GenerationSettings | None = None,
+                       ) -> list[GenerationResult]:
         """Answer several prompts; backends with ``capabilities.batch`` run them as one padded batch."""
         return [self.generate(p, settings) for p in prompts]
 

@@ -21,18 +21,42 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import llama_cpp
-from llama_cpp._internals import LlamaModel
+from typing import TYPE_CHECKING
 
 from ..errors import GenerationError, ModelLoadError
-from ..prompts import TEMPLATES
 from ..registry import DEMO_NAME, REGISTRY, ModelSpec, lookup, resolve
-from .base import DEMO_MARKER, Capabilities, Engine, GenerationSettings, LoadOptions, StreamUpdate
+from .base import DEMO_MARKER, Capabilities, Engine, GenerationSettings, LoadOptions, Prompt, StreamUpdate
 
-# llama.h's file types by number ("general.file_type" in the GGUF metadata): 1 -> "f16", 15 -> "q4_k_m".
-FILE_TYPES = {getattr(llama_cpp, n): n.removeprefix("LLAMA_FTYPE_").removeprefix("MOSTLY_").removeprefix("ALL_").lower()
-              for n in dir(llama_cpp) if n.startswith("LLAMA_FTYPE_") and n != "LLAMA_FTYPE_GUESSED"}
+if TYPE_CHECKING:  # llama_cpp loads with the first GGUF (flags and ``--help`` work without it)
+    import llama_cpp
+
+
+@dataclass
+class Options:
+    """The llama.cpp backend's own load options; each field with help is a command-line flag."""
+
+    gguf_file: str | None = field(default=None, metadata={
+        "help": "the .gguf file inside a hub repo or folder given with --model"})
+    threads: int | None = field(default=None, metadata={"help": "CPU threads for llama.cpp (default: its own choice)"})
+    n_gpu_layers: int = field(default=0, metadata={"help": "layers to offload to a GPU (-1: all)"})
+    draft_prompt_lookup: int = field(default=0, metadata={
+        "metavar": "N",
+        "help": "prompt-lookup decoding for greedy answers, drafting N tokens copied from the note (e.g. 10; on an "
+                "f16 GGUF the same answers, 2-3x faster; on quantised GGUFs answers may differ slightly; costs "
+                "context x vocabulary x 4 bytes of memory)"})
+
+
+def claims(options: LoadOptions) -> bool:
+    """``--backend auto``: llama.cpp takes a ``.gguf`` file, or a repo/folder with ``--gguf-file``."""
+    return bool(options.get("gguf_file")) or options.model.strip().lower().endswith(".gguf")
+
+
+def file_types() -> dict[int, str]:
+    """llama.h's file types by number ("general.file_type" in the GGUF metadata): 1 -> "f16", 15 -> "q4_k_m"."""
+    import llama_cpp
+
+    return {getattr(llama_cpp, n): n.removeprefix("LLAMA_FTYPE_").removeprefix("MOSTLY_").removeprefix("ALL_").lower()
+            for n in dir(llama_cpp) if n.startswith("LLAMA_FTYPE_") and n != "LLAMA_FTYPE_GUESSED"}
 
 
 @dataclass(eq=False)
@@ -53,6 +77,8 @@ class LlamaCppEngine(Engine):
     backend = "llamacpp"
 
     def __post_init__(self) -> None:
+        import llama_cpp
+
         self._lock = threading.Lock()
         self._vocab = self.llm._model.vocab
         self._spm = llama_cpp.llama_vocab_type(self._vocab) == llama_cpp.LLAMA_VOCAB_TYPE_SPM
@@ -107,6 +133,8 @@ class LlamaCppEngine(Engine):
 
     def _token_bytes(self, token: int, size: int = 64) -> bytes:
         """The bytes ``token`` stands for (nothing for a control token)."""
+        import llama_cpp
+
         buf = (ctypes.c_char * size)()
         n = llama_cpp.llama_token_to_piece(self._vocab, llama_cpp.llama_token(token), buf, size, 0, False)
         if n < 0:  # the piece is longer than the buffer: -n bytes are needed
@@ -134,14 +162,15 @@ class LlamaCppEngine(Engine):
         finally:
             self._lock.release()
 
-    def stream(self, prompt: str, settings: GenerationSettings | None = None,
+    def stream(self, prompt: str | Prompt, settings: GenerationSettings | None = None,
                stop_event: threading.Event | None = None, min_interval: float = 0.05) -> Iterator[StreamUpdate]:
         """Yield the growing answer; ``stop_event`` ends this request (checked between tokens)."""
+        import llama_cpp
+
         settings = settings or GenerationSettings()
         stop_event = stop_event or threading.Event()
         sampling = self._sampling(settings)
-        ids = self.encode(prompt)
-        self.check_count(len(ids), settings)
+        ids = list(self.fit(prompt, settings).ids)
         start = time.perf_counter()
         new: list[int] = []
         text, first, last = "", None, 0.0
@@ -199,21 +228,21 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
 
 
-def gguf_path(options: LoadOptions) -> tuple[Path, str | None]:
-    """The .gguf file ``options`` name (a file, a folder + ``gguf_file``, or a hub repo + ``gguf_file``, downloaded)
-    and the hub commit it came from (``None`` for a local file)."""
-    model = options.model.strip()
+def gguf_path(model: str, gguf_file: str | None = None, revision: str | None = None) -> tuple[Path, str | None]:
+    """The .gguf file named by ``model`` (a file, a folder + ``gguf_file``, or a hub repo + ``gguf_file``,
+    downloaded) and the hub commit it came from (``None`` for a local file)."""
+    model = model.strip()
     path = Path(model).expanduser()
     if path.is_file():
-        if options.gguf_file:
+        if gguf_file:
             raise ModelLoadError(f"--gguf-file names a file inside a folder or hub repo, but --model {model} is "
                                  "already a file.")
         return path, None
     if path.is_dir():
-        if options.gguf_file:
-            target = path / options.gguf_file
+        if gguf_file:
+            target = path / gguf_file
             if not target.is_file():
-                raise ModelLoadError(f"{options.gguf_file} is not in {path}.")
+                raise ModelLoadError(f"{gguf_file} is not in {path}.")
             return target, None
         found = sorted(path.glob("*.gguf"))
         if len(found) == 1:
@@ -222,17 +251,17 @@ def gguf_path(options: LoadOptions) -> tuple[Path, str | None]:
         raise ModelLoadError(f"{path} is a folder: name the GGUF file in it with --gguf-file (found: {names}).")
     if model.lower().endswith(".gguf") or model.startswith((".", "/", "~")) or model.count("/") != 1:
         raise ModelLoadError(f"GGUF file not found: {path}")
-    if not options.gguf_file:
+    if not gguf_file:
         raise ModelLoadError(f"{model} looks like a Hugging Face repo: name the GGUF file in it with --gguf-file "
                              "(e.g. --gguf-file model.Q4_K_M.gguf).")
     try:
         from huggingface_hub import hf_hub_download
 
-        local = hf_hub_download(model, options.gguf_file, revision=options.revision)
+        local = hf_hub_download(model, gguf_file, revision=revision)
     except Exception as exc:  # offline, missing file, no access
         why = ("you are offline (HF_HUB_OFFLINE=1) and it is not in the local cache" if _offline() else
                f"it could not be downloaded ({type(exc).__name__}: {exc})")
-        raise ModelLoadError(f"Cannot get {options.gguf_file} from {model} on the Hugging Face hub: {why}. "
+        raise ModelLoadError(f"Cannot get {gguf_file} from {model} on the Hugging Face hub: {why}. "
                              "Download it on a connected machine and pass the file with --model FILE.gguf.") from exc
     local_path = Path(local)
     commit = local_path.parent.name if local_path.parent.parent.name == "snapshots" else None
@@ -275,12 +304,14 @@ def load(options: LoadOptions) -> LlamaCppEngine:
     ``options.extra["llama_cpp"]`` holds further ``llama_cpp.Llama`` arguments (e.g. ``flash_attn``, ``type_k``,
     ``kv_overrides``) for programmatic use.
     """
-    if options.template is not None and options.template not in TEMPLATES:
-        raise ModelLoadError(f"Unknown template {options.template!r}; choose one of {', '.join(TEMPLATES)}.")
-    path, commit = gguf_path(options)
+    import llama_cpp
+    from llama_cpp._internals import LlamaModel
+
+    own = options.options_for(Options)
+    path, commit = gguf_path(options.model, own.gguf_file, options.revision)
     notices: list[str] = []
-    if options.n_gpu_layers and not llama_cpp.llama_supports_gpu_offload():
-        notices.append(f"--n-gpu-layers {options.n_gpu_layers} was asked for, but this llama-cpp-python build has "
+    if own.n_gpu_layers and not llama_cpp.llama_supports_gpu_offload():
+        notices.append(f"--n-gpu-layers {own.n_gpu_layers} was asked for, but this llama-cpp-python build has "
                        "no GPU support: running on the CPU.")
     try:
         params = llama_cpp.llama_model_default_params()
@@ -307,20 +338,20 @@ def load(options: LoadOptions) -> LlamaCppEngine:
         notices.append(f"Context limited to {options.context_length} tokens by --context-length (model: {context}).")
         context = int(options.context_length)
     draft = {}
-    if options.draft_prompt_lookup > 0:  # speculative drafts copied from the prompt; keeps every position's logits
+    if own.draft_prompt_lookup > 0:  # speculative drafts copied from the prompt; keeps every position's logits
         from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
 
-        draft = dict(draft_model=LlamaPromptLookupDecoding(num_pred_tokens=int(options.draft_prompt_lookup)),
+        draft = dict(draft_model=LlamaPromptLookupDecoding(num_pred_tokens=int(own.draft_prompt_lookup)),
                      logits_all=True)
     try:
-        llm = llama_cpp.Llama(str(path), n_ctx=context, n_batch=min(512, context), n_threads=options.threads,
-                              n_threads_batch=options.threads, n_gpu_layers=int(options.n_gpu_layers or 0),
+        llm = llama_cpp.Llama(str(path), n_ctx=context, n_batch=min(512, context), n_threads=own.threads,
+                              n_threads_batch=own.threads, n_gpu_layers=int(own.n_gpu_layers or 0),
                               last_n_tokens_size=context, verbose=False, **draft,
                               **options.extra.get("llama_cpp", {}))
     except (ValueError, RuntimeError, OSError, MemoryError) as exc:
         raise ModelLoadError(f"llama.cpp could not load {path}: {exc}. Not enough memory? Try a smaller "
                              "quantisation (q4_k_m) or --context-length.") from exc
-    file_type = FILE_TYPES.get(int(metadata.get("general.file_type", -1)), "unknown")
+    file_type = file_types().get(int(metadata.get("general.file_type", -1)), "unknown")
     if draft and file_type not in ("f32", "f16", "bf16"):
         # Measured (bench/generation.py, random 515M LLaMA): f16 drafts gave the same greedy tokens, 2-3.7x faster;
         # q4_k_m gave other tokens on every task and no reliable speed-up. llama.cpp computes a batch of drafted

@@ -14,37 +14,39 @@ Without a tokenize endpoint a local ``--tokenizer`` counts; without either the b
 from __future__ import annotations
 
 import functools
-import os
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from ..endpoints import EndpointSettings, RateLimiter, make_client
+from ..endpoints import EndpointSettings, limiter_for, make_client
 from ..errors import GenerationError, ModelLoadError
-from ..prompts import TEMPLATES
 from ..registry import resolve
 from ..tokenization import encode_prompt, tokenizer_spans
-from .base import Capabilities, Engine, GenerationSettings, LoadOptions, StreamUpdate
+from .base import Capabilities, Engine, GenerationSettings, LoadOptions, Prompt, StreamUpdate
 
 
 @dataclass
-class RemoteOptions:
-    """Where the model is served. ``api_key``/``base_url`` fall back to ``$api_key_env``/OPENAI_BASE_URL."""
+class RemoteOptions(EndpointSettings):
+    """The OpenAI-compatible backend's options: the endpoint (``EndpointSettings``, the one type every
+    OpenAI-compatible call uses) plus how this engine talks to it. Fields with help are command-line flags."""
 
-    model: str
-    base_url: str | None = None
-    api_key: str | None = None
+    api_mode: str = field(default="completion", metadata={
+        "choices": ("completion", "chat"),
+        "help": "completion: the exact prompt bytes (right for Asclepius); chat: one user message"})
+    tokenizer: str | None = field(default=None, metadata={
+        "help": "local tokenizer folder to count tokens when the server cannot"})
     template: str = "asclepius"
-    mode: str = "chat"
-    timeout: float = 120.0
-    max_retries: int = 2
     context_length: int | None = None  # None: the server's, else the registry's (8192 for an unknown model)
-    api_key_env: str = "OPENAI_API_KEY"
-    tokenizer: str | None = None  # a local tokenizer folder to count tokens with
     probe: bool = True  # ask the server once for its tokenize endpoint and context length
-    rpm: float | None = None  # requests per minute (None: no limit)
-    tpm: float | None = None  # tokens per minute: the prompt (counted, else estimated) + max new tokens
+
+
+Options = RemoteOptions
+
+
+def claims(options: LoadOptions) -> bool:
+    """``--backend auto``: a base URL means a served model."""
+    return bool(options.get("base_url"))
 
 
 # Tokenize endpoints, tried in this order: (style, path from the server root, request body for ``text``).
@@ -122,19 +124,13 @@ class RemoteEngine(Engine):
     backend = "openai"
 
     def __post_init__(self) -> None:
-        if self.options.template not in TEMPLATES:
-            raise ModelLoadError(f"Unknown template {self.options.template!r}.")
-        if self.options.mode not in ("chat", "completion"):
-            raise ModelLoadError("mode must be 'chat' or 'completion'.")
-        base_url = self.options.base_url or os.environ.get("OPENAI_BASE_URL")
-        api_key = self.options.api_key or os.environ.get(self.options.api_key_env) or "EMPTY"
+        if self.options.api_mode not in ("chat", "completion"):
+            raise ModelLoadError("api_mode must be 'chat' or 'completion'.")
+        base_url = self.options.url()
+        api_key = self.options.key() or "EMPTY"
         if self.client is None:
-            self.client = make_client(EndpointSettings(
-                model=self.options.model, base_url=base_url, api_key_env=self.options.api_key_env,
-                api_key=self.options.api_key, timeout=self.options.timeout, max_retries=self.options.max_retries),
-                asynchronous=False)
-        self._limiter = RateLimiter(self.options.rpm, self.options.tpm) if self.options.rpm or self.options.tpm \
-            else None
+            self.client = make_client(replace(self.options, base_url=base_url), asynchronous=False)
+        self._limiter = limiter_for(self.options)
         self._tokenizer = None
         self._http = None
         self.server = ServerInfo()
@@ -143,7 +139,7 @@ class RemoteEngine(Engine):
 
             self._http = httpx.Client(headers={"Authorization": f"Bearer {api_key}"}, timeout=self.options.timeout)
             self.server = probe_server(self._http, str(self.client.base_url), self.options.model,
-                                       completion=self.options.mode == "completion")
+                                       completion=self.options.api_mode == "completion")
         if self.options.tokenizer:
             from transformers import AutoTokenizer
 
@@ -152,7 +148,7 @@ class RemoteEngine(Engine):
             except (OSError, ValueError) as exc:
                 raise ModelLoadError(f"Could not load the tokenizer in {self.options.tokenizer}: {exc}") from exc
         counts = self.server.tokenize is not None or self._tokenizer is not None
-        self.capabilities = Capabilities(tokenizer=counts, beams=False, concurrent=True)
+        self.capabilities = Capabilities(tokenizer=counts, beams=False, concurrent=True, remote=True)
         self.notices = []
         if not counts:
             self.notices.append(
@@ -165,7 +161,7 @@ class RemoteEngine(Engine):
             self._context = self.server.context_length
         else:
             self._context = spec.context_length if spec.known else 8192
-            if self.options.mode == "completion":
+            if self.options.api_mode == "completion":
                 self.notices.append(f"The server does not say its context length: assuming {self._context} tokens "
                                     f"({'the registry' if spec.known else 'a default'}; set --context-length).")
 
@@ -198,16 +194,18 @@ class RemoteEngine(Engine):
             raise GenerationError(f"The server's tokenize endpoint answered {reply.status_code}: {reply.text[:300]}")
         return tuple(tokens)
 
-    def count_tokens(self, text: str) -> int | None:
-        """The prompt's token count, or ``None`` when nothing here can count (or the server is unreachable)."""
+    def _ids(self, text: str) -> tuple[int, ...] | None:
+        """The prompt's ids, or ``None`` when nothing here can count (or the server is unreachable)."""
         if not self.capabilities.tokenizer:
             return None
         try:
-            return len(self.encode(text))
+            return tuple(self.encode(text))
         except GenerationError:
-            if self._tokenizer is not None:
-                return len(encode_prompt(self._tokenizer, text))
-            return None
+            return tuple(encode_prompt(self._tokenizer, text)) if self._tokenizer is not None else None
+
+    def count_tokens(self, text: str) -> int | None:
+        ids = self._ids(text)
+        return None if ids is None else len(ids)
 
     def token_spans(self, text: str) -> list[tuple[int, int]]:
         """Token spans from the local tokenizer; with only the server's counts, the note is cut on characters."""
@@ -227,7 +225,7 @@ class RemoteEngine(Engine):
                   temperature=float(settings.temperature) if settings.do_sample else 0.0)
         if settings.do_sample:
             kw["top_p"] = float(settings.top_p)
-        if self.options.mode == "completion":
+        if self.options.api_mode == "completion":
             # A self-hosted server's own sampler defaults (llama.cpp: repeat penalty 1.1, top-k 40, min-p 0.05)
             # would change the answer: say what the settings mean, in the names vLLM and llama.cpp read.
             penalty = float(settings.repetition_penalty)
@@ -235,7 +233,7 @@ class RemoteEngine(Engine):
             if settings.do_sample:
                 extra.update(top_k=-1, min_p=0.0)
             kw["extra_body"] = extra
-        if self.options.mode == "chat":
+        if self.options.api_mode == "chat":
             return self.client.chat.completions.create(messages=[{"role": "user", "content": prompt}], **kw)
         return self.client.completions.create(prompt=prompt, **kw)
 
@@ -243,18 +241,19 @@ class RemoteEngine(Engine):
         if not chunk.choices:
             return ""
         choice = chunk.choices[0]
-        if self.options.mode == "chat":
+        if self.options.api_mode == "chat":
             return getattr(choice.delta, "content", None) or ""
         return choice.text or ""
 
-    def stream(self, prompt: str, settings: GenerationSettings | None = None,
+    def stream(self, prompt: str | Prompt, settings: GenerationSettings | None = None,
                stop_event: threading.Event | None = None, min_interval: float = 0.05) -> Iterator[StreamUpdate]:
         """Yield the growing answer from a streamed request; ``stop_event`` closes this request."""
         import openai
 
         settings = settings or GenerationSettings()
         stop_event = stop_event or threading.Event()
-        n_prompt = self.check_fits(prompt, settings) or 0
+        fitted = self.fit(prompt, settings)
+        prompt, n_prompt = fitted.text, fitted.n_tokens or 0
         if self._limiter is not None:  # one limiter for every request of this engine, across threads
             self._limiter.acquire_blocking((n_prompt or len(prompt) // 4) + settings.max_new_tokens)
         start = time.perf_counter()
@@ -295,9 +294,6 @@ def load(options: LoadOptions) -> RemoteEngine:
     """The main engine (or a contender) behind an OpenAI-compatible server: completions with the exact prompt."""
     if not options.model:
         raise ModelLoadError("--backend openai needs --model naming the served model.")
-    return RemoteEngine(RemoteOptions(
-        model=options.model, base_url=options.base_url, api_key=options.api_key,
-        template=options.template or "asclepius", mode=options.api_mode, timeout=options.timeout,
-        max_retries=options.max_retries,
-        context_length=options.context_length, api_key_env=options.api_key_env,
-        tokenizer=options.tokenizer, rpm=options.rpm, tpm=options.tpm))
+    own = options.options_for(RemoteOptions)
+    return RemoteEngine(replace(own, model=options.model, template=options.template or "asclepius",
+                                context_length=options.context_length))

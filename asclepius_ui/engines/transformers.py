@@ -26,64 +26,82 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import torch
-from transformers import (
-    AutoModelForCausalLM,
-    AutoTokenizer,
-    DynamicCache,
-    StoppingCriteria,
-    StoppingCriteriaList,
-)
-from transformers.cache_utils import DynamicLayer
-from transformers.generation.streamers import BaseStreamer
+from typing import TYPE_CHECKING
 
 from ..errors import GenerationError, ModelLoadError
-from ..prompts import TEMPLATES
-from ..quantization import int8_config, nf4_config
 from ..registry import DEMO_NAME, REGISTRY, ModelSpec, resolve
-from ..tokenization import encode_prompt, note_prefix, pad_token_id, tokenizer_spans
+from ..tokenization import encode_prompt, pad_token_id, tokenizer_spans
 from .base import (
     DEMO_MARKER,
+    DEVICES,
+    PRECISIONS,
     Capabilities,
     Engine,
     GenerationResult,
     GenerationSettings,
     LoadOptions,
+    Prompt,
     StreamUpdate,
 )
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16", "8bit", "4bit")
-DEVICES = ("auto", "cpu", "cuda")
+if TYPE_CHECKING:  # torch and transformers load with the first model (flags and ``--help`` stay fast)
+    import torch
+    from transformers import DynamicCache
+
+
+@dataclass
+class Options:
+    """The transformers backend's own load options (``LoadOptions(..., prefix_cache_entries=0)``); each field with
+    help is a command-line flag."""
+
+    prefix_cache_entries: int = field(default=4, metadata={
+        "help": "notes whose KV cache is kept for follow-up questions (0: off)", "metavar": "N"})
+    prefix_cache_bytes: int = field(default=2 * 2**30, metadata={
+        "help": "memory those caches may take, in bytes (default 2 GiB)", "metavar": "BYTES"})
+
+
+def claims(options: LoadOptions) -> bool:
+    """``--backend auto``: transformers takes whatever no other backend claimed (it is last in ``BACKENDS``)."""
+    return True
+
+
 PRECISION_LABELS = {"fp32": "fp32", "bf16": "bf16", "fp16": "fp16", "8bit": "8-bit (bitsandbytes)",
                     "4bit": "4-bit nf4 (bitsandbytes)"}
 
 
-class _EventStop(StoppingCriteria):
-    """Stops generation when this request's event is set."""
+@functools.cache
+def _hooks() -> tuple[type, type]:
+    """The stopping criterion and the streamer, defined once torch and transformers are loaded."""
+    import torch
+    from transformers import StoppingCriteria
+    from transformers.generation.streamers import BaseStreamer
 
-    def __init__(self, event: threading.Event):
-        self.event = event
+    class EventStop(StoppingCriteria):
+        """Stops generation when this request's event is set."""
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
-        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+        def __init__(self, event: threading.Event):
+            self.event = event
 
+        def __call__(self, input_ids, scores, **kwargs):
+            return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
 
-class _IdQueue(BaseStreamer):
-    """Hands new token ids to the consumer thread; decoding happens there, off the generation loop."""
+    class IdQueue(BaseStreamer):
+        """Hands new token ids to the consumer thread; decoding happens there, off the generation loop."""
 
-    def __init__(self, skip: int):
-        self.q: queue.SimpleQueue = queue.SimpleQueue()
-        self._skip = skip  # generate() first puts the prompt ids
+        def __init__(self, skip: int):
+            self.q: queue.SimpleQueue = queue.SimpleQueue()
+            self._skip = skip  # generate() first puts the prompt ids
 
-    def put(self, value: torch.Tensor) -> None:
-        if self._skip:
-            self._skip = 0
-            return
-        self.q.put(value.reshape(-1).tolist())
+        def put(self, value) -> None:
+            if self._skip:
+                self._skip = 0
+                return
+            self.q.put(value.reshape(-1).tolist())
 
-    def end(self) -> None:
-        self.q.put(None)
+        def end(self) -> None:
+            self.q.put(None)
+
+    return EventStop, IdQueue
 
 
 def _drain(q: queue.SimpleQueue, into: list[int]) -> bool:
@@ -112,7 +130,7 @@ class PrefixCache:
     def __init__(self, max_entries: int = 4, max_bytes: int = 2 * 2**30):
         self.max_entries = max_entries
         self.max_bytes = max_bytes
-        self._entries: OrderedDict[tuple[int, ...], tuple[DynamicCache, int]] = OrderedDict()
+        self._entries: OrderedDict[tuple[int, ...], tuple[DynamicCache, int]] = OrderedDict()  # noqa: F821
         self._lock = threading.Lock()
         self.hits = self.misses = self.reused_tokens = 0
 
@@ -170,6 +188,9 @@ class PrefixCache:
 
 def _croppable(cache) -> bool:
     """Only plain full-attention layers can be cut back to a prefix and reused as they are."""
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
+
     return isinstance(cache, DynamicCache) and bool(cache.layers) and all(
         type(layer) is DynamicLayer and layer.is_initialized for layer in cache.layers)
 
@@ -209,6 +230,8 @@ def _local_revision(path: Path) -> str:
 
 def resolve_device(device: str) -> str:
     """``auto`` -> ``cuda`` when a GPU is present, else ``cpu``; ``cuda`` without a GPU is an error."""
+    import torch
+
     if device not in DEVICES:
         raise ModelLoadError(f"Unknown device {device!r}; choose one of {', '.join(DEVICES)}.")
     if device == "auto":
@@ -224,12 +247,18 @@ def resolve_precision(precision: str, device: str) -> str:
         raise ModelLoadError(f"Unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}.")
     if precision != "auto":
         return precision
+    import torch
+
     if device == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return "fp32"
 
 
 def _quantization_config(precision: str, device: str):
+    import torch
+
+    from ..quantization import int8_config, nf4_config
+
     try:
         import bitsandbytes  # noqa: F401
     except Exception as exc:  # ImportError, or a broken native library
@@ -307,22 +336,21 @@ class TransformersEngine(Engine):
     def _generate_kwargs(self, settings: GenerationSettings, batch: int = 1) -> dict:
         """``generate`` keywords; prompt-lookup drafting only for one greedy sequence (its output is then the
         same token for token; transformers' assisted decoding takes one sequence and no beams)."""
-        settings.validate()
         kw = dict(settings.to_kwargs(), eos_token_id=self.eos_token_ids, pad_token_id=pad_token_id(self.tokenizer))
         if settings.prompt_lookup > 0 and batch == 1 and settings.num_beams == 1 and not settings.do_sample:
             kw["prompt_lookup_num_tokens"] = int(settings.prompt_lookup)
         return kw
 
-    def _prefix_length(self, prompt: str, ids: list[int]) -> int:
-        """How many leading ``ids`` depend only on the note (the prompt up to the question), 0 when none.
+    def _prefix_length(self, prompt: Prompt) -> int:
+        """How many leading ids of ``prompt`` depend only on the note (the prompt up to the question), 0 when none.
 
         The note part is tokenised alone and compared with the prompt's ids: only the tokens on which both agree
         count, so a boundary that tokenises differently inside the prompt costs a token or two, never correctness.
         """
-        text = note_prefix(prompt, self.template)
-        if text is None:
+        if prompt.prefix is None:
             return 0
-        alone = self.encode(text)
+        ids = prompt.ids
+        alone = self.encode(prompt.prefix)
         n = 0
         for a, b in zip(alone, ids, strict=False):
             if a != b:
@@ -334,7 +362,7 @@ class TransformersEngine(Engine):
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
-    def stream(self, prompt: str, settings: GenerationSettings | None = None,
+    def stream(self, prompt: str | Prompt, settings: GenerationSettings | None = None,
                stop_event: threading.Event | None = None, min_interval: float = 0.05) -> Iterator[StreamUpdate]:
         """Yield the growing answer; setting ``stop_event`` ends this request (and no other) early.
 
@@ -342,18 +370,22 @@ class TransformersEngine(Engine):
         seconds, so streaming costs the generation loop next to nothing. Beam search is not streamed, and
         ``min_interval=inf`` asks for no intermediate updates: then the one update arrives when it is done.
         """
+        import torch
+        from transformers import DynamicCache, StoppingCriteriaList
+
         settings = settings or GenerationSettings()
         stop_event = stop_event or threading.Event()
-        ids = self.encode(prompt)
-        self.check_count(len(ids), settings)
+        prompt = self.fit(prompt, settings)
+        ids = list(prompt.ids)
         kwargs = self._generate_kwargs(settings)
         updates = settings.num_beams == 1 and min_interval != float("inf")
-        streamer = _IdQueue(skip=1) if updates else None
+        event_stop, id_queue = _hooks()
+        streamer = id_queue(skip=1) if updates else None
         input_ids = torch.tensor([ids], device=self.model.device)
         box: dict = {}
         # Prefix reuse: start from the note's cached KV (a private copy) and keep this note's for the next question.
         # Beam search reorders and widens the cache, so it starts from scratch.
-        keep = self._prefix_length(prompt, ids) if self.prefix_cache.enabled and settings.num_beams == 1 else 0
+        keep = self._prefix_length(prompt) if self.prefix_cache.enabled and settings.num_beams == 1 else 0
         cache, reused = self.prefix_cache.lookup(ids) if keep else (None, 0)
         if reused:
             # transformers' assisted decoding feeds the whole prompt on its first step, so it cannot start from a
@@ -369,7 +401,7 @@ class TransformersEngine(Engine):
                 with torch.inference_mode():
                     box["out"] = self.model.generate(
                         input_ids=input_ids, attention_mask=torch.ones_like(input_ids), streamer=streamer,
-                        stopping_criteria=StoppingCriteriaList([_EventStop(stop_event)]), **kwargs)
+                        stopping_criteria=StoppingCriteriaList([event_stop(stop_event)]), **kwargs)
                 if keep > reused:
                     self.prefix_cache.store(ids[:keep], cache)
             except BaseException as exc:  # reported in the consumer thread
@@ -432,13 +464,14 @@ class TransformersEngine(Engine):
                 return ids[:i]
         return ids
 
-    def generate_batch(self, prompts: list[str], settings: GenerationSettings | None = None) -> list[GenerationResult]:
+    def generate_batch(self, prompts: list[str | Prompt], settings: GenerationSettings | None = None,
+                       ) -> list[GenerationResult]:
         """Answer several prompts in one left-padded batch (for batch evaluation on a GPU)."""
+        import torch
+
         settings = settings or GenerationSettings()
         kwargs = self._generate_kwargs(settings, batch=len(prompts))
-        encoded = [self.encode(p) for p in prompts]
-        for ids in encoded:
-            self.check_count(len(ids), settings)
+        encoded = [list(self.fit(p, settings).ids) for p in prompts]
         width = max(len(ids) for ids in encoded)
         pad = kwargs["pad_token_id"]
         input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in encoded], device=self.model.device)
@@ -453,11 +486,13 @@ class TransformersEngine(Engine):
         results = []
         for row, ids in zip(out, encoded, strict=True):
             new = self._strip_eos(row[width:].tolist())
-            results.append(GenerationResult(self._decode(new), len(new), seconds, len(ids)))
+            results.append(GenerationResult(self._decode(new), len(new), seconds, done=True, prompt_tokens=len(ids)))
         return results
 
 
 def _generation_error(exc: BaseException) -> GenerationError:
+    import torch
+
     text = str(exc)
     if isinstance(exc, (MemoryError, torch.OutOfMemoryError)) or "out of memory" in text.lower():
         if torch.cuda.is_available():
@@ -480,11 +515,13 @@ def _read_demo_marker(path: Path | None) -> bool:
 
 def load(options: LoadOptions) -> TransformersEngine:
     """Load model and tokenizer as ``options`` say; every failure becomes a ``ModelLoadError``."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    own = options.options_for(Options)
     model = options.model.strip()
     if not model:
         raise ModelLoadError("No model given: pass --model with a Hugging Face id or a local folder.")
-    if options.template is not None and options.template not in TEMPLATES:
-        raise ModelLoadError(f"Unknown template {options.template!r}; choose one of {', '.join(TEMPLATES)}.")
     device = resolve_device(options.device)
     precision = resolve_precision(options.precision, device)
     local = _is_local(model)
@@ -541,8 +578,7 @@ def load(options: LoadOptions) -> TransformersEngine:
         revision = _local_revision(path)
     else:
         revision = getattr(lm.config, "_commit_hash", None) or options.revision or "unknown"
-    cache = PrefixCache(int(options.extra.get("prefix_cache_entries", 4)),
-                        int(options.extra.get("prefix_cache_bytes", 2 * 2**30)))
+    cache = PrefixCache(int(own.prefix_cache_entries), int(own.prefix_cache_bytes))
     return TransformersEngine(model=lm, tokenizer=tokenizer, spec=spec, options=options,
                   template=options.template or spec.template, context_length=int(context), precision=precision,
                   device=device, revision=revision, is_demo=is_demo, notices=notices, prefix_cache=cache)

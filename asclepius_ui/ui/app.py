@@ -11,26 +11,13 @@ from gradio.context import LocalContext
 
 from ..errors import InputError
 from ..text_input import clean_text
-from . import admin, analysis, batch, chat, compare, study
 from .common import current_user, is_admin
 from .context import AppContext
+from .pages import PAGES
 
-# (tab title, page module, needs the ratings database, who may use it: "rater" pages go by --rater-pages)
-PAGES = [
-    ("Chat", chat, False, "rater"),
-    ("Compare", compare, True, "rater"),
-    ("Batch", batch, False, "rater"),
-    ("Study", study, True, "rater"),
-    ("Admin", admin, True, "admin"),
-    ("Analysis", analysis, True, "admin"),
-]
 # What a researcher scripts with gradio_client; every other event is hidden from the API.
 API_NAMES = frozenset({"ask", "compare", "vote", "batch", "rate", "study_next", "study_submit", "study_skip"})
 NOT_ALLOWED = "This page is not available to your account: ask an administrator."
-
-
-def page_key(page) -> str:
-    return page.__name__.rsplit(".", 1)[-1]
 
 
 def may_use(ctx: AppContext, user: str, key: str, audience: str) -> bool:
@@ -119,13 +106,13 @@ def build_app(ctx: AppContext) -> gr.Blocks:
         gr.Markdown("# Asclepius Studio")
         tabs = []
         with gr.Tabs():
-            for title, page, needs_db, audience in PAGES:
-                if needs_db and ctx.storage is None:
+            for page in PAGES:
+                if page.needs_db and ctx.storage is None:
                     continue
-                key = page_key(page)
+                key, audience = page.key, page.audience
                 before = set(demo.fns)
-                with gr.Tab(title, id=key, visible=ctx.users is None) as tab:
-                    when_opened = page.build(ctx)  # a page may return a hook for its tab (e.g. compute on open)
+                with gr.Tab(page.title, id=key, visible=ctx.users is None) as tab:
+                    when_opened = page.module().build(ctx)  # may return a hook for its tab (compute on open)
                     if callable(when_opened):
                         when_opened(tab)
                 for i in set(demo.fns) - before:

@@ -7,10 +7,12 @@ import functools
 import gradio as gr
 
 from .. import phi_guard
+from ..ask import GUARD_CHOICES, GUARD_HOLD
 from ..batch import BATCH_TASKS
+from ..export import FORMATS
 from ..tokenization import default_max_new
 from . import batch_logic as logic
-from . import chat_logic
+from . import common
 from .context import AppContext
 
 HOW = ("Upload a **CSV or JSONL** file with a `note` column. Pick tasks to ask of every note (tasks that need a "
@@ -37,7 +39,7 @@ def build(ctx: AppContext) -> None:
                                        allow_custom_value=False)
                 max_new = gr.Slider(1, max(1, engine.context_length), value=default_max_new(engine.context_length),
                                     step=1, label="Max new tokens", elem_id="batch-max-new")
-                guard = gr.Radio(chat_logic.GUARD_CHOICES, value=chat_logic.GUARD_HOLD, visible=remote,
+                guard = gr.Radio(GUARD_CHOICES, value=GUARD_HOLD, visible=remote,
                                  elem_id="batch-guard", label="Privacy guard: this model is remote. Send the notes?")
                 if remote:
                     gr.Markdown(phi_guard.about_markdown())
@@ -46,8 +48,7 @@ def build(ctx: AppContext) -> None:
                     stop = gr.Button("Stop", variant="stop", elem_id="batch-stop")
         status = gr.Markdown(elem_id="batch-status")
         with gr.Row():
-            csv_out = gr.File(label="Answers (CSV)", elem_id="batch-csv")
-            jsonl_out = gr.File(label="Answers (JSONL)", elem_id="batch-jsonl")
+            outs = [gr.File(label=f"Answers ({fmt.upper()})", elem_id=f"batch-{fmt}") for fmt in FORMATS]
         preview = gr.Dataframe(headers=PREVIEW, label="Answers so far", elem_id="batch-preview", wrap=True,
                                max_height=320)
     rid = gr.State(None)
@@ -55,19 +56,21 @@ def build(ctx: AppContext) -> None:
     def on_upload(path):
         cols, text = logic.columns(path)
         guess = next((c for c in cols if c.lower() in ("question", "instruction")), None)
-        return gr.update(choices=[""] + cols, value=guess), text, chat_logic.GUARD_HOLD
+        return gr.update(choices=[""] + cols, value=guess), text, GUARD_HOLD
 
     def on_run(r, path, picked, qcol, mx, choice, progress=gr.Progress()):  # noqa: B008 - Gradio's way
-        for text, rows, csv_path, jsonl_path in logic.run_batch(ctx, r, path, picked, qcol, mx, choice,
-                                                                 lambda f, d: progress(f, desc=d)):
+        for text, rows, files in logic.run_batch(ctx, r, path, picked, qcol, mx, choice,
+                                                 lambda f, d: progress(f, desc=d)):
             table = [[str(row.get(k, ""))[:300] for k in PREVIEW] for row in rows] or None
-            yield text, table, csv_path, jsonl_path
+            yield text, table, *(files.get(fmt) for fmt in FORMATS)
 
     upload.change(on_upload, upload, [question, info, guard], api_visibility="private")
-    run.click(functools.partial(chat_logic.new_request, ctx), None, rid, queue=False, show_progress="hidden",
-              api_visibility="private").then(
-        on_run, [rid, upload, tasks, question, max_new, guard], [status, preview, csv_out, jsonl_out],
+    # Made when Run is pressed, before the run is queued: the request id (Stop finds the run by it) and a notice
+    # when it will wait behind another generation.
+    run.click(functools.partial(common.new_request, ctx), None, [rid, status], queue=False,
+              show_progress="hidden", api_visibility="private").then(
+        on_run, [rid, upload, tasks, question, max_new, guard], [status, preview, *outs],
         concurrency_limit=max(1, ctx.max_concurrent), concurrency_id="generate", api_name="batch",
         show_progress_on=[status])
-    stop.click(lambda r: chat_logic.stop(ctx, r) or gr.update(), rid, status, queue=False, show_progress="hidden",
+    stop.click(lambda r: common.stop(ctx, r) or gr.update(), rid, status, queue=False, show_progress="hidden",
                api_visibility="private")

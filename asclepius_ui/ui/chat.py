@@ -10,7 +10,7 @@ from .. import phi_guard
 from ..examples import example_label, example_notes
 from ..tokenization import default_max_new
 from . import chat_logic as logic
-from . import rating_widget
+from . import common, rating_widget
 from .context import AppContext
 from .task_picker import task_picker
 
@@ -49,11 +49,17 @@ def demo_text(engine) -> str:
     return DEMO_TEXT.format(score=f"; {score}" if score else "")
 
 
-def _shown_too(answer):
-    """``answer``'s updates with the answers also written to the server-side copy (the second output)."""
-    def run(*args):
-        for chat, *rest in answer(*args):
-            yield chat, chat, *rest
+def _handler(answer, ctx: AppContext, form_fields: dict):
+    """``answer(ctx, rid, AskForm, chat, turns)`` as a Gradio handler: the form's values arrive in the order of
+    ``form_fields`` (the one mapping of components to ``AskForm`` fields), and every update is also written to the
+    server-side copy of the answers (the second output)."""
+    names = list(form_fields)
+
+    def run(rid, *values):
+        *form_values, chat, turns = values
+        form = logic.AskForm(**dict(zip(names, form_values, strict=True)))
+        for shown, *rest in answer(ctx, rid, form, chat, turns):
+            yield shown, shown, *rest
     return run
 
 
@@ -122,8 +128,10 @@ def build(ctx: AppContext) -> None:
     # The answers as last sent to the page, kept on the server: a question that waited in the queue adds to the
     # answers as they are when it runs (the Chatbot's own value would be the one from when Ask was pressed).
     shown = gr.State([])
-    gen_inputs = [rid, note, task, instruction, history, preset, max_new, sampling, temperature, top_p, beams,
-                  repetition, guard, shown, turns]
+    form_fields = {"note": note, "task": task, "instruction": instruction, "follow_up": history, "preset": preset,
+                   "max_new_tokens": max_new, "sampling": sampling, "temperature": temperature, "top_p": top_p,
+                   "beams": beams, "repetition_penalty": repetition, "guard": guard}
+    gen_inputs = [rid, *form_fields.values(), shown, turns]
     gen_outputs = [chatbot, shown, turns, status, evidence]
     limit = max(1, ctx.max_concurrent)
     private = {"api_visibility": "private"}
@@ -131,22 +139,22 @@ def build(ctx: AppContext) -> None:
     def wire(trigger, fn, api_name: str | None):
         # trigger_mode "multiple": a question asked while an answer is generating waits in the queue (and Stop can
         # cancel it there); Gradio's default ("once") would drop the second generation while the first is pending.
-        made = trigger(functools.partial(logic.new_request, ctx), None, [rid, queued], queue=False,
+        made = trigger(functools.partial(common.new_request, ctx), None, [rid, queued], queue=False,
                        show_progress="hidden", trigger_mode="multiple", **private)
         visibility = {"api_name": api_name} if api_name else private
-        made.then(_shown_too(functools.partial(fn, ctx)), gen_inputs, gen_outputs, concurrency_limit=limit,
+        made.then(_handler(fn, ctx, form_fields), gen_inputs, gen_outputs, concurrency_limit=limit,
                   concurrency_id="generate", trigger_mode="multiple", **visibility).then(
             lambda: "", None, queued, queue=False, **private)
 
     wire(ask.click, logic.ask, "ask")
     wire(instruction.submit, logic.ask, None)
     wire(regen.click, logic.regenerate, None)
-    stop.click(lambda r: logic.stop(ctx, r) or gr.update(), rid, status, queue=False, show_progress="hidden",
+    stop.click(lambda r: common.stop(ctx, r) or gr.update(), rid, status, queue=False, show_progress="hidden",
                **private)
     clear.click(lambda: ([], [], [], None, "", "", ""), None, [chatbot, shown, turns, rid, status, cut_text, evidence],
                 **private)
     load_example.click(lambda name: examples.get(name, ""), example, note, **private)
-    note.change(logic.guard_reset, note, guard, show_progress="hidden", **private)  # confirm each note
+    note.change(common.guard_reset, note, guard, show_progress="hidden", **private)  # confirm each note
     for comp in (note, instruction, max_new):
         comp.change(functools.partial(logic.budget_text, engine), [note, instruction, max_new], budget,
                     show_progress="hidden", trigger_mode="always_last", **private)

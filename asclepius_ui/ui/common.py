@@ -16,6 +16,8 @@ import uuid
 import gradio as gr
 import nh3
 
+from .. import phi_guard
+from ..ask import GUARD_HOLD
 from ..errors import UserError
 
 LOCAL_USER = "local"
@@ -67,3 +69,30 @@ def safe_html(fragment: str | None) -> str:
     """Sanitised HTML: formatting tags only, links only to http(s)/mailto and never loaded, no styles or scripts."""
     return nh3.clean(fragment or "", tags=_TAGS, attributes=_ATTRIBUTES, url_schemes={"http", "https", "mailto"},
                      link_rel="noopener noreferrer nofollow", strip_comments=True)
+
+
+# ----- requests every generating page shares: Stop before and while running, and the privacy guard's reset ----
+def guard_reset(note: str) -> dict:
+    """A changed note needs a new confirmation: the guard goes back to "Do not send yet" and names this note."""
+    key = phi_guard.note_key(note or "")[:8]
+    return gr.update(value=GUARD_HOLD, info=f"Applies to this note only (fingerprint {key}).")
+
+
+QUEUED = "Queued behind an answer being generated: Stop cancels this question before it runs."
+
+
+def new_request(ctx) -> tuple[str, str]:
+    """Made when Ask is pressed, before the generation event is queued: the request id, and a notice (naming the
+    request) when it will wait behind another generation."""
+    rid = ctx.new_request()[0]
+    busy = ctx.max_concurrent <= 1 and ctx.busy()
+    return rid, f'{QUEUED}<span class="request-id" data-request="{rid[:8]}"></span>' if busy else ""
+
+
+def stop(ctx, rid: str | None) -> str | None:
+    """Stop ``rid``; a request still waiting in the queue is cancelled and says so. None: leave the status."""
+    if not rid or not ctx.stop(rid):
+        return None
+    if ctx.is_running(rid):
+        return "Stopping…"
+    return "Stopped while waiting in the queue: it will not run."

@@ -5,9 +5,10 @@ from __future__ import annotations
 import gradio as gr
 
 from .. import phi_guard
+from ..ask import GUARD_CHOICES, GUARD_HOLD
 from ..rating_logic import WINNERS
 from ..tokenization import default_max_new
-from . import chat_logic
+from . import common
 from . import compare_logic as logic
 from .common import current_user
 from .context import AppContext
@@ -33,7 +34,7 @@ def build(ctx: AppContext) -> None:
                 shortest = min(e.context_length for e in engines.values())
                 max_new = gr.Slider(1, shortest, value=default_max_new(shortest), step=1, label="Max new tokens",
                                     elem_id="cmp-max-new")
-                guard = gr.Radio(chat_logic.GUARD_CHOICES, value=chat_logic.GUARD_HOLD, visible=remote,
+                guard = gr.Radio(GUARD_CHOICES, value=GUARD_HOLD, visible=remote,
                                  elem_id="cmp-guard", label="Privacy guard: a contender is remote. Send this note?")
                 if remote:
                     gr.Markdown(phi_guard.about_markdown(), elem_id="cmp-guard-about")
@@ -70,7 +71,7 @@ def build(ctx: AppContext) -> None:
     run.click(on_run, [note, task, instruction, max_new, guard],
               [ans_a, ans_b, score_a, score_b, status, reveal, trial, ev_a, ev_b, *votes],
               concurrency_limit=max(1, ctx.max_concurrent), concurrency_id="generate", api_name="compare")
-    note.change(chat_logic.guard_reset, note, guard, show_progress="hidden", api_visibility="private")
+    note.change(common.guard_reset, note, guard, show_progress="hidden", api_visibility="private")
     winner = gr.Textbox(visible=False, label="Winner (A, B, tie or both_bad)")  # an input of the `vote` API
     for key, button in zip(WINNERS, votes, strict=True):
         button.click(lambda k=key: k, None, winner, queue=False, show_progress="hidden",

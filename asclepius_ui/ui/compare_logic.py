@@ -5,15 +5,14 @@ from __future__ import annotations
 import html
 from collections.abc import Iterator
 
-from ..conversation import now_iso, snapshot
+from .. import ask as flow
+from ..conversation import now_iso
 from ..demo import display_name
 from ..engines import GenerationSettings
 from ..errors import UserError
-from ..evidence import find_evidence, render_html
+from ..evidence import render_html
 from ..rating_logic import WINNERS, assign_sides, draw_pair, new_uid
-from ..tasks import by_label, missing_argument
-from .chat_logic import guard_note, internal_error
-from .common import error_box
+from .common import error_box, user_message
 
 NEED_TWO = (
     "Compare mode needs at least two contenders. Start the app with another local model "
@@ -34,51 +33,40 @@ def _out(a="", b="", status="", reveal="", state=None, ev_a="", ev_b="", votes=F
 def answer_both(ctx, note: str, task_label: str, instr: str, max_new, guard_choice: str | None) -> Iterator[tuple]:
     """Draw two contenders, put them on random sides, stream both answers; yields ``_out`` tuples."""
     try:
-        yield from _answer_both(ctx, note, task_label, instr, max_new, guard_choice)
-    except UserError as exc:
-        yield _out(status=error_box(str(exc)))
-    except Exception as exc:  # a bug: say so, log it, keep the page working
-        yield _out(status=internal_error(exc))
+        yield from _answer_both(ctx, flow.Request(note=note or "", instruction=instr or "", task=task_label,
+                                                  settings=GenerationSettings(max_new_tokens=max_new),
+                                                  guard=guard_choice))
+    except Exception as exc:  # a UserError's own text; anything else is a bug: say so, log it, keep the page working
+        yield _out(status=user_message(exc, "compare"))
 
 
-def _answer_both(ctx, note, task_label, instr, max_new, guard_choice) -> Iterator[tuple]:
+def _answer_both(ctx, request: flow.Request) -> Iterator[tuple]:
     engines = ctx.all_engines()
     if len(engines) < 2:
         yield _out(status=error_box(NEED_TWO))
         return
-    if not (note or "").strip() or not (instr or "").strip():
-        yield _out(status=error_box("Paste a note and give an instruction first."))
-        return
-    if missing := missing_argument(by_label(task_label), instr):
-        yield _out(status=error_box(missing))
-        return
-    guarded = guard_note(engines.values(), note, guard_choice)
+    flow.check_request(request)
+    guarded = flow.guard(engines.values(), request.note, request.guard)  # one confirmation for both contenders
     if guarded.note is None:
-        yield _out(status=guarded.message)
+        yield _out(status=error_box(guarded.message))
         return
-    sent = guarded.note
-    settings = GenerationSettings(max_new_tokens=int(max_new))
     first, second = draw_pair(list(engines))
     sides = assign_sides(first, second)
     names = {"A": sides.a, "B": sides.b}
-    prompts, shown = {}, now_iso()
+    prepared, shown = {}, now_iso()
     for side, name in names.items():
-        e = engines[name]
-        prompts[side] = e.prompt(sent, instr)
-        b = e.budget(prompts[side], settings.max_new_tokens)
-        if b is not None and not b.fits:
-            yield _out(status=error_box(f"The note and instruction do not fit Model {side}'s context of "
-                                        f"{e.context_length} tokens with {settings.max_new_tokens} new tokens: "
-                                        "shorten the note or lower max new tokens."))
+        try:
+            prepared[side] = flow.prepare(engines[name], request, guarded)
+        except UserError as exc:
+            yield _out(status=error_box(f"Model {side}: {exc}"))
             return
     texts, snaps, evs = {"A": "", "B": ""}, {}, {}
     yield _out(status="Generating Model A…")
     for side, name in names.items():
-        e = engines[name]
         rid, event = ctx.new_request()
         started, update = now_iso(), None
         try:
-            for update in e.stream(prompts[side], settings, event):
+            for update in flow.stream(prepared[side], event):
                 texts[side] = update.text
                 yield _out(texts["A"], texts["B"], f"Generating Model {side}… {update.new_tokens} tokens",
                            clear_scores=False)
@@ -88,15 +76,11 @@ def _answer_both(ctx, note, task_label, instr, max_new, guard_choice) -> Iterato
         finally:
             event.set()
             ctx.finish(rid)
-        ev = find_evidence(sent, update.text)
-        evs[side] = render_html(sent, ev)
-        snaps[side] = snapshot(note=sent, task=by_label(task_label).label, instruction=instr, prompt=prompts[side],
-                               answer=update.text, model_id=name, revision=e.revision, precision=e.precision_label,
-                               template=e.template, settings=settings.as_dict(), started_at=started,
-                               finished_at=now_iso(), seconds=update.seconds, new_tokens=update.new_tokens,
-                               stopped=update.stopped, evidence=ev.as_dict(), guard=guarded.record)
+        answered = flow.record(prepared[side], update, started, model_id=name)
+        evs[side] = render_html(prepared[side].note, answered.evidence)
+        snaps[side] = answered.snapshot
     state = {"names": names, "swapped": sides.swapped, "snaps": snaps, "uid": new_uid(), "shown_at": shown,
-             "task": by_label(task_label).label, "voted": None, "settings": settings.as_dict()}
+             "task": request.task_label, "voted": None, "settings": request.settings.as_dict()}
     yield _out(texts["A"], texts["B"], "Both answers are ready: vote.", "", state, evs["A"], evs["B"], True,
                clear_scores=False)
 

@@ -1,3 +1,0 @@
-"""Compatibility names: the engine interface lives in ``asclepius_ui.engines`` (base, backends, registry)."""
-
-from .engines import *  # noqa: F403

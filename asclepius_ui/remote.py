@@ -1,3 +1,0 @@
-"""Compatibility names: the OpenAI-compatible backend lives in ``asclepius_ui.engines.openai``."""
-
-from .engines.openai import RemoteEngine, RemoteOptions  # noqa: F401
