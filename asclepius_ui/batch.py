@@ -18,8 +18,10 @@ from .engines.base import GenerationResult, GenerationSettings
 from .errors import InputError, UserError
 from .tasks import TASKS, by_label, fill_instruction
 
-# Tasks a batch can run without a per-row argument: their instruction is complete, or takes a sensible default.
-BATCH_TASKS = [t.label for t in TASKS.values() if t.runs_unattended]
+
+def batch_tasks() -> list[str]:
+    """Tasks a batch can run without a per-row argument: their instruction is complete, or has a default."""
+    return [t.label for t in TASKS.values() if t.runs_unattended]
 
 
 def read_table(path: str | Path) -> list[dict]:

@@ -13,7 +13,7 @@ from .engines import LoadOptions, add_engine_arguments, load_engine, options_fro
 from .engines.openai import RemoteOptions
 from .errors import UserError
 from .flags import values_from_args
-from .ui.pages import RATER_PAGES, rater_pages
+from .ui.pages import grantable, rater_pages
 
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
 
@@ -44,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     r.add_argument("--no-db", action="store_true", help="run without the ratings database")
     r.add_argument("--auth", help="users file (rater/admin roles, hashed passwords); required off loopback")
     r.add_argument("--rater-pages", default="study", metavar="PAGES",
-                   help=f"pages a rater (non-admin) sees with --auth, comma-separated from {','.join(RATER_PAGES)} "
+                   help=f"pages a rater (non-admin) sees with --auth, comma-separated from {','.join(grantable())} "
                         "(default: study); admins see every page")
     return p
 

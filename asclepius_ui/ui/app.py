@@ -11,9 +11,9 @@ from gradio.context import LocalContext
 
 from ..errors import InputError
 from ..text_input import clean_text
+from . import pages
 from .common import current_user, is_admin
 from .context import AppContext
-from .pages import PAGES
 
 # What a researcher scripts with gradio_client; every other event is hidden from the API.
 API_NAMES = frozenset({"ask", "compare", "vote", "batch", "rate", "study_next", "study_submit", "study_skip"})
@@ -106,7 +106,7 @@ def build_app(ctx: AppContext) -> gr.Blocks:
         gr.Markdown("# Asclepius Studio")
         tabs = []
         with gr.Tabs():
-            for page in PAGES:
+            for page in pages.PAGES:
                 if page.needs_db and ctx.storage is None:
                     continue
                 key, audience = page.key, page.audience

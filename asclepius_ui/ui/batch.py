@@ -8,7 +8,7 @@ import gradio as gr
 
 from .. import phi_guard
 from ..ask import GUARD_CHOICES, GUARD_HOLD
-from ..batch import BATCH_TASKS
+from ..batch import batch_tasks
 from ..export import FORMATS
 from ..tokenization import default_max_new
 from . import batch_logic as logic
@@ -33,7 +33,7 @@ def build(ctx: AppContext) -> None:
                                  elem_id="batch-file")
                 info = gr.Markdown(elem_id="batch-info")
             with gr.Column(scale=4):
-                tasks = gr.Dropdown(BATCH_TASKS, multiselect=True, value=[], label="Tasks for every note",
+                tasks = gr.Dropdown(batch_tasks(), multiselect=True, value=[], label="Tasks for every note",
                                     elem_id="batch-tasks")
                 question = gr.Dropdown([], value=None, label="Question column (optional)", elem_id="batch-question",
                                        allow_custom_value=False)
