@@ -350,7 +350,7 @@ class TransformersEngine(Engine):
         if prompt.prefix is None:
             return 0
         ids = prompt.ids
-        alone = self.encode(prompt.prefix)
+        alone = self._prefix_ids(prompt.prefix)
         n = 0
         for a, b in zip(alone, ids, strict=False):
             if a != b:
@@ -358,6 +358,13 @@ class TransformersEngine(Engine):
             n += 1
         n = min(n, len(ids) - 1)  # generate needs at least one new token to process
         return n if n >= MIN_PREFIX_TOKENS else 0
+
+    def _prefix_ids(self, prefix: str) -> list[int]:
+        """The note part's ids alone, remembered for the last note: its follow-up questions tokenise it once."""
+        last = getattr(self, "_last_prefix", None)
+        if last is None or last[0] != prefix:
+            last = self._last_prefix = (prefix, self.encode(prefix))
+        return last[1]
 
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)

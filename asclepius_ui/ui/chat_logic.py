@@ -30,6 +30,9 @@ PRESET_CHOICES = [
 ]
 
 
+_DEFAULT = GenerationSettings.from_preset(GREEDY)
+
+
 @dataclass(frozen=True)
 class AskForm:
     """What the chat page sends with Ask, by name (``ui/chat.py`` maps its components to these fields once)."""
@@ -39,13 +42,14 @@ class AskForm:
     instruction: str = ""
     follow_up: bool = False
     preset: str = GREEDY
-    max_new_tokens: float = 400
-    sampling: bool = False
-    temperature: float = 0.7
-    top_p: float = 0.9
-    beams: float = 1
-    repetition_penalty: float = 1.0
     guard: str | None = None
+    # the sliders start at the greedy preset's values
+    max_new_tokens: float = _DEFAULT.max_new_tokens
+    sampling: bool = _DEFAULT.do_sample
+    temperature: float = _DEFAULT.temperature
+    top_p: float = _DEFAULT.top_p
+    beams: float = _DEFAULT.num_beams
+    repetition_penalty: float = _DEFAULT.repetition_penalty
 
     def settings(self) -> GenerationSettings:
         """Decoding settings for the preset; ``custom`` takes the sliders, ``greedy`` only their max new tokens."""
