@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from . import phi_guard
 from .conversation import now_iso, snapshot, with_history
 from .engines.base import Engine, GenerationSettings, Prompt, StreamUpdate
-from .errors import UserError
+from .errors import GenerationError, UserError
 from .evidence import Evidence, find_evidence
 from .tasks import FREE, TASKS, missing_argument, task_key
 
@@ -134,7 +134,10 @@ def prepare(engine: Engine, request: Request, guarded: Guarded | None = None) ->
     if guarded.note is None:
         raise Refused(guarded.message)
     question = with_history(request.instruction, list(request.history)) if request.history else request.instruction
-    prompt = engine.fit(engine.make_prompt(guarded.note, question), request.settings)
+    try:
+        prompt = engine.fit(engine.make_prompt(guarded.note, question), request.settings)
+    except GenerationError as exc:
+        raise Refused(f"Nothing was generated. {exc}") from exc
     return Prepared(engine, request, guarded.note, prompt, guarded.record)
 
 
