@@ -95,11 +95,13 @@ def context_at_least(engine, tokens: int):
     """``as-reference``: the transformers engine's context limit raised to ``tokens`` for this run (the model's
     positions run on past it, as they did for the authors), then put back."""
     before = engine.context_length
-    if tokens > before:
-        if engine.backend != "transformers":
-            raise InputError("--long-notes as-reference generates past the context, which only the transformers "
-                             f"backend can (this is {engine.backend}); use fail or truncate-note.")
-        engine.context_length = tokens
+    if tokens <= before:
+        yield
+        return
+    if engine.backend != "transformers":
+        raise InputError("--long-notes as-reference generates past the context, which only the transformers "
+                         f"backend can (this is {engine.backend}); use fail or truncate-note.")
+    engine.context_length = tokens
     try:
         yield
     finally:
