@@ -262,11 +262,12 @@ def test_finetuning_raises_exact_match_on_what_it_was_taught(workdir, tmp_path):
 
 
 def _sgd_gradient(workdir, data: Path, out: Path, weighting: str) -> dict[str, torch.Tensor]:
-    """The gradient of one fine-tuning step (2 micro-batches of 1, plain SGD at lr 1, no clipping): init - after."""
+    """The gradient of one fine-tuning step (micro-batches of 1, 2 accumulated, plain SGD at lr 1, no clipping):
+    init - after."""
     margs, dargs, largs, targs = parse(
         (ModelArguments, FinetuneDataArguments, LoraArguments, FinetuneTrainingArguments),
         ["--model_name_or_path", str(workdir / "init"), "--data_path", str(data), "--model_max_length", "512",
-         "--output_dir", str(out), "--max_steps", "1", "--save_strategy", "no", *CPU,
+         "--output_dir", str(out), "--num_train_epochs", "1", "--save_strategy", "no", *CPU,
          "--per_device_train_batch_size", "1", "--gradient_accumulation_steps", "2", "--optim", "sgd",
          "--learning_rate", "1.0", "--lr_scheduler_type", "constant", "--warmup_steps", "0", "--max_grad_norm", "0",
          "--loss_weighting", weighting])
@@ -305,6 +306,15 @@ def test_loss_weighting_released_is_the_per_micro_batch_mean(workdir, tmp_path):
             torch.testing.assert_close(got[weighting][name], g, rtol=1e-3, atol=2e-6, msg=f"{weighting} {name}")
     key = "model.layers.0.mlp.up_proj.weight"
     assert (got["released"][key] - got["tokens"][key]).abs().max() > 100 * 2e-6  # the switch changes the step
+
+    # One example: the epoch's only window holds 1 of the 2 accumulation steps. 4.32 still divided by 2.
+    one = write_jsonl(rows[:1], tmp_path / "one.jsonl")
+    half = _sgd_gradient(workdir, one, tmp_path / "one-released", "released")
+    whole = _sgd_gradient(workdir, one, tmp_path / "one-tokens", "tokens")
+    grads = torch.autograd.grad(losses[0], list(model.parameters()))
+    for name, g in zip(names, grads, strict=True):
+        torch.testing.assert_close(half[name], g / 2, rtol=1e-3, atol=2e-6, msg=name)
+        torch.testing.assert_close(whole[name], g, rtol=1e-3, atol=2e-6, msg=name)
 
 
 def test_match_released_trains_with_the_released_loss_weighting():

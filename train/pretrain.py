@@ -90,7 +90,8 @@ class TokenizerInCheckpoints(TrainerCallback):
 
 class MicroBatchMeanTrainer(Trainer):
     """The loss as transformers 4.32 computed it for the released checkpoints: each micro-batch's own mean over its
-    trained tokens, divided by the gradient accumulation steps; across devices the gradient all-reduce averages.
+    trained tokens, divided by the configured gradient accumulation steps (accelerate's ``backward`` did so even in
+    an epoch's last, shorter window); across devices the gradient all-reduce averages.
 
     transformers 5 instead passes ``num_items_in_batch`` (the trained tokens of the whole accumulated batch, summed
     over devices when ``average_tokens_across_devices``) to the model, so every token weighs the same. Without loss
@@ -102,6 +103,10 @@ class MicroBatchMeanTrainer(Trainer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.model_accepts_loss_kwargs = False  # no num_items_in_batch: the model's own per-micro-batch mean
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        self.current_gradient_accumulation_steps = self.args.gradient_accumulation_steps  # not the window's length
+        return super().training_step(model, inputs, num_items_in_batch)
 
 
 def train_and_save(model, tokenizer, dataset, collator, targs: TrainingArguments, resume: str | bool | None = None,
