@@ -286,7 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="judge only the first N rows")
     p.add_argument("--no-progress", action="store_true")
     endpoints.add_endpoint_arguments(p, model_required=True, model_aliases=("--judge-model",))
-    p.epilog = f"The paper's judge was {PAPER_JUDGE} (OpenAI); pin a dated model snapshot for reproducible scores."
+    p.epilog = (f"The paper's judge was {PAPER_JUDGE} (OpenAI, since retired: see docs/evaluation.md on "
+                "comparability); pin a dated model snapshot for reproducible scores.")
     return p
 
 

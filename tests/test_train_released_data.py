@@ -136,7 +136,7 @@ def _mimic_files(root):
     pairs_path = root / "mimiciii_discharge.csv"
     pairs.to_csv(pairs_path, index=False)
     exclude = root / "exclude.txt"
-    exclude.write_text("1006\n1007\n\n")
+    exclude.write_text("# held out for evaluation\n1006\n1007\n\n")
     return noteevents, pairs_path, exclude, rows
 
 
