@@ -136,6 +136,7 @@ class Report:
     judge_vs_experts: dict | None = None
     judge_expert_pairs: pd.DataFrame | None = None
     consistency: dict | None = None
+    judge_parse: tuple[str, ...] = ()  # the rules (eval.judge --parse) that turned the judge's replies into scores
 
 
 def analyse_scores(key: str, scores: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> SourceResult:
@@ -177,7 +178,7 @@ def analyse(src: Sources, n_boot: int = 2000, seed: int = 0) -> Report:
     results = [analyse_scores(k, src.scores[k], n_boot, seed) for k in order]
     if src.votes is not None:
         results.append(analyse_votes(src.votes, n_boot, seed))
-    report = Report(results)
+    report = Report(results, judge_parse=tuple(sorted({r.get("parse", "strict") for r in src.judged_rows})))
     experts = src.scores.get("experts")
     if experts is not None and len(experts):
         matrix, raters = stats.reliability_matrix(experts)
@@ -421,6 +422,23 @@ def figure_caption(name: str) -> str:
     return f"{SOURCE_TITLES.get(key, key)}: {what}"
 
 
+PARSE_NOTES = {
+    "strict": "Judge replies read by the strict rule (`eval.judge --parse strict`): the first line holds exactly one "
+              "score from 1 to 4 per answer, else the scores are missing (left out, not scored).",
+    "reference": "Judge replies read by the reference's rule (`eval.judge --parse reference`, as the authors' "
+                 "`eval/gpt4_evaluate.py`): the first N whitespace-separated values of the whole reply; a reply "
+                 "without them scores every model 0, and those zeros are in the means, as in the paper's table.",
+}
+
+
+def parse_note(rules: tuple[str, ...]) -> str:
+    """Which rule produced the judge's table; a warning when the judged files mix rules."""
+    if len(rules) == 1:
+        return PARSE_NOTES.get(rules[0], f"Judge replies read by the rule {rules[0]!r}.")
+    return (f"The judged files were read by different rules ({', '.join(rules)}): their scores are not comparable; "
+            "judge them all with one `--parse` rule.")
+
+
 def markdown(report: Report, figures: dict[str, Path], title: str = "Evaluation report") -> str:
     """The report as Markdown, figures linked by file name."""
     out = [f"# {title}", "", f"Rubric: {RUBRIC_VERSION} ({', '.join(f'{k} {v}' for k, v in SCORES.items())}). "
@@ -433,6 +451,8 @@ def markdown(report: Report, figures: dict[str, Path], title: str = "Evaluation 
         out += [f"## {r.title}", "", f"{r.n_ratings} ratings of {r.n_items} items by {len(r.raters)} rater(s); "
                 f"models: {', '.join(r.models)}." + (f" {r.missing} unparseable judge replies left out "
                                                      "(recorded as missing, not scored)." if r.missing else ""), ""]
+        if r.key == "judge" and report.judge_parse:
+            out += [parse_note(report.judge_parse), ""]
         if r.means is not None:
             out += ["### Mean score", "", md_table(means_table(r)), ""]
         if r.task_means is not None:
