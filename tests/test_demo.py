@@ -78,3 +78,4 @@ def test_no_flags_give_a_demo_with_its_score_and_a_working_blind_comparison(no_f
     reveal = page.locator("#cmp-reveal")
     expect(reveal).to_contain_text("demo after instruction fine-tuning")
     expect(reveal).to_contain_text("demo before instruction fine-tuning")
+    assert str(ASSETS) not in reveal.inner_text() and "demo-model-base" in reveal.inner_text()  # names, not paths

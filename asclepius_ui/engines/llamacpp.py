@@ -25,6 +25,7 @@ from pathlib import Path
 import llama_cpp
 from llama_cpp._internals import LlamaModel
 
+from ..demo import model_name
 from ..errors import GenerationError, ModelLoadError
 from ..prompts import TEMPLATES
 from ..registry import DEMO_NAME, REGISTRY, ModelSpec, lookup, resolve
@@ -63,7 +64,7 @@ class LlamaCppEngine(Engine):
 
     @property
     def model_id(self) -> str:
-        return self.options.model
+        return model_name(self.options.model)  # the folder's or file's name, never the path
 
     @property
     def precision_label(self) -> str:

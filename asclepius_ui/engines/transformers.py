@@ -38,6 +38,7 @@ from transformers import (
 from transformers.cache_utils import DynamicLayer
 from transformers.generation.streamers import BaseStreamer
 
+from ..demo import model_name
 from ..errors import GenerationError, ModelLoadError
 from ..prompts import TEMPLATES
 from ..quantization import int8_config, nf4_config
@@ -283,7 +284,7 @@ class TransformersEngine(Engine):
 
     @property
     def model_id(self) -> str:
-        return self.options.model
+        return model_name(self.options.model)  # the folder's or file's name, never the path
 
     @property
     def precision_label(self) -> str:
@@ -362,7 +363,7 @@ class TransformersEngine(Engine):
         elif keep:
             cache = DynamicCache(config=self.model.config)
         if cache is not None:
-            kwargs["past_key_values"] = cache
+            kwargs["cache"] = cache  # transformers 5 names it `cache` (`past_key_values` is deprecated)
 
         def work() -> None:
             try:
