@@ -9,7 +9,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from asclepius_ui.demo import SHIPPED, SHIPPED_BASE, base_model_path, marker
+from asclepius_ui.demo import ASSETS, SHIPPED, SHIPPED_BASE, base_model_path, marker
 from asclepius_ui.engines import GenerationSettings, LoadOptions, load_engine
 from asclepius_ui.examples import BEYOND_DEMO, example_label, example_notes, for_demo
 from asclepius_ui.launch import add_arguments, build_context
