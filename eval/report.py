@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from asclepius_ui.demo import model_name
 from asclepius_ui.items import item_id
 from asclepius_ui.rubric import RUBRIC_VERSION, SCORES
 from asclepius_ui.tasks import normalize_task
@@ -70,12 +71,13 @@ def db_sources(storage, study: str | None = None) -> dict:
     study_rows = [r for r in storage.study_ratings() if not r["superseded"] and (study is None or r["study"] == study)]
     experts = pd.DataFrame([(str(r["item"]), str(r["task"] or ""), r["model"], r["rater"], float(r["score"]))
                             for r in study_rows], columns=COLUMNS)
-    app = pd.DataFrame([(item_id(r["note"], r["instruction"]), str(r["task"] or ""), r["model_id"], r["rater"],
-                         float(r["score"])) for r in storage.ratings()], columns=COLUMNS)
+    # model_name: a database written before models were stored by name may hold their paths; plots show names
+    app = pd.DataFrame([(item_id(r["note"], r["instruction"]), str(r["task"] or ""), model_name(r["model_id"]),
+                         r["rater"], float(r["score"])) for r in storage.ratings()], columns=COLUMNS)
     votes = []
     for c in storage.comparisons():
         result = {"A": 1.0, "B": 0.0}.get(c["winner"], 0.5)  # tie and both-bad count as a draw
-        a, b = c["model_a"], c["model_b"]
+        a, b = model_name(c["model_a"]), model_name(c["model_b"])
         if a > b:
             a, b, result = b, a, 1 - result
         votes.append((f"c{c['id']}", c["rater"], a, b, result))

@@ -30,3 +30,23 @@ def test_a_local_engine_footer_and_batch_row_carry_the_folder_name(tiny_engine, 
     footer = stats_line(tiny_engine.model_id, tiny_engine.precision_label, 3, 0.1)
     assert footer.startswith(f"{tiny_bin_model.name} · ") and str(tiny_bin_model.parent) not in footer
     assert marker(model_path(tiny_engine)) == {} and display_name("A", tiny_engine) == "A"
+
+
+def test_analysis_names_models_stored_by_path_by_their_folder(tmp_path):
+    from asclepius_ui.storage import open_storage
+    from eval.report import Sources, analyse, db_sources
+
+    st = open_storage(f"sqlite:///{tmp_path / 'r.db'}")
+    for i, model in enumerate(("/home/someone/assets/demo-model", "starmpcc/Asclepius-7B")):
+        snap = dict(note="n", task="Summarization", instruction="q", prompt="p", answer=f"a{i}", model_id=model,
+                    model_revision="r", precision="fp32", template="asclepius", settings={})
+        st.save_rating(snapshot=snap, score=3, rater="alice", uid=f"u{i}")
+    st.save_comparison(uid="c1", rater="alice", model_a="/srv/models/m.gguf",
+                       model_b="/home/someone/assets/demo-model", winner="A", note="n", task="QA", instruction="q",
+                       prompt="p", answer_a="x", answer_b="y")
+    src = db_sources(st)
+    assert sorted(src["app"]["model"]) == ["demo-model", "starmpcc/Asclepius-7B"]
+    assert {*src["votes"]["a"], *src["votes"]["b"]} == {"demo-model", "m.gguf"}
+    report = analyse(Sources(scores={"app": src["app"]}, votes=src["votes"]), n_boot=100)
+    assert all("/home/" not in m for r in report.results for m in r.models)
+    st.close()
