@@ -55,6 +55,7 @@ _RELATIVE = (r"(?:husband|wife|spouse|partner|son|daughter|mother|father|brother
              r"granddaughter|grandmother|grandfather|aunt|uncle|niece|nephew|cousin|fiance|fiancee|friend|"
              r"guardian|caregiver)")
 _NAME_WORD = r"\p{Lu}[\p{L}'\-]+\d*"  # Presidio matches with the ``regex`` module: \p{..} is any script's letter
+_SYNTHEA = r"\p{Lu}(?:\p{Ll}|['\-]\p{L})*\p{Ll}\d{1,4}"  # Synthea's names: Sumiko254, O'Neil12 (not Indole-3)
 # capitalised words that label a note's parts, never taken as a name's words to look for elsewhere
 _NOT_NAMES = {"Patient", "Name", "The", "Mr", "Mrs", "Ms", "Miss", "Dr", "MD", "Is", "And", "Was", "Has", "His",
               "Her", "History", "Plan"}
@@ -134,7 +135,7 @@ def _recognizers() -> list:
         pattern("PHONE_NUMBER", r"(?:\+1[ .-]?)?(?:\(\d{3}\)\s?|\b\d{3}[ .-])\d{3}[ .-]\d{4}\b", 0.6),
         pattern("PERSON", rf"(?<=\b{_RELATIVE}\s){_NAME_WORD}(?:[ \t]{_NAME_WORD})?"
                           rf"|(?<=\b{_RELATIVE},\s){_NAME_WORD}(?:[ \t]{_NAME_WORD})?"
-                          r"|\b\p{Lu}[\p{Ll}'\-]+\d{1,4}(?:[ \t]+\p{Lu}[\p{Ll}'\-]+\d{1,4})*\b", 0.6),
+                          rf"|\b{_SYNTHEA}(?:[ \t]+{_SYNTHEA})*\b", 0.6),
         pattern("AGE_OVER_89", r"\b(?:9\d|1[01]\d)(?=[- ]?(?:years?|yrs?|y/?o|y\.o\.)\b)"
                                r"|(?<=\baged\s)(?:9\d|1[01]\d)\b|(?<=\bage\s)(?:9\d|1[01]\d)\b"
                                r"|(?<=\bage:\s)(?:9\d|1[01]\d)\b", 0.6),
