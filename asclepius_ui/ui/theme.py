@@ -34,16 +34,18 @@ HEAD = """<script>
       b.setAttribute("aria-label", img && img.alt ? img.alt : (b.className.includes("thumbnail") ? "Show figure"
                                                                                                    : "Button"));
     });
-    // Gradio's login page: no landmark, no first-level heading; give it both (once)
-    const user = document.querySelector("input[name=username], input[autocomplete=username]");
+    // Gradio's login page (a password box and no tabs): no landmark, no first-level heading; give it both, once
+    const password = document.querySelector("input[type=password]");
     const app = document.querySelector("gradio-app");
-    if (user && app && !document.querySelector("main, [role=main]")) app.setAttribute("role", "main");
-    const form = user && user.closest("form, .wrap, div");
-    if (form && !document.querySelector("h1")) {
-      const h1 = document.createElement("h1");
-      h1.textContent = "Asclepius Studio";
-      h1.style.cssText = "font-size: 1.4em; margin: 0 0 0.5em 0;";
-      (app && app.querySelector(".wrap, form") || form).prepend(h1);
+    if (password && app && !document.querySelector("[role=tab]")) {
+      if (!document.querySelector("main, [role=main]")) app.setAttribute("role", "main");
+      const h2 = password.closest(".panel, .wrap")?.querySelector("h2");
+      if (h2 && !document.querySelector("h1")) {
+        const h1 = document.createElement("h1");
+        h1.textContent = "Asclepius Studio";
+        h1.style.cssText = "font-size: 1.5em; font-weight: 600; margin: 0 0 0.4em 0;";
+        h2.before(h1);
+      }
     }
   };
   const later = () => { if (!queued) { queued = true; requestAnimationFrame(fix); } };
