@@ -13,6 +13,10 @@ CSS = """
 .notice {border-left: 4px solid #2563eb; padding: 0.4em 0.8em;}
 .error-box {border-left: 4px solid #dc2626; padding: 0.4em 0.8em; color: #7f1d1d;}
 .answer-stats {font-size: 0.85em; opacity: 0.8;}
+/* The privacy guard's redacted copy (phi_guard.diff_html): what is removed, struck through, and what is sent */
+.guard-diff {font-family: inherit; max-height: 24em; overflow: auto;}
+.guard-diff del {background: #fee2e2; color: #7f1d1d;}
+.guard-diff ins {background: #dcfce7; color: #14532d; text-decoration: none; font-weight: 600;}
 /* The chat's own Clear button also resets the rating list; the chatbot's built-in trash icon would not. */
 #answers button[aria-label="Clear"] {display: none;}
 """
