@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from asclepius_ui.demo import model_name
 from asclepius_ui.items import item_id
 from asclepius_ui.rubric import RUBRIC_VERSION, SCORES
 from asclepius_ui.tasks import normalize_task
@@ -70,12 +71,13 @@ def db_sources(storage, study: str | None = None) -> dict:
     study_rows = [r for r in storage.study_ratings() if not r["superseded"] and (study is None or r["study"] == study)]
     experts = pd.DataFrame([(str(r["item"]), str(r["task"] or ""), r["model"], r["rater"], float(r["score"]))
                             for r in study_rows], columns=COLUMNS)
-    app = pd.DataFrame([(item_id(r["note"], r["instruction"]), str(r["task"] or ""), r["model_id"], r["rater"],
-                         float(r["score"])) for r in storage.ratings()], columns=COLUMNS)
+    # model_name: a database written before models were stored by name may hold their paths; plots show names
+    app = pd.DataFrame([(item_id(r["note"], r["instruction"]), str(r["task"] or ""), model_name(r["model_id"]),
+                         r["rater"], float(r["score"])) for r in storage.ratings()], columns=COLUMNS)
     votes = []
     for c in storage.comparisons():
         result = {"A": 1.0, "B": 0.0}.get(c["winner"], 0.5)  # tie and both-bad count as a draw
-        a, b = c["model_a"], c["model_b"]
+        a, b = model_name(c["model_a"]), model_name(c["model_b"])
         if a > b:
             a, b, result = b, a, 1 - result
         votes.append((f"c{c['id']}", c["rater"], a, b, result))
@@ -133,6 +135,8 @@ class Report:
     results: list[SourceResult]
     rater_pairs: pd.DataFrame | None = None
     experts_alpha: float | None = None
+    experts_alpha_ci: tuple[float, float] | None = None
+    experts_alpha_n: int = 0  # units at least two experts scored
     judge_vs_experts: dict | None = None
     judge_expert_pairs: pd.DataFrame | None = None
     consistency: dict | None = None
@@ -180,16 +184,19 @@ def analyse(src: Sources, n_boot: int = 2000, seed: int = 0) -> Report:
         results.append(analyse_votes(src.votes, n_boot, seed))
     report = Report(results, judge_parse=tuple(sorted({r.get("parse", "strict") for r in src.judged_rows})))
     experts = src.scores.get("experts")
+    boot = max(100, n_boot // 2)
     if experts is not None and len(experts):
         matrix, raters = stats.reliability_matrix(experts)
         if len(raters) > 1:
             report.experts_alpha = stats.krippendorff_alpha(matrix)
-            report.rater_pairs = stats.rater_pairs_kappa(experts)
+            report.experts_alpha_ci = stats.krippendorff_alpha_ci(matrix, n_resamples=boot, seed=seed)
+            report.experts_alpha_n = stats.shared_units(matrix)
+            report.rater_pairs = stats.rater_pairs_kappa(experts, n_resamples=boot, seed=seed)
         judge = src.scores.get("judge")
         if judge is not None and len(judge.dropna(subset=["score"])):
-            report.judge_vs_experts = stats.judge_vs_experts(judge, experts)
+            report.judge_vs_experts = stats.judge_vs_experts(judge, experts, n_resamples=boot, seed=seed)
             both = pd.concat([judge, experts], ignore_index=True)
-            pairs = stats.rater_pairs_kappa(both)
+            pairs = stats.rater_pairs_kappa(both, n_resamples=boot, seed=seed)
             is_judge = pairs["rater_a"].str.startswith("judge:") ^ pairs["rater_b"].str.startswith("judge:")
             pairs = pairs[is_judge].reset_index(drop=True)
             flip = pairs["rater_b"].str.startswith("judge:")  # judge first
@@ -375,22 +382,39 @@ def pairwise_table(r: SourceResult) -> pd.DataFrame:
         "BT 95% CI": [_ci(a, b) for a, b in zip(s["ci_low"], s["ci_high"], strict=True)]})
 
 
+def _few(n) -> str:
+    """The warning for an agreement figure resting on fewer than ``stats.MIN_SHARED`` shared items."""
+    if isinstance(n, (int, np.integer)) and n < stats.MIN_SHARED:
+        return f"only {n} shared item(s): too few to mean much (fewer than {stats.MIN_SHARED})"
+    return ""
+
+
 def agreement_table(report: Report) -> pd.DataFrame:
-    """One row per agreement statistic (also used by the app's Analysis tab)."""
+    """One row per agreement statistic with its 95% interval where one exists, the number of shared items (answers
+    both sides scored) and a warning under ``stats.MIN_SHARED`` of them (also used by the app's Analysis tab)."""
+    nan2 = (float("nan"), float("nan"))
     rows = []
     if report.experts_alpha is not None:
-        rows.append(("experts", "Krippendorff's alpha (ordinal)", report.experts_alpha, ""))
+        rows.append(("experts", "Krippendorff's alpha (ordinal)", report.experts_alpha,
+                     report.experts_alpha_ci or nan2, report.experts_alpha_n))
     for p in (report.rater_pairs, report.judge_expert_pairs):
         if p is not None:
-            rows += [(f"{a} vs {b}", "Cohen's kappa (quadratic)", k, n) for a, b, n, k in p.itertuples(index=False)]
+            rows += [(f"{a} vs {b}", "Cohen's kappa (quadratic)", k, (lo, hi), n)
+                     for a, b, n, k, lo, hi in p.itertuples(index=False)]
     j = report.judge_vs_experts
     if j:
-        rows += [("judge vs expert consensus", "Cohen's kappa (quadratic)", j["kappa"], j["n"]),
-                 ("judge vs expert consensus", "exact agreement", j["exact"], j["n"]),
-                 ("judge vs expert mean", "Spearman's rho", j["spearman"], j["n"]),
-                 ("experts + judge", "Krippendorff's alpha (ordinal)", j["alpha_with_judge"], "")]
-    return pd.DataFrame([(a, b, round(c, 3) if isinstance(c, float) and np.isfinite(c) else c, n)
-                         for a, b, c, n in rows], columns=["raters", "statistic", "value", "units"])
+        rows += [("judge vs expert consensus", "Cohen's kappa (quadratic)", j["kappa"], j["kappa_ci"], j["n"]),
+                 ("judge vs expert consensus", "exact agreement", j["exact"], nan2, j["n"]),
+                 ("judge vs expert mean", "Spearman's rho", j["spearman"], nan2, j["n"]),
+                 ("experts + judge", "Krippendorff's alpha (ordinal)", j["alpha_with_judge"],
+                  j["alpha_with_judge_ci"], j["alpha_with_judge_n"])]
+
+    def num(v):
+        return round(v, 3) if isinstance(v, float) and np.isfinite(v) else v
+
+    return pd.DataFrame([(a, b, num(c), _ci(*ci), int(n), _few(int(n)))
+                         for a, b, c, ci, n in rows],
+                        columns=["raters", "statistic", "value", "95% CI", "shared items", "note"])
 
 
 def summary_tables(report: Report) -> dict[str, pd.DataFrame]:

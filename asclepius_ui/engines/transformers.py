@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..demo import model_name
 from ..errors import GenerationError, ModelLoadError
 from ..registry import DEMO_NAME, REGISTRY, ModelSpec, resolve
 from ..tokenization import encode_prompt, pad_token_id, tokenizer_spans
@@ -312,7 +313,7 @@ class TransformersEngine(Engine):
 
     @property
     def model_id(self) -> str:
-        return self.options.model
+        return model_name(self.options.model)  # the folder's or file's name, never the path
 
     @property
     def precision_label(self) -> str:
@@ -401,7 +402,7 @@ class TransformersEngine(Engine):
         elif keep:
             cache = DynamicCache(config=self.model.config)
         if cache is not None:
-            kwargs["past_key_values"] = cache
+            kwargs["cache"] = cache  # transformers 5 names it `cache` (`past_key_values` is deprecated)
 
         def work() -> None:
             try:
