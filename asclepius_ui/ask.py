@@ -27,7 +27,6 @@ from .tasks import FREE, TASKS, missing_argument, task_key
 GUARD_HOLD, GUARD_SEND, GUARD_REDACT = "hold", "send", "redact"
 GUARD_CHOICES = [("Do not send yet", GUARD_HOLD), ("Send this note as it is", GUARD_SEND),
                  ("Send a redacted copy", GUARD_REDACT)]
-LISTED_FINDINGS = 12  # identifiers named in the guard's message (the count says how many more there are)
 
 
 class Refused(UserError):
@@ -113,9 +112,7 @@ def guard(engines: Iterable[Engine], note: str, choice: str | None) -> Guarded:
         return Guarded(phi_guard.redact(note, findings), "",
                        {"sent": "redacted", "note_key": key, "found": len(findings),
                         "kinds": sorted({f.kind for f in findings})})
-    listed = "; ".join(f"{f.kind}: {f.text}" for f in findings[:LISTED_FINDINGS])
-    if len(findings) > LISTED_FINDINGS:
-        listed += f"; and {len(findings) - LISTED_FINDINGS} more"
+    listed = phi_guard.listing(findings)
     return Guarded(None, f"Nothing was sent. This note would go to a remote model. {phi_guard.summary(findings)} "
                          + (f"({listed}) " if listed else "")
                          + "Choose “Send this note as it is” or “Send a redacted copy” under “Privacy guard” to "
