@@ -371,51 +371,68 @@ class Concept:
 
 @cache
 def _pipeline():
-    """spacy.blank("en") + sentencizer + content-word runs as entities + negspacy (negation) + negspacy with the
-    hedge termset (certainty). No model is downloaded: the blank pipeline is rules only."""
+    """spacy.blank("en") + sentencizer + negspacy (negation) + negspacy with the hedge termset (certainty), and
+    the cue pattern that says whether a text needs them. No model is downloaded: the blank pipeline is rules only."""
     import spacy
     from negspacy.negation import Negex  # noqa: F401  (registers the "negex" factory)
     from negspacy.termsets import termset
-    from spacy.language import Language
-    from spacy.tokens import Span
 
     patterns = termset("en_clinical").get_patterns()
-    cue_words = {w for terms in [*patterns.values(), *HEDGES.values()] for t in terms for w in t.lower().split()}
     hedges = {**HEDGES, "termination": list(patterns["termination"])}
-    skip = _STOP | cue_words | set(SIDES)
-
-    if "asclepius_concepts" not in Language.factories:
-        @Language.component("asclepius_concepts")
-        def concepts(doc):
-            spans, run = [], []
-            for tok in doc:
-                word = tok.lower_
-                if tok.is_alpha and len(word) > 2 and word not in skip:
-                    run.append(tok.i)
-                    continue
-                if run:
-                    spans.append(Span(doc, run[0], run[-1] + 1, label="C"))
-                    run = []
-            if run:
-                spans.append(Span(doc, run[0], run[-1] + 1, label="C"))
-            doc.ents = spans
-            return doc
-
+    cues = [t.lower() for ts in (patterns, hedges) for k in ("preceding_negations", "following_negations")
+            for t in ts[k]]
+    cue = re.compile(r"(?<![\w])(?:" + "|".join(sorted(map(re.escape, set(cues)), key=len, reverse=True))
+                     + r")(?![\w])", re.I)
+    cue_words = {w for terms in [*patterns.values(), *HEDGES.values()] for t in terms for w in t.lower().split()}
     nlp = spacy.blank("en")
     nlp.add_pipe("sentencizer")  # negspacy reads sentence boundaries; our texts are one sentence, or close
-    nlp.add_pipe("asclepius_concepts")
     nlp.add_pipe("negex", name="negation", config={"neg_termset": patterns, "extension_name": "negex"})
     nlp.add_pipe("negex", name="hedging", config={"neg_termset": hedges, "extension_name": "hedged"})
-    return nlp
+    return nlp, cue, frozenset(_STOP | cue_words | set(SIDES))
+
+
+_RUN_WORD = re.compile(r"[A-Za-z][A-Za-z'\-]*[A-Za-z]|[A-Za-z]")
+
+
+def _concept_runs(text: str, skip: frozenset[str]) -> list[tuple[int, int]]:
+    """(start, end) of each run of content words (3+ letters, not stop, cue or side words) unbroken by punctuation."""
+    runs, cur, last = [], None, 0
+    for m in _RUN_WORD.finditer(text):
+        w = m.group().lower()
+        content = len(w) > 2 and w not in skip
+        if cur is not None and (not content or text[last:m.start()].strip()):
+            runs.append(cur)
+            cur = None
+        if content:
+            cur = (cur[0] if cur else m.start(), m.end())
+        last = m.end()
+    if cur is not None:
+        runs.append(cur)
+    return runs
 
 
 def concepts_of(texts: list[str], offsets: list[int]) -> list[list[Concept]]:
-    """The concepts of each text (one sentence each), with negation and hedging."""
-    nlp = _pipeline()
+    """The concepts of each text (one sentence each), with negation and hedging (NegEx only where a cue is)."""
+    nlp, cue, skip = _pipeline()
     out = []
-    for doc, offset in zip(nlp.pipe(texts), offsets, strict=True):
-        out.append([Concept(frozenset(stem(w) for w in e.text.split()), offset + e.start_char, offset + e.end_char,
-                            bool(e._.negex), bool(e._.hedged)) for e in doc.ents])
+    for text, offset in zip(texts, offsets, strict=True):
+        runs = _concept_runs(text, skip)
+        flags = [(False, False)] * len(runs)
+        if runs and cue.search(text):
+            doc = nlp.make_doc(text)
+            spans = [doc.char_span(a, b, label="C", alignment_mode="expand") for a, b in runs]
+            kept, end = [], -1
+            for i, sp in enumerate(spans):
+                if sp is not None and sp.start >= end:
+                    kept.append((i, sp))
+                    end = sp.end
+            doc.ents = [sp for _, sp in kept]
+            for _, proc in nlp.pipeline:
+                doc = proc(doc)
+            for (i, _), e in zip(kept, doc.ents, strict=True):
+                flags[i] = (bool(e._.negex), bool(e._.hedged))
+        out.append([Concept(frozenset(stem(w) for w in text[a:b].split()), offset + a, offset + b, neg, hedged)
+                    for (a, b), (neg, hedged) in zip(runs, flags, strict=True)])
     return out
 
 
