@@ -314,7 +314,7 @@ _CONTEXT = re.compile(r"[A-Za-z][A-Za-z\-']*[A-Za-z]|[A-Za-z]|\d+(?:[./]\d+)*")
 class SideMention:
     side: str  # "L", "R" or "B"
     sites: frozenset[str]  # stems of the words it qualifies
-    context: frozenset[str]  # stems of the words and numbers around it, to tell two mentions of one site apart
+    context: frozenset[str]  # "<stem" before it and ">stem" after it, to tell two mentions of one site apart
     start: int
     end: int
 
@@ -336,8 +336,8 @@ def side_mentions(text: str, offset: int = 0) -> list[SideMention]:
                   and not w[0].isdigit()]
         if word == "both" and not after:
             continue
-        context = {stem(w) for w, _, _ in [*toks[max(0, i - NEAR):i], *toks[i + 1:i + 1 + 2 * NEAR]]
-                   if w not in _STOP and w not in SIDES}
+        context = {f"<{stem(w)}" for w, _, _ in toks[max(0, i - NEAR):i] if w not in _STOP and w not in SIDES}
+        context |= {f">{stem(w)}" for w, _, _ in toks[i + 1:i + 1 + 2 * NEAR] if w not in _STOP and w not in SIDES}
         out.append(SideMention(SIDES[word], frozenset(after[:3] or before), frozenset(context),
                                offset + m.start(), offset + m.end()))
     return out
@@ -565,9 +565,9 @@ def verdict(findings: list[Finding], sentences: int = 1) -> str:
     return text[0].upper() + text[1:] + "."
 
 
-def _window(note: NoteAnalysis, stems: list[str]) -> tuple[list[int], float]:
+def _window(note: NoteAnalysis, stems: list[str], sides: frozenset[str] = frozenset()) -> tuple[list[int], float]:
     """The note sentences that jointly support an answer sentence (best first, at most WINDOW) and the weighted
-    share of its content words they cover."""
+    share of its content words they cover; between equal sentences, the one with the answer's sides wins."""
     words = list(dict.fromkeys(stems))
     if not words or not note.sentences:
         return [], 0.0
@@ -583,7 +583,8 @@ def _window(note: NoteAnalysis, stems: list[str]) -> tuple[list[int], float]:
                 gain[j] += weight[w]
         if not gain:
             break
-        j, g = max(gain.items(), key=lambda kv: (kv[1], -kv[0]))
+        j, g = max(gain.items(), key=lambda kv: (round(kv[1], 9),
+                                                 len(sides & {m.side for m in note.sentences[kv[0]].sides}), -kv[0]))
         if chosen and g < 0.1 * total:
             break
         chosen.append(j)
@@ -603,7 +604,8 @@ def _check_sentence(note: NoteAnalysis, answer: str, s: int, e: int, concepts: l
                     checked: Counter) -> list[Finding]:
     piece = answer[s:e]
     stems = content_stems(piece)
-    window, coverage = _window(note, stems)
+    mentions = side_mentions(piece, s)
+    window, coverage = _window(note, stems, frozenset(m.side for m in mentions))
     sents = note.sentences
     closest = sents[window[0]].text if window else ""
     findings: list[Finding] = []
@@ -634,25 +636,27 @@ def _check_sentence(note: NoteAnalysis, answer: str, s: int, e: int, concepts: l
             sents[holders[0]].text)
     # sides: the note's mention of the same site that best matches this one's surroundings decides, looked for
     # first in the supporting sentences, then anywhere in the note
-    for m in side_mentions(piece, s):
+    for m in mentions:
         if m.side == "B" and answer[m.start:m.end].lower() == "both":
             continue
         checked["side"] += 1
         word = answer[m.start:m.end]
-        best = None
+        best: list = []  # the best-matching note mentions (ties kept: if any agrees, no finding)
         for group in (window, range(len(sents))):
             for rank, j in enumerate(group):
                 for n in sents[j].sides:
                     if (n.sites & m.sites) if m.sites else (n.context & m.context):
                         score = (len(n.context & m.context) + len(n.sites & m.sites), -rank)
-                        if best is None or score > best[0]:
-                            best = (score, n, j)
-            if best is not None:
+                        if not best or score > best[0][0]:
+                            best = [(score, n, j)]
+                        elif score == best[0][0]:
+                            best.append((score, n, j))
+            if best:
                 break
-        if best is not None:
-            _, n, j = best
-            if n.side == m.side or (n.side == "B" and m.side in "LR"):
+        if best:
+            if any(n.side == m.side or (n.side == "B" and m.side in "LR") for _, n, _ in best):
                 continue
+            _, n, j = best[0]
             if m.side == "B" and {x.side for x in sents[j].sides if x.sites & m.sites} >= {"L", "R"}:
                 continue
             add("side", "side", m.start, m.end, f"the note says {SIDE_WORDS[n.side]}, not {word.lower()}",
@@ -661,24 +665,27 @@ def _check_sentence(note: NoteAnalysis, answer: str, s: int, e: int, concepts: l
             add("side", "side", m.start, m.end, f"the note never says {SIDE_WORDS[m.side]}")
     # negation and certainty, against the supporting sentences
     for c in concepts:
-        best = None
+        best: list = []  # the best-aligned note mentions in the best supporting sentence (ties kept)
         for rank, j in enumerate(window):
             for n in sents[j].concepts:
                 shared = len(c.stems & n.stems)
                 if shared and shared * 2 >= len(c.stems):
-                    score = (-rank, shared / max(len(n.stems), 1))
-                    if best is None or score > best[0]:
-                        best = (score, n, j)
-        if best is None:
+                    score = (-rank, shared / len(c.stems | n.stems))
+                    if not best or score > best[0][0]:
+                        best = [(score, n, j)]
+                    elif score == best[0][0]:
+                        best.append((score, n, j))
+        if not best:
             continue
         checked["negation"] += 1
-        _, n, j = best
         what = answer[c.start:c.end]
-        if n.negated != c.negated:
+        if all(n.negated != c.negated for _, n, _ in best):
+            _, n, j = best[0]
             add("negation", "negation", c.start, c.end,
-                f"the note says {'no ' if n.negated else ''}{what.lower()}" if n.negated else
-                f"the note does not deny {what.lower()}", sents[j].text)
-        elif n.hedged and not c.hedged and not c.negated:
+                f"the note says no {what.lower()}" if n.negated else f"the note does not deny {what.lower()}",
+                sents[j].text)
+        elif not c.hedged and not c.negated and all(n.hedged and not n.negated for _, n, _ in best):
+            _, n, j = best[0]
             add("certainty", "certainty", c.start, c.end, f"the note is not sure of {what.lower()}", sents[j].text)
     if stems and coverage < COVERED and not any(f.kind != "certainty" for f in findings):
         add("unsupported", "unsupported", s, e, "nothing in the note says this")
