@@ -193,9 +193,16 @@ def quantities(text: str, offset: int = 0) -> list[Quantity]:
             values = tuple(round(_num(v) * factor, 6) for v in (a, m.group("b")) if v)
         except (KeyError, ValueError):
             continue
+        if unit == "degf" and not 90 <= values[0] <= 110 or unit == "degc" and not 30 <= values[0] <= 45:
+            unit, values = None, tuple(round(_num(v), 6) for v in (a, m.group("b")) if v)  # "58F": age, sex
+        if len(values) == 2 and values[1] <= values[0]:  # "from 9 to 3": two numbers, not a range
+            add(Quantity(values[:1], unit, offset + m.start("a"), offset + m.end("a"), "number"))
+            values, start = values[1:], m.start("b")
+        else:
+            start = m.start()
         label = "dose" if unit in _DOSE_UNITS or (unit and unit.split("/")[0] in ("mg", "mcg", "g", "u", "units"))\
             else "number"
-        add(Quantity(values, unit, offset + m.start(), offset + m.end(), label))
+        add(Quantity(values, unit, offset + start, offset + m.end(), label))
     return sorted(found, key=lambda q: q.start)
 
 
@@ -378,6 +385,8 @@ def _pipeline():
     from negspacy.termsets import termset
 
     patterns = termset("en_clinical").get_patterns()
+    # a bracket or semicolon ends a cue's scope too ("not on anticoagulation (stopped apixaban ...)")
+    patterns["termination"] = [*patterns["termination"], "(", ")", "[", "]", ";"]
     hedges = {**HEDGES, "termination": list(patterns["termination"])}
     cues = [t.lower() for ts in (patterns, hedges) for k in ("preceding_negations", "following_negations")
             for t in ts[k]]
@@ -447,6 +456,7 @@ class NoteSentence:
     drugs: frozenset[str]
     sides: list[SideMention]
     concepts: list[Concept]
+    dosed: dict[int, frozenset[str]]  # index in ``quantities`` of each dose next to a drug -> that drug
 
 
 @dataclass
@@ -464,8 +474,10 @@ def _analyse_sentences(text: str, spans: list[tuple[int, int]]) -> list[tuple]:
     concepts = concepts_of(pieces, [s for s, _ in spans])
     out = []
     for (s, e), piece, cons in zip(spans, pieces, concepts, strict=True):
-        out.append((s, e, piece, frozenset(content_stems(piece)), quantities(piece, s),
-                    frozenset(n for names, _, _ in drugs(piece, s) for n in names), side_mentions(piece, s), cons))
+        named, qs = drugs(piece, s), quantities(piece, s)
+        dosed = {i: d for i, q in enumerate(qs) if q.label == "dose" and (d := _dosed_drug(named, q)) is not None}
+        out.append((s, e, piece, frozenset(content_stems(piece)), qs, frozenset(n for names, _, _ in named
+                    for n in names), side_mentions(piece, s), cons, dosed))
     return out
 
 
@@ -593,11 +605,14 @@ def _window(note: NoteAnalysis, stems: list[str], sides: frozenset[str] = frozen
     return chosen, covered / total if total else 0.0
 
 
-def _near(tokens: list[tuple[str, int, int]], start: int, end: int, before: int, after: int) -> set[str]:
-    i = next((k for k, t in enumerate(tokens) if t[1] >= end), len(tokens))
-    j = next((k for k, t in enumerate(tokens) if t[2] > start), len(tokens))
-    return {stem(w) for w, _, _ in [*tokens[max(0, j - before):j], *tokens[i:i + after]]
-            if w not in _STOP and w not in SIDES and w not in UNITS}
+def _dosed_drug(named: list[tuple[frozenset[str], int, int]], q: Quantity) -> frozenset[str] | None:
+    """The drug a dose belongs to: the nearest named just before it ("furosemide 40 mg"), else just after it
+    ("40 mg of furosemide")."""
+    before = [(q.start - b, names) for names, a, b in named if b <= q.start and q.start - b <= 30]
+    if before:
+        return min(before, key=lambda t: t[0])[1]
+    after = [(a - q.end, names) for names, a, b in named if a >= q.end and a - q.end <= 12]
+    return min(after, key=lambda t: t[0])[1] if after else None
 
 
 def _check_sentence(note: NoteAnalysis, answer: str, s: int, e: int, concepts: list[Concept],
@@ -609,7 +624,7 @@ def _check_sentence(note: NoteAnalysis, answer: str, s: int, e: int, concepts: l
     sents = note.sentences
     closest = sents[window[0]].text if window else ""
     findings: list[Finding] = []
-    toks = _tokens(piece, s)
+    here: Counter = Counter()  # claims looked up in this sentence
 
     def add(kind: str, label: str, a: int, b: int, reason: str, near: str = closest) -> None:
         findings.append(Finding(kind, label, a, b, answer[a:b], reason, near))
@@ -617,20 +632,27 @@ def _check_sentence(note: NoteAnalysis, answer: str, s: int, e: int, concepts: l
     # drugs
     named = drugs(piece, s)
     for names, a, b in named:
-        checked["drug"] += 1
+        here["drug"] += 1
         if not names & note.drugs and answer[a:b].lower() not in note.words:
             add("drug", "drug", a, b, f"{answer[a:b]} is not named in the note")
     # numbers
     for q in quantities(piece, s):
-        checked["number"] += 1
+        here["number"] += 1
         holders = [j for j, ns in enumerate(sents) if any(quantity_matches(q, n) for n in ns.quantities)]
+        if not holders and len(q.values) == 2 and q.unit not in ("date", "clock", "ratio"):
+            ends = [Quantity((v,), q.unit, q.start, q.end, q.label) for v in q.values]  # "from 1.1 to 1.4"
+            found = [[j for j, ns in enumerate(sents) if any(quantity_matches(x, n) for n in ns.quantities)]
+                     for x in ends]
+            holders = found[0] if all(found) else []
         what = answer[q.start:q.end]
         if not holders:
             add("number", q.label, q.start, q.end, f"{what} is not in the note")
             continue
-        anchors = _near(toks, q.start, q.end, 3, 2)
-        anchors |= {d for names, a, b in named if abs(a - q.end) < 40 or abs(q.start - b) < 40 for d in names}
-        if not anchors or any(j in window or anchors & (sents[j].stems | sents[j].drugs) for j in holders):
+        # a dose next to a drug must be the note's dose of that drug (in one sentence or line with it)
+        drug = _dosed_drug(named, q) if q.label == "dose" else None
+        if drug is None or any(quantity_matches(q, n) and (drug & sents[j].dosed[i] if i in sents[j].dosed
+                                                            else drug & sents[j].drugs)
+                               for j in holders for i, n in enumerate(sents[j].quantities)):
             continue
         add("number", q.label, q.start, q.end, f"the note gives {what} only for something else",
             sents[holders[0]].text)
@@ -639,7 +661,7 @@ def _check_sentence(note: NoteAnalysis, answer: str, s: int, e: int, concepts: l
     for m in mentions:
         if m.side == "B" and answer[m.start:m.end].lower() == "both":
             continue
-        checked["side"] += 1
+        here["side"] += 1
         word = answer[m.start:m.end]
         best: list = []  # the best-matching note mentions (ties kept: if any agrees, no finding)
         for group in (window, range(len(sents))):
@@ -677,7 +699,7 @@ def _check_sentence(note: NoteAnalysis, answer: str, s: int, e: int, concepts: l
                         best.append((score, n, j))
         if not best:
             continue
-        checked["negation"] += 1
+        here["negation"] += 1
         what = answer[c.start:c.end]
         if all(n.negated != c.negated for _, n, _ in best):
             _, n, j = best[0]
@@ -687,8 +709,10 @@ def _check_sentence(note: NoteAnalysis, answer: str, s: int, e: int, concepts: l
         elif not c.hedged and not c.negated and all(n.hedged and not n.negated for _, n, _ in best):
             _, n, j = best[0]
             add("certainty", "certainty", c.start, c.end, f"the note is not sure of {what.lower()}", sents[j].text)
-    if stems and coverage < COVERED and not any(f.kind != "certainty" for f in findings):
+    verified = here["number"] + here["drug"] > 0  # the sentence's figures and drugs were found
+    if stems and coverage < COVERED and not findings and not verified:
         add("unsupported", "unsupported", s, e, "nothing in the note says this")
+    checked.update(here)
     return findings
 
 

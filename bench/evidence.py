@@ -70,13 +70,13 @@ def load_notes(data: Path | None, per_source: int, seed: int) -> dict[str, list[
 
 
 def prose_sentences(note: str) -> list[str]:
-    """Note sentences an answer could quote: 6 to 60 words, mostly letters."""
+    """Note sentences an answer could quote: 6 to 60 words, mostly letters, each ending with a full stop."""
     out = []
     for s, e in sentence_spans(note):
         t = note[s:e]
         words = t.split()
         if 6 <= len(words) <= 60 and sum(c.isalpha() for c in t) > 0.6 * len(t) and "\n" not in t:
-            out.append(t)
+            out.append(t if t[-1] in ".!?" else t + ".")  # a line quoted as a sentence ends as one
     return out
 
 

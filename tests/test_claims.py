@@ -55,9 +55,25 @@ def test_wrong_claims_are_findings(answer, kind, text):
     assert answer[f.start:f.end] == f.text and f.reason and f.closest
 
 
-def test_a_number_given_only_for_something_else_is_a_finding():
-    answer = "Potassium was 40 and was repleted."  # 40 is in the note, but for Lasix
-    assert "number" in kinds(NOTE, answer)
+STROKE = ("58F brought in by EMS with right arm weakness. Hx: AFib not on anticoagulation (stopped apixaban 2 months "
+          "ago due to cost), HTN. ED: NIHSS 9. Post procedure NIHSS 3. Creatinine went from 1.1 to 1.4.")
+
+
+@pytest.mark.parametrize("answer", [
+    "A 58-year-old woman presented with right arm weakness.",  # "58F"
+    "Her NIHSS improved from 9 to 3.",  # two numbers, not a range
+    "She had stopped apixaban two months earlier because of cost.",  # the "not" before the bracket ends there
+    "Creatinine rose from 1.1 to 1.4.",
+])
+def test_paraphrase_is_not_a_finding(answer):
+    assert check_answer(STROKE, answer).findings == []
+
+
+def test_a_dose_of_another_drug_is_a_finding():
+    answer = "He was started on apixaban 40 mg twice a day."  # 40 mg is in the note, but for Lasix
+    check = check_answer(NOTE, answer)
+    assert [(f.kind, f.text) for f in check.findings] == [("number", "40 mg")]
+    assert "only for something else" in check.findings[0].reason
 
 
 def test_made_up_sentence_is_unsupported_and_verdict_counts_each_kind_once():
