@@ -34,6 +34,9 @@ from dataclasses import asdict, dataclass, field
 from functools import cache, lru_cache
 from pathlib import Path
 
+import numpy
+from spacy.attrs import SENT_START
+
 from .evidence import sentence_spans
 
 WINDOW = 3  # note sentences that jointly support one answer sentence
@@ -378,7 +381,7 @@ class Concept:
 
 @cache
 def _pipeline():
-    """spacy.blank("en") + sentencizer + negspacy (negation) + negspacy with the hedge termset (certainty), and
+    """spacy.blank("en") + negspacy (negation) + negspacy with the hedge termset (certainty), and
     the cue pattern that says whether a text needs them. No model is downloaded: the blank pipeline is rules only."""
     import spacy
     from negspacy.negation import Negex  # noqa: F401  (registers the "negex" factory)
@@ -394,9 +397,10 @@ def _pipeline():
                      + r")(?![\w])", re.I)
     cue_words = {w for terms in [*patterns.values(), *HEDGES.values()] for t in terms for w in t.lower().split()}
     nlp = spacy.blank("en")
-    nlp.add_pipe("sentencizer")  # negspacy reads sentence boundaries; our texts are one sentence, or close
-    nlp.add_pipe("negex", name="negation", config={"neg_termset": patterns, "extension_name": "negex"})
-    nlp.add_pipe("negex", name="hedging", config={"neg_termset": hedges, "extension_name": "hedged"})
+    nlp.add_pipe("negex", name="negation", config={"neg_termset": patterns, "extension_name": "negex",
+                                                              "span_keys": ["concepts"]})
+    nlp.add_pipe("negex", name="hedging", config={"neg_termset": hedges, "extension_name": "hedged",
+                                                            "span_keys": ["concepts"]})
     return nlp, cue, frozenset(_STOP | cue_words | set(SIDES))
 
 
@@ -435,11 +439,14 @@ def concepts_of(texts: list[str], offsets: list[int]) -> list[list[Concept]]:
                 if sp is not None and sp.start >= end:
                     kept.append((i, sp))
                     end = sp.end
-            doc.ents = [sp for _, sp in kept]
+            doc.spans["concepts"] = [sp for _, sp in kept]
+            starts = numpy.full((len(doc), 1), -1, dtype="int64").astype("uint64")  # one sentence: the text
+            starts[0, 0] = 1
+            doc.from_array([SENT_START], starts)
             for _, proc in nlp.pipeline:
                 doc = proc(doc)
-            for (i, _), e in zip(kept, doc.ents, strict=True):
-                flags[i] = (bool(e._.negex), bool(e._.hedged))
+            for i, sp in kept:
+                flags[i] = (bool(sp._.negex), bool(sp._.hedged))
         out.append([Concept(frozenset(stem(w) for w in text[a:b].split()), offset + a, offset + b, neg, hedged)
                     for (a, b), (neg, hedged) in zip(runs, flags, strict=True)])
     return out
