@@ -35,7 +35,6 @@ from functools import cache, lru_cache
 from pathlib import Path
 
 import numpy
-from spacy.attrs import SENT_START
 
 from .evidence import sentence_spans
 
@@ -427,6 +426,7 @@ def _concept_runs(text: str, skip: frozenset[str]) -> list[tuple[int, int]]:
 def concepts_of(texts: list[str], offsets: list[int]) -> list[list[Concept]]:
     """The concepts of each text (one sentence each), with negation and hedging (NegEx only where a cue is)."""
     nlp, cue, skip = _pipeline()
+    from spacy.attrs import SENT_START as sent_start  # loaded with the pipeline, on first use
     out = []
     for text, offset in zip(texts, offsets, strict=True):
         runs = _concept_runs(text, skip)
@@ -442,7 +442,7 @@ def concepts_of(texts: list[str], offsets: list[int]) -> list[list[Concept]]:
             doc.spans["concepts"] = [sp for _, sp in kept]
             starts = numpy.full((len(doc), 1), -1, dtype="int64").astype("uint64")  # one sentence: the text
             starts[0, 0] = 1
-            doc.from_array([SENT_START], starts)
+            doc.from_array([sent_start], starts)
             for _, proc in nlp.pipeline:
                 doc = proc(doc)
             for i, sp in kept:
