@@ -3,6 +3,8 @@
 ``python -m eval.report --judged judged.jsonl --db sqlite:///ratings.db --out report/`` writes ``report.md`` and
 PNG figures: per-model and per-task means with bootstrap 95% intervals, score distributions, win rates and
 Bradley-Terry strengths with intervals, agreement between raters and between the judge and the experts.
+``--generations answers.jsonl`` adds the faithfulness section: per model and task, the share of answers with a
+finding of the claim check (a number, drug or side not in the note, a negation that disagrees), by kind.
 """
 
 from __future__ import annotations
@@ -513,15 +515,47 @@ def markdown(report: Report, figures: dict[str, Path], title: str = "Evaluation 
     return "\n".join(out)
 
 
+# ----- faithfulness (the claim check over generations files) ----------------------------------------------------
+def faithfulness_section(paths: list[str | Path], progress: bool = False) -> str:
+    """The Markdown faithfulness section of one or more generations files (checked here, offline)."""
+    from .check import FINDING_KINDS, check_rows, faithfulness
+
+    rows = [r for p in paths for r in read_rows(p, ("note",))]
+    _, records = check_rows(rows, progress=progress)
+    table = faithfulness(records)
+    overall = faithfulness(records, by_task=False)
+    shares = ["any finding", *FINDING_KINDS, "unsupported"]
+
+    def shown(t: pd.DataFrame) -> pd.DataFrame:
+        t = t.copy()
+        for c in shares:
+            t[c] = [f"{v:.0%}" for v in t[c]]
+        return t.rename(columns={"unsupported": "unsupported sentence"})
+
+    return "\n".join(["## Faithfulness to the note (claim check)", "",
+                      f"{len(records)} answers checked against their notes, offline. A finding is a number, drug or "
+                      "side the note does not contain, a negation that disagrees with the note, or a claim more "
+                      "certain than the note; an unsupported sentence is one whose words the note barely contains "
+                      "(not counted as a finding). Shares of answers:", "",
+                      md_table(shown(overall)), "", "By task:", "", md_table(shown(table)), ""])
+
+
 def build_report(out_dir: str | Path, judged: list[str | Path] = (), db_url: str | None = None, storage=None,
-                 study: str | None = None, n_boot: int = 2000, seed: int = 0) -> tuple[Report, dict[str, Path], Path]:
-    """Load, analyse, draw and write ``report.md`` into ``out_dir``; returns the report, figures and the path."""
+                 study: str | None = None, n_boot: int = 2000, seed: int = 0,
+                 generations: list[str | Path] = ()) -> tuple[Report | None, dict[str, Path], Path]:
+    """Load, analyse, draw and write ``report.md`` into ``out_dir``; returns the report, figures and the path.
+    ``generations`` adds the faithfulness section (alone, when no scores are given)."""
+    out = Path(out_dir)
+    path = out / "report.md"
+    faith = faithfulness_section(list(generations)) if generations else ""
+    if faith and not judged and not db_url and storage is None:
+        out.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"# Evaluation report\n\n{faith}", encoding="utf-8")
+        return None, {}, path
     src = load_sources(judged, db_url, storage, study)
     report = analyse(src, n_boot=n_boot, seed=seed)
-    out = Path(out_dir)
     figures = make_figures(report, out)
-    path = out / "report.md"
-    path.write_text(markdown(report, figures), encoding="utf-8")
+    path.write_text(markdown(report, figures) + ("\n" + faith if faith else ""), encoding="utf-8")
     return report, figures, path
 
 
@@ -529,17 +563,19 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m eval.report", description=__doc__.split("\n")[0])
     p.add_argument("--judged", nargs="+", default=[], help="judged .jsonl files from eval.judge")
     p.add_argument("--db", help="the app's ratings database URL, e.g. sqlite:///ratings.db")
+    p.add_argument("--generations", nargs="+", default=[], help="generations files (eval.generate output) for the "
+                   "faithfulness section")
     p.add_argument("--study", help="only this study's ratings")
     p.add_argument("--out", required=True, help="folder for report.md and the PNG figures")
     p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    if not args.judged and not args.db:
-        print("error: give --judged FILE... and/or --db URL", file=sys.stderr)
+    if not args.judged and not args.db and not args.generations:
+        print("error: give --judged FILE..., --db URL and/or --generations FILE...", file=sys.stderr)
         return 2
     try:
         _, figures, path = build_report(args.out, args.judged, args.db, study=args.study, n_boot=args.bootstrap,
-                                        seed=args.seed)
+                                        seed=args.seed, generations=args.generations)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
