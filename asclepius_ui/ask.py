@@ -5,7 +5,7 @@ benches): a ``Request`` built once from named fields, then small pure steps::
     prepared = prepare(engine, request)          # checks, privacy guard, prompt tokenised once, fit checked once
     for update in stream(prepared, stop_event):  # the engine's one streaming generator
         ...
-    answered = record(prepared, update, started_at)  # the rating snapshot and where in the note it is supported
+    answered = record(prepared, update, started_at)  # the rating snapshot, where in the note, the claim check
 
 ``prepare`` raises a ``UserError`` (``Refused`` or the engine's ``GenerationError``) whose text the page shows.
 """
@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from . import phi_guard
+from .claims import Check, check_answer
 from .conversation import now_iso, snapshot, with_history
 from .engines.base import Engine, GenerationSettings, Prompt, StreamUpdate
 from .errors import GenerationError, UserError
@@ -79,10 +80,12 @@ class Prepared:
 
 @dataclass(frozen=True)
 class Answered:
-    """A finished answer: the rating snapshot (everything that was judged) and where in the note it is supported."""
+    """A finished answer: the rating snapshot (everything that was judged), where in the note it is supported, and
+    its claims checked against the note (a number, drug, side or negation the note does not say)."""
 
     snapshot: dict
     evidence: Evidence
+    check: Check
 
 
 def check_request(request: Request) -> None:
@@ -153,10 +156,11 @@ def record(prepared: Prepared, result: StreamUpdate, started_at: str, model_id: 
     """The rating snapshot of ``result`` (what was asked, of which model, how, and the answer) and its evidence."""
     e, r = prepared.engine, prepared.request
     ev = find_evidence(prepared.note, result.text)
+    check = check_answer(prepared.note, result.text)
     snap = snapshot(note=prepared.note, task=r.task_label, instruction=r.instruction, prompt=prepared.prompt.text,
                     answer=result.text, model_id=model_id or e.model_id, revision=e.revision,
                     precision=e.precision_label, template=e.template, settings=r.settings.as_dict(),
                     started_at=started_at, finished_at=now_iso(), seconds=result.seconds,
                     new_tokens=result.new_tokens, stopped=result.stopped, preset=r.settings.preset,
-                    evidence=ev.as_dict(), guard=prepared.guard)
-    return Answered(snap, ev)
+                    evidence=ev.as_dict(), claims=check.as_dict(), guard=prepared.guard)
+    return Answered(snap, ev, check)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from . import ask as flow
 from . import data_sources, export, private_files
+from .claims import check_answer
 from .engines.base import GenerationResult, GenerationSettings
 from .errors import InputError, UserError
 from .tasks import TASKS, by_label, fill_instruction
@@ -130,8 +131,9 @@ def job_row(engine, done: Answered) -> dict:
     if done.result is None:
         return {**out, "answer": "", "error": done.error or ""}
     r = done.result
-    return {**out, "answer": r.text, "error": "", "new_tokens": r.new_tokens, "seconds": round(r.seconds, 4),
-            "stopped": r.stopped}
+    check = check_answer(str(done.row.get("note", "")), r.text)
+    return {**out, "answer": r.text, "error": "", "check": check.verdict, "findings": len(check.findings),
+            "new_tokens": r.new_tokens, "seconds": round(r.seconds, 4), "stopped": r.stopped}
 
 
 def run_jobs(engine, jobs: list[dict], settings, stop_event: threading.Event,

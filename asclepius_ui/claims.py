@@ -29,6 +29,7 @@ import json
 import math
 import pickle
 import re
+import threading
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from functools import cache, lru_cache
@@ -376,6 +377,13 @@ class Concept:
     end: int
     negated: bool
     hedged: bool
+
+
+def warm_up() -> threading.Thread:
+    """Load the rules and the drug list in the background (seconds), so the first checked answer need not wait."""
+    t = threading.Thread(target=lambda: (_pipeline(), drug_lexicon()), daemon=True)
+    t.start()
+    return t
 
 
 @cache

@@ -18,7 +18,7 @@ from .context import AppContext
 HOW = ("Upload a **CSV or JSONL** file with a `note` column. Pick tasks to ask of every note (tasks that need a "
        "specific argument, such as an abbreviation, go in a question column), and/or a column holding a question "
        "per row. Answers use the same engine and code as `python -m eval.generate`, one prompt at a time.")
-PREVIEW = ["id", "task", "question", "answer", "error"]
+PREVIEW = ["id", "task", "question", "answer", "check", "error"]
 
 
 def build(ctx: AppContext) -> None:

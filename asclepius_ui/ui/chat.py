@@ -6,7 +6,7 @@ import functools
 
 import gradio as gr
 
-from .. import phi_guard
+from .. import claims, phi_guard
 from ..examples import example_label, example_notes
 from ..tokenization import default_max_new
 from . import chat_logic as logic
@@ -70,6 +70,7 @@ def build(ctx: AppContext) -> None:
     remote = phi_guard.leaves_machine(engine)
     if remote:
         phi_guard.warm_up()
+    claims.warm_up()  # the answer check's rules and drug list, loaded while the clinician reads
     with gr.Column(elem_id="chat-page"):
         if engine.is_demo:
             gr.Markdown(demo_text(engine), elem_classes="demo-banner", elem_id="demo-banner")

@@ -13,6 +13,7 @@ import gradio as gr
 
 from .. import ask as flow
 from ..ask import GUARD_CHOICES, GUARD_HOLD, GUARD_REDACT, GUARD_SEND  # noqa: F401 - the page's choices
+from ..claims import render_answer_html
 from ..conversation import now_iso, stats_line
 from ..engines import GenerationSettings
 from ..errors import UserError
@@ -162,10 +163,16 @@ def _answer(engine, event, form: AskForm, chat, done) -> Iterator[tuple]:
         raise
     line = stats_line(engine.model_id, engine.precision_label, update.new_tokens, update.seconds, update.stopped,
                       preset=settings.preset)
-    chat[-1] = {"role": "assistant", "content": f"{safe_markdown(update.text)}\n\n<sub>{html.escape(line)}</sub>"}
     answered = flow.record(prepared, update, started)
+    chat[-1] = {"role": "assistant", "content": f"{checked_html(answered.check)}\n\n<sub>{html.escape(line)}</sub>"}
     done.append(answered.snapshot)
     yield chat, done, ("Stopped. " if update.stopped else "") + line, render_html(prepared.note, answered.evidence)
+
+
+def checked_html(check) -> str:
+    """The finished answer with each claim the note does not support marked inline and the verdict under it (escaped
+    HTML on one line, so the chat's Markdown keeps it one block)."""
+    return render_answer_html(check).replace("\n", "<br>")
 
 
 def regenerate(ctx, rid, form: AskForm, chat, done) -> Iterator[tuple]:
