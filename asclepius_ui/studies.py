@@ -174,3 +174,19 @@ def label_answers(study_id: int, rater: str, item_id: int, answer_ids: list[int]
     """``(label, answer_id)`` in display order: shuffled per rater and item, the same on every visit."""
     ordered = sorted(answer_ids, key=lambda a: _key("answer", study_id, rater, item_id, a))
     return list(zip(LABELS, ordered, strict=False))
+
+
+# An assignment's states: open (handed to the rater) -> done (submitted; may be re-rated) or skipped (back to the
+# pool). Open and done count towards the overlap; the storage checks these in the write transaction.
+SUBMITTABLE = ("open", "done")
+
+
+def refusal(action: str, status: str | None) -> str:
+    """What to tell a rater whose ``action`` ("submit" or "skip") found the assignment in ``status``."""
+    if status == "skipped":
+        return ("You skipped this item (perhaps in another tab or window), so it went back to the other raters and "
+                "these ratings were not saved. Press “Start / resume” for your next item.")
+    if status == "done" and action == "skip":
+        return ("This item was already submitted (perhaps in another tab or window), so it cannot be skipped. "
+                "Press “Start / resume” for your next item.")
+    return "This item is no longer assigned to you. Press “Start / resume” for your next item."

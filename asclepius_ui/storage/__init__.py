@@ -8,7 +8,15 @@ from ..errors import StorageError
 from ..rating_logic import new_uid
 from .lock import FifoLock
 from .migrate import MIGRATIONS, migrate
-from .repository import AVAILABLE_CAP, IMPORT_BATCH, PICK_WINDOW, DuplicateStudyError, Storage, open_storage
+from .repository import (
+    AVAILABLE_CAP,
+    IMPORT_BATCH,
+    PICK_WINDOW,
+    DuplicateStudyError,
+    StaleAssignmentError,
+    Storage,
+    open_storage,
+)
 
 __all__ = ["Storage", "StorageError", "open_storage", "migrate", "new_uid", "MIGRATIONS", "FifoLock",
-           "DuplicateStudyError", "IMPORT_BATCH", "PICK_WINDOW", "AVAILABLE_CAP"]
+           "DuplicateStudyError", "StaleAssignmentError", "IMPORT_BATCH", "PICK_WINDOW", "AVAILABLE_CAP"]

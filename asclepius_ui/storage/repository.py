@@ -55,6 +55,11 @@ class DuplicateStudyError(InputError):
                          "identical” to import a second copy.")
 
 
+class StaleAssignmentError(InputError):
+    """The item is no longer in a state that allows this (skipped or submitted elsewhere); the text says what
+    happened."""
+
+
 def open_storage(url: str, create: bool = True) -> Storage:
     """Connect to ``url``, upgrade its schema to the latest revision, return the ``Storage``.
 
@@ -372,7 +377,12 @@ class Storage:
 
     def submit_item(self, *, assignment_id: int, rater: str, uid: str, scores: dict[int, tuple[int, str]],
                     seconds: float | None) -> list[int]:
-        """Rate every answer of an assignment (``{answer_id: (score, comment)}``) and close it; idempotent."""
+        """Rate every answer of an assignment (``{answer_id: (score, comment)}``) and close it; idempotent.
+
+        Only an open assignment is submitted (a done one is re-rated: new rows supersede the old); the state is
+        checked and changed in one conditional UPDATE inside the write transaction, so a skip racing this submit
+        (another tab, another server) wins or loses whole, and a refused submit raises ``StaleAssignmentError``.
+        """
         checked = {aid: (check_rating(sc), cm or "") for aid, (sc, cm) in scores.items()}
         view = self.assignment(assignment_id, rater)
         if view is None:
@@ -388,7 +398,14 @@ class Storage:
                                  ).all()
                 if done:
                     return list(done)
-                a = s.get(StudyAssignment, assignment_id)
+                closed = s.execute(update(StudyAssignment).where(
+                    StudyAssignment.id == assignment_id, StudyAssignment.rater == rater,
+                    StudyAssignment.status.in_(study_logic.SUBMITTABLE)).values(
+                    status="done", finished_at=now_iso(),
+                    seconds=func.coalesce(StudyAssignment.seconds, 0.0) + float(seconds or 0.0)))
+                if closed.rowcount != 1:
+                    status = s.scalar(select(StudyAssignment.status).where(StudyAssignment.id == assignment_id))
+                    raise StaleAssignmentError(study_logic.refusal("submit", status))
                 previous = {r.answer_id: r.id for r in s.scalars(
                     select(StudyRating).where(StudyRating.assignment_id == assignment_id).order_by(StudyRating.id))}
                 rows = [StudyRating(uid=f"{uid}:{labels[aid]}", assignment_id=assignment_id, answer_id=aid,
@@ -396,8 +413,6 @@ class Storage:
                                     rubric_version=RUBRIC_VERSION, supersedes_id=previous.get(aid))
                         for aid, (sc, cm) in sorted(checked.items(), key=lambda kv: labels[kv[0]])]
                 s.add_all(rows)
-                a.status, a.finished_at = "done", now_iso()
-                a.seconds = (a.seconds or 0.0) + float(seconds or 0.0)
                 s.flush()
                 ids = [r.id for r in rows]
         except IntegrityError as exc:
@@ -405,16 +420,24 @@ class Storage:
         return ids
 
     def skip_item(self, assignment_id: int, rater: str, seconds: float | None = None) -> None:
-        """The rater passes on this item; it goes back to the pool for other raters."""
+        """The rater passes on this open item; it goes back to the pool for other raters. Skipping a skipped item
+        again does nothing; skipping a submitted one raises ``StaleAssignmentError`` (checked as ``submit_item``
+        does, in the same transaction as the coverage count)."""
         with self._write() as s:
+            passed = s.execute(update(StudyAssignment).where(
+                StudyAssignment.id == assignment_id, StudyAssignment.rater == rater,
+                StudyAssignment.status == "open").values(
+                status="skipped", finished_at=now_iso(),
+                seconds=func.coalesce(StudyAssignment.seconds, 0.0) + float(seconds or 0.0)))
+            if passed.rowcount == 1:
+                item_id = s.scalar(select(StudyAssignment.item_id).where(StudyAssignment.id == assignment_id))
+                s.execute(update(StudyItem).where(StudyItem.id == item_id).values(coverage=StudyItem.coverage - 1))
+                return
             a = s.get(StudyAssignment, assignment_id)
             if a is None or a.rater != rater:
                 raise InputError("This item is not assigned to you.")
-            if a.status == "open":
-                s.execute(update(StudyAssignment).where(StudyAssignment.id == assignment_id).values(
-                    status="skipped", finished_at=now_iso(), seconds=(a.seconds or 0.0) + float(seconds or 0.0)))
-                s.execute(update(StudyItem).where(StudyItem.id == a.item_id).values(
-                    coverage=StudyItem.coverage - 1))
+            if a.status != "skipped":
+                raise StaleAssignmentError(study_logic.refusal("skip", a.status))
 
     def rater_progress(self, study_id: int, rater: str) -> dict:
         """done / skipped / open for the rater, and how many more items they could still get."""
