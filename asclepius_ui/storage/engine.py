@@ -3,6 +3,7 @@ take the write lock when their transaction begins."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from sqlalchemy import create_engine, event
@@ -54,3 +55,18 @@ def create_db_engine(url: str) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("writer") else "BEGIN")
 
     return engine
+
+
+def make_private(url: str) -> None:
+    """A SQLite database file and its ``-wal``/``-shm`` readable by this user only (a file made by an older
+    version, or before the private umask, may be 0644); a server database or one in memory is left alone."""
+    u = normalize_url(url)
+    if u.get_backend_name() != "sqlite" or u.database in (None, "", ":memory:"):
+        return
+    db = Path(u.database).expanduser()
+    for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        try:
+            if path.stat().st_mode & 0o077:
+                os.chmod(path, 0o600)
+        except (FileNotFoundError, PermissionError):
+            continue

@@ -25,7 +25,7 @@ from ..errors import InputError, StorageError, UserError
 from ..rating_logic import check_rating, check_winner, dpo_pair, winner_model
 from ..rubric import RUBRIC_VERSION
 from ..text_input import valid_chars as _t
-from .engine import create_db_engine, normalize_url
+from .engine import create_db_engine, make_private, normalize_url
 from .lock import FifoLock
 from .migrate import upgrade
 from .models import (
@@ -76,8 +76,8 @@ def open_storage(url: str, create: bool = True) -> Storage:
         engine.dispose()
         raise StorageError(f"Could not open the ratings database {u.render_as_string(hide_password=True)}: "
                            f"{getattr(exc, 'orig', None) or exc}") from exc
+    make_private(url)
     return Storage(engine)
-
 
 
 def _db_error(exc: SQLAlchemyError) -> StorageError:
