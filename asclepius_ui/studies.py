@@ -18,7 +18,7 @@ from . import data_sources
 from .errors import InputError
 from .items import ANSWER_PREFIX
 from .tasks import normalize_task
-from .text_input import check_upload, clean_text
+from .text_input import LIMITS, check_upload, clean_text
 
 REQUIRED = ("note", "question", "task")
 MAX_ANSWERS = 10
@@ -60,6 +60,9 @@ def _rows_jsonl(text: str) -> tuple[list[tuple[int, dict]], list[str]]:
         except json.JSONDecodeError as exc:
             problems.append(f"line {n}: not valid JSON ({exc.msg})")
             continue
+        except RecursionError:
+            problems.append(f"line {n}: JSON nested too deeply to be a study item")
+            continue
         if not isinstance(obj, dict):
             problems.append(f"line {n}: expected a JSON object")
             continue
@@ -68,8 +71,18 @@ def _rows_jsonl(text: str) -> tuple[list[tuple[int, dict]], list[str]]:
 
 
 def _rows_csv(text: str) -> tuple[list[tuple[int, dict]], list[str]]:
+    # The csv module refuses cells over 128 KB by default; a note may be up to the documented limit, so the
+    # module's limit is raised to a little above it, and a larger cell is reported like any other problem.
+    csv.field_size_limit(max(csv.field_size_limit(), LIMITS.note_bytes + 1024))
     reader = csv.DictReader(io.StringIO(text))
-    rows = [(reader.line_num, row) for row in reader]
+    rows = []
+    try:
+        for row in reader:
+            rows.append((reader.line_num, row))
+    except csv.Error as exc:
+        too_big = "field larger than field limit" in str(exc)
+        return rows, [f"line {reader.line_num + 1}: " + (f"a cell is over the {LIMITS.note_bytes // 1024} KB limit"
+                                                          if too_big else f"not valid CSV ({exc})")]
     problems = [f"line {n}: more values than columns" for n, row in rows if None in row]
     return rows, problems
 
