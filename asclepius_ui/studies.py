@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import string
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,9 +51,14 @@ class ParsedStudy:
     items: list[StudyItemIn] = field(default_factory=list)
 
 
+YIELD_EVERY = 50  # rows parsed between two short pauses
+
+
 def _rows_jsonl(text: str) -> tuple[list[tuple[int, dict]], list[str]]:
     rows, problems = [], []
     for n, line in enumerate(text.splitlines(), 1):
+        if n % YIELD_EVERY == 0:
+            time.sleep(0.001)
         if not line.strip():
             continue
         try:
@@ -79,6 +85,8 @@ def _rows_csv(text: str) -> tuple[list[tuple[int, dict]], list[str]]:
     try:
         for row in reader:
             rows.append((reader.line_num, row))
+            if len(rows) % YIELD_EVERY == 0:
+                time.sleep(0.001)
     except csv.Error as exc:
         too_big = "field larger than field limit" in str(exc)
         return rows, [f"line {reader.line_num + 1}: " + (f"a cell is over the {LIMITS.note_bytes // 1024} KB limit"
@@ -108,7 +116,9 @@ def parse_study_text(text: str, fmt: str) -> ParsedStudy:
         problems.append(f"at most {MAX_ANSWERS} answer columns are supported, found {len(models)}")
     parsed = ParsedStudy(models=models)
     seen_ids: set[str] = set()
-    for n, row in rows:
+    for k_row, (n, row) in enumerate(rows):
+        if k_row % YIELD_EVERY == YIELD_EVERY - 1:
+            time.sleep(0.001)  # a big file is parsed in the server: let the raters' requests have the interpreter
         values = {}
         for k, v in row.items():
             if k is None:

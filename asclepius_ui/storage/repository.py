@@ -9,6 +9,7 @@ carries a client-generated ``uid`` (UNIQUE), so a retried submit never stores tw
 from __future__ import annotations
 
 import secrets
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -41,7 +42,8 @@ from .models import (
 )
 from .models import row_dict as _row
 
-IMPORT_BATCH = 200  # study items per import transaction: the write lock is held for a fraction of a second
+IMPORT_BATCH = 50  # study items per import transaction: the write lock is held for some tens of milliseconds
+IMPORT_DUTY = 0.5  # an import works at most this share of the time; rating saves in this process get the rest
 PICK_WINDOW = 64  # the next item is drawn from this many least-covered candidates
 AVAILABLE_CAP = 10_000  # "items still available" is counted up to this many (a bounded query)
 
@@ -259,6 +261,7 @@ class Storage:
         try:
             for start in range(0, total, IMPORT_BATCH):
                 batch = parsed.items[start:start + IMPORT_BATCH]
+                began = time.perf_counter()
                 with self._write() as s:
                     items = [StudyItem(study_id=sid, position=start + k, ext_id=it.ext_id, note=it.note,
                                        question=it.question, task=it.task, coverage=0)
@@ -269,6 +272,9 @@ class Storage:
                               for item, it in zip(items, batch, strict=True) for m, a in it.answers.items())
                 if progress:
                     progress(min(start + IMPORT_BATCH, total), total)
+                # Pause as long as the batch took: the interpreter and the write lock are free for the raters'
+                # saves half of the time, so a save waits at most about one batch, not the whole import.
+                time.sleep(min(0.25, (time.perf_counter() - began) * (1 - IMPORT_DUTY) / IMPORT_DUTY))
             with self._write() as s:
                 s.execute(update(Study).where(Study.id == sid).values(ready=True))
         except IntegrityError as exc:
