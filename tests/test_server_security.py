@@ -121,6 +121,14 @@ def test_logout_never_redirects_to_a_forwarded_host(app_url):
     assert status in (302, 307) and "evil.test" not in headers["location"][0]
 
 
+def test_framework_errors_do_not_show_python_internals(app_url):
+    status, headers = multipart_login(app_url, "alice", PASSWORDS["alice"])
+    cookie = "; ".join(c.split(";")[0] for c in headers["set-cookie"])
+    status, _, body = request(app_url, "POST", "/gradio_api/run/ask", json.dumps({"data": [1]}).encode(),
+                              {"Content-Type": "application/json", "Cookie": cookie})
+    assert status >= 400 and b"object at 0x" not in body and b"gradio.components" not in body, body[:300]
+
+
 def test_hsts_and_secure_cookies_over_tls(tmp_path, users, tiny_engine, launch_app):
     cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",

@@ -327,7 +327,7 @@ def serve(demo: gr.Blocks, opts: ServerOptions, auth=None, block: bool = True, q
     os.environ["FORWARDED_ALLOW_IPS"] = ",".join(opts.trusted_proxies)
     return demo.queue(default_concurrency_limit=concurrency).launch(
         server_name=opts.host, server_port=opts.port, share=opts.share, auth=auth, theme=offline_theme(), css=CSS,
-        footer_links=[], show_error=True, ssr_mode=False, mcp_server=False, pwa=False, quiet=quiet,
+        footer_links=[], show_error=False, ssr_mode=False, mcp_server=False, pwa=False, quiet=quiet,
         prevent_thread_lock=not block, ssl_certfile=opts.ssl_certfile, ssl_keyfile=opts.ssl_keyfile,
         ssl_verify=False if opts.ssl_certfile else True, max_file_size=LIMITS.upload_bytes,
         app_kwargs={"middleware": middleware(opts), "lifespan": _same_origin_only})
