@@ -40,15 +40,23 @@ class Shown:
     status: str = ""
 
 
-def progress_html(p: dict | None) -> str:
-    """A progress bar of the rater's items: rated of (rated + open + still available)."""
+def draft_key(study_id, user: str, view: dict) -> str:
+    """Where the page keeps what the rater entered on this item until it is saved (the browser's localStorage):
+    one key per study, item and user, so a restart or a new login finds it again."""
+    return f"asclepius-draft|{study_id}|{view['assignment_id']}|{user}"
+
+
+def progress_html(p: dict | None, draft: str = "") -> str:
+    """A progress bar of the rater's items: rated of (rated + open + still available); ``draft`` is the shown
+    item's ``draft_key`` (the page's script keeps the unsaved form under it)."""
     if not p:
         return ""
     total = max(p["total"], 1)
     pct = round(100 * p["done"] / total)
     skipped = f", {p['skipped']} skipped" if p["skipped"] else ""
-    return (f'<div class="study-progress" data-done="{p["done"]}" data-total="{p["total"]}" '
-            f'data-skipped="{p["skipped"]}"><progress value="{p["done"]}" max="{total}" style="width:100%">'
+    return (f'<div class="study-progress" data-draft-key="{escape_html(draft)}" data-done="{p["done"]}" '
+            f'data-total="{p["total"]}" data-skipped="{p["skipped"]}"><progress value="{p["done"]}" max="{total}" '
+            f'style="width:100%">'
             f'{pct}%</progress><div>{p["done"]} of {p["total"]} items rated ({pct}%)'
             f"{skipped}</div></div>")
 
@@ -72,7 +80,7 @@ def show(st, view: dict | None, study_id, user: str, n_slots: int, message: str 
     slots += [Slot(False)] * (n_slots - len(slots))
     state = {"view": view, "shown": time.monotonic(), "uid": new_uid()}
     return Shown(visible=True, header=header_markdown(view), note=view["note"], slots=slots, state=state,
-                 progress=progress_html(prog), status=message)
+                 progress=progress_html(prog, draft_key(study_id, user, view)), status=message)
 
 
 def study_choices(st) -> list[tuple[str, int]]:
