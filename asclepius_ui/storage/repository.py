@@ -42,8 +42,8 @@ from .models import (
 )
 from .models import row_dict as _row
 
-IMPORT_BATCH = 50  # study items per import transaction: the write lock is held for some tens of milliseconds
-IMPORT_DUTY = 0.5  # an import works at most this share of the time; rating saves in this process get the rest
+IMPORT_BATCH = 25  # study items per import transaction: the write lock is held for a few tens of milliseconds
+IMPORT_DUTY = 0.3  # an import works at most this share of the time; rating saves in this process get the rest
 PICK_WINDOW = 64  # the next item is drawn from this many least-covered candidates
 AVAILABLE_CAP = 10_000  # "items still available" is counted up to this many (a bounded query)
 
