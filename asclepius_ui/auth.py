@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,20 +88,22 @@ class Users:
 
 @dataclass
 class LoginThrottle:
-    """Failed logins per user name and per client address: after ``free`` failures within ``window`` seconds,
-    each further attempt waits ``base`` seconds, doubling per failure, at most ``cap``. A success clears both."""
+    """Failed logins per user name and per client address. After ``free`` failures for one user within ``window``
+    seconds (``address_free`` from one address, set higher so that one user's mistakes never lock out a colleague
+    behind the same address), each further attempt waits ``base`` seconds, doubling per failure, at most ``cap``.
+    A success clears only that user's count: logging in to one's own account does not reset the address's."""
 
     free: int = 5
     window: float = 900.0
     base: float = 2.0
     cap: float = 300.0
+    address_free: int = 20
     clock: Callable[[], float] = time.monotonic
     _fails: dict[str, list[float]] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    @staticmethod
-    def _keys(user: str, addr: str) -> tuple[str, str]:
-        return f"user:{user.lower()}", f"addr:{addr}"
+    def _keys(self, user: str, addr: str) -> tuple[tuple[str, int], tuple[str, int]]:
+        return (f"user:{user.lower()}", self.free), (f"addr:{addr}", self.address_free)
 
     def _recent(self, key: str, now: float) -> list[float]:
         times = [t for t in self._fails.get(key, []) if now - t < self.window]
@@ -110,29 +113,65 @@ class LoginThrottle:
             self._fails.pop(key, None)
         return times
 
+    def _wait(self, keys, now: float) -> float:
+        longest = 0.0
+        for key, free in keys:
+            times = self._recent(key, now)
+            if len(times) >= free:
+                delay = min(self.cap, self.base * 2 ** (len(times) - free))
+                longest = max(longest, times[-1] + delay - now)
+        return max(0.0, longest)
+
     def wait(self, user: str, addr: str) -> float:
         """Seconds before ``user`` from ``addr`` may try again (0: now)."""
-        now = self.clock()
         with self._lock:
-            longest = 0.0
-            for key in self._keys(user, addr):
-                times = self._recent(key, now)
-                if len(times) >= self.free:
-                    delay = min(self.cap, self.base * 2 ** (len(times) - self.free))
-                    longest = max(longest, times[-1] + delay - now)
-            return max(0.0, longest)
+            return self._wait(self._keys(user, addr), self.clock())
+
+    def wait_address(self, addr: str) -> float:
+        """Seconds before anyone from ``addr`` may try again (checked before a login request is even read)."""
+        with self._lock:
+            return self._wait(self._keys("", addr)[1:], self.clock())
 
     def failure(self, user: str, addr: str) -> None:
         now = self.clock()
         with self._lock:
-            for key in self._keys(user, addr):
+            for key, _ in self._keys(user, addr):
                 self._fails.setdefault(key, []).append(now)
                 self._fails[key] = self._fails[key][-100:]
 
     def success(self, user: str, addr: str) -> None:
         with self._lock:
-            for key in self._keys(user, addr):
-                self._fails.pop(key, None)
+            self._fails.pop(self._keys(user, addr)[0][0], None)
+
+
+@dataclass
+class LoginAttempt:
+    """The login being checked: the client's address (set by the server) and, when the throttle refused it, how
+    many seconds it must wait (set by the check)."""
+
+    address: str = "?"
+    wait: float = 0.0
+
+
+LOGIN_ATTEMPT: ContextVar[LoginAttempt | None] = ContextVar("login_attempt", default=None)
+
+
+def throttled_check(check: Callable[[str, str], bool], throttle: LoginThrottle) -> Callable[[str, str], bool]:
+    """``check`` behind ``throttle``: the credential check sees every login (whatever the form encoding), so
+    this is where the user name is known. A throttled attempt is refused without checking the password."""
+
+    def guarded(username: str, password: str) -> bool:
+        attempt = LOGIN_ATTEMPT.get() or LoginAttempt()
+        user = (username or "").strip()
+        wait = throttle.wait(user, attempt.address)
+        if wait > 0:
+            attempt.wait = wait
+            return False
+        ok = bool(check(username, password))
+        (throttle.success if ok else throttle.failure)(user, attempt.address)
+        return ok
+
+    return guarded
 
 
 def _read(path: Path) -> dict[str, dict]:

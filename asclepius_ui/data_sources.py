@@ -140,6 +140,8 @@ def _read_file(p: Path) -> list[dict[str, Any]]:
             return _jsonl_lines(p, f)
     except SourceError:
         raise
+    except RecursionError:
+        raise SourceError(f"{p}: JSON nested too deeply to be a list of records.") from None
     except (OSError, EOFError, UnicodeDecodeError, ValueError) as exc:
         raise SourceError(f"{p}: could not be read as {fmt}{' ' + comp if comp else ''} ({exc}).") from None
     except Exception as exc:  # noqa: BLE001 - pyarrow/pandas parse errors have many types; all mean a bad file
@@ -155,6 +157,8 @@ def _jsonl_lines(p: Path, lines: Iterable[str]) -> list[dict[str, Any]]:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
             raise SourceError(f"{p}, line {n}: not valid JSON ({exc.msg}).") from None
+        except RecursionError:
+            raise SourceError(f"{p}, line {n}: JSON nested too deeply to be a record.") from None
         if not isinstance(obj, dict):
             raise SourceError(f"{p}, line {n}: expected a JSON object, got {type(obj).__name__}.")
         rows.append(obj)

@@ -51,11 +51,18 @@ def rows_for(storage, what: str, include_superseded: bool = False) -> list[dict]
 
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# Spreadsheets skip leading blanks and read the fullwidth signs as their ASCII twins: " =1+1", "\n=1+1" and
+# "\uff1d1+1" start formulas too.
+_FORMULA_CHARS = frozenset("=+-@\uff1d\uff0b\uff0d\uff20")
 
 
 def neutralise(text: str) -> str:
-    """A CSV cell a spreadsheet shows as text, never runs as a formula (OWASP: prefix ``'``)."""
-    return "'" + text if text.startswith(FORMULA_START) else text
+    """A CSV cell a spreadsheet shows as text, never runs as a formula (OWASP: prefix ``'``), also when the
+    formula sign follows spaces or line breaks, or is a fullwidth sign."""
+    if text.startswith(FORMULA_START):
+        return "'" + text
+    stripped = text.lstrip(" \t\r\n\u3000\xa0")
+    return "'" + text if stripped[:1] in _FORMULA_CHARS else text
 
 
 def _cell(value) -> object:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -37,6 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         "--host always are)")
     s.add_argument("--ssl-certfile", help="TLS certificate (PEM) to serve HTTPS; needed with --auth off loopback")
     s.add_argument("--ssl-keyfile", help="TLS private key (PEM) for --ssl-certfile")
+    s.add_argument("--trusted-proxy", action="append", default=[], metavar="IP",
+                   help="address (or network) of a reverse proxy whose X-Forwarded-For/-Proto are believed "
+                        "(repeatable; default none: the login throttle sees the connecting address)")
     s.add_argument("--insecure-http", action="store_true",
                    help="allow --auth off loopback over plain HTTP (passwords and notes travel unencrypted)")
     r = p.add_argument_group("ratings")
@@ -121,6 +125,11 @@ def check_binding(args: argparse.Namespace) -> None:
         rater_pages(args.rater_pages)
     except ValueError as exc:
         raise SystemExit(f"--rater-pages: {exc}") from None
+    for proxy in args.trusted_proxy:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise SystemExit(f"--trusted-proxy: {proxy!r} is not an IP address or network.") from None
     if exposed:
         warnings.warn(f"Serving beyond this machine ({'share link' if args.share else args.host}): anyone who can "
                       "reach it and log in sees the notes typed into it.", stacklevel=2)
@@ -130,10 +139,12 @@ def server_options(args: argparse.Namespace):
     from .ui.server import ServerOptions
 
     return ServerOptions(host=args.host, port=args.port, extra_hosts=list(args.allowed_host),
-                         ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile, share=args.share)
+                         ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile, share=args.share,
+                         trusted_proxies=list(args.trusted_proxy))
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.umask(0o077)  # before anything is created: the database, its WAL, exports and uploads are this user's only
     args = add_arguments(argparse.ArgumentParser(description="Asclepius Studio")).parse_args(argv)
     if args.remote_api_key:
         print(f"error: {API_KEY_REFUSED.replace('--api-key', '--remote-api-key')}", file=sys.stderr)

@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import string
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from . import data_sources
 from .errors import InputError
 from .items import ANSWER_PREFIX
 from .tasks import normalize_task
-from .text_input import check_upload, clean_text
+from .text_input import LIMITS, check_upload, clean_text
 
 REQUIRED = ("note", "question", "task")
 MAX_ANSWERS = 10
@@ -50,15 +51,23 @@ class ParsedStudy:
     items: list[StudyItemIn] = field(default_factory=list)
 
 
+YIELD_EVERY = 50  # rows parsed between two short pauses
+
+
 def _rows_jsonl(text: str) -> tuple[list[tuple[int, dict]], list[str]]:
     rows, problems = [], []
     for n, line in enumerate(text.splitlines(), 1):
+        if n % YIELD_EVERY == 0:
+            time.sleep(0.001)
         if not line.strip():
             continue
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
             problems.append(f"line {n}: not valid JSON ({exc.msg})")
+            continue
+        except RecursionError:
+            problems.append(f"line {n}: JSON nested too deeply to be a study item")
             continue
         if not isinstance(obj, dict):
             problems.append(f"line {n}: expected a JSON object")
@@ -68,8 +77,20 @@ def _rows_jsonl(text: str) -> tuple[list[tuple[int, dict]], list[str]]:
 
 
 def _rows_csv(text: str) -> tuple[list[tuple[int, dict]], list[str]]:
+    # The csv module refuses cells over 128 KB by default; a note may be up to the documented limit, so the
+    # module's limit is raised to a little above it, and a larger cell is reported like any other problem.
+    csv.field_size_limit(max(csv.field_size_limit(), LIMITS.note_bytes + 1024))
     reader = csv.DictReader(io.StringIO(text))
-    rows = [(reader.line_num, row) for row in reader]
+    rows = []
+    try:
+        for row in reader:
+            rows.append((reader.line_num, row))
+            if len(rows) % YIELD_EVERY == 0:
+                time.sleep(0.001)
+    except csv.Error as exc:
+        too_big = "field larger than field limit" in str(exc)
+        return rows, [f"line {reader.line_num + 1}: " + (f"a cell is over the {LIMITS.note_bytes // 1024} KB limit"
+                                                          if too_big else f"not valid CSV ({exc})")]
     problems = [f"line {n}: more values than columns" for n, row in rows if None in row]
     return rows, problems
 
@@ -95,7 +116,9 @@ def parse_study_text(text: str, fmt: str) -> ParsedStudy:
         problems.append(f"at most {MAX_ANSWERS} answer columns are supported, found {len(models)}")
     parsed = ParsedStudy(models=models)
     seen_ids: set[str] = set()
-    for n, row in rows:
+    for k_row, (n, row) in enumerate(rows):
+        if k_row % YIELD_EVERY == YIELD_EVERY - 1:
+            time.sleep(0.001)  # a big file is parsed in the server: let the raters' requests have the interpreter
         values = {}
         for k, v in row.items():
             if k is None:
@@ -149,7 +172,9 @@ def parse_study_file(path: str | Path) -> ParsedStudy:
 def content_sha256(parsed: ParsedStudy) -> str:
     """A digest of a study's content (models and items), to spot the same file imported twice."""
     h = hashlib.sha256(json.dumps(parsed.models).encode())
-    for it in parsed.items:
+    for k, it in enumerate(parsed.items):
+        if k % YIELD_EVERY == YIELD_EVERY - 1:
+            time.sleep(0.001)
         h.update(json.dumps([it.ext_id, it.note, it.question, it.task, sorted(it.answers.items())]).encode())
     return h.hexdigest()
 
@@ -174,3 +199,19 @@ def label_answers(study_id: int, rater: str, item_id: int, answer_ids: list[int]
     """``(label, answer_id)`` in display order: shuffled per rater and item, the same on every visit."""
     ordered = sorted(answer_ids, key=lambda a: _key("answer", study_id, rater, item_id, a))
     return list(zip(LABELS, ordered, strict=False))
+
+
+# An assignment's states: open (handed to the rater) -> done (submitted; may be re-rated) or skipped (back to the
+# pool). Open and done count towards the overlap; the storage checks these in the write transaction.
+SUBMITTABLE = ("open", "done")
+
+
+def refusal(action: str, status: str | None) -> str:
+    """What to tell a rater whose ``action`` ("submit" or "skip") found the assignment in ``status``."""
+    if status == "skipped":
+        return ("You skipped this item (perhaps in another tab or window), so it went back to the other raters and "
+                "these ratings were not saved. Press “Start / resume” for your next item.")
+    if status == "done" and action == "skip":
+        return ("This item was already submitted (perhaps in another tab or window), so it cannot be skipped. "
+                "Press “Start / resume” for your next item.")
+    return "This item is no longer assigned to you. Press “Start / resume” for your next item."

@@ -5,6 +5,7 @@
     python -m bench.ratings --http --raters 50 --interval 2 --seconds 60   # the running app, as the page calls it
     python -m bench.ratings --http --client both --raters 50   # ... and through gradio_client, for comparison
     python -m bench.ratings --import-items 100000             # rating saves while a study imports; Start/Submit cost
+    python -m bench.ratings --http --import-items 20000       # HTTP saves while an admin imports through the page
 
 PostgreSQL: the server named by ASCLEPIUS_TEST_PG_URL (a fresh database is made on it).
 Every write is a full acknowledged rating (snapshot, idempotency key, commit) as the app makes it; after each run
@@ -14,6 +15,7 @@ the number stored is checked against the number acknowledged.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import statistics
@@ -250,6 +252,107 @@ def run_import(url: str, items: int, raters: int) -> None:
     st.close()
 
 
+def _import_caller(app: str, path: Path, name: str):
+    """The Admin page's "Import study", as the page sends it: the file to ``/gradio_api/upload``, then the
+    import event by its index through the queue (``queue/join``), its result read from the SSE stream."""
+    import httpx
+
+    http = httpx.Client(base_url=app, timeout=3600)
+    config = http.get("config").json()
+    button = next(c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == "admin-import")
+    fn_index = next(i for i, d in enumerate(config["dependencies"]) if [button, "click"] in d["targets"])
+    fn_index = config["dependencies"][fn_index].get("id", fn_index)
+    with path.open("rb") as f:
+        server_path = http.post("gradio_api/upload", files={"files": (path.name, f, "application/octet-stream")}
+                                ).json()[0]
+
+    def call() -> str:
+        session = uuid.uuid4().hex
+        data = [{"path": server_path, "orig_name": path.name, "meta": {"_type": "gradio.FileData"}}, name, 2, False]
+        http.post("gradio_api/queue/join", json={"data": data, "fn_index": fn_index, "session_hash": session,
+                                                 "trigger_id": button, "event_data": None}).raise_for_status()
+        with http.stream("GET", f"gradio_api/queue/data?session_hash={session}") as stream:
+            for line in stream.iter_lines():
+                if line.startswith("data:") and '"process_completed"' in line:
+                    msg = json.loads(line[5:])
+                    return str((msg.get("output") or {}).get("data", [""])[0]) if msg.get("success") else str(msg)
+        return "no result"
+    return call
+
+
+def run_http_import(url: str, items: int, raters: int, interval: float, baseline_s: float) -> None:
+    """HTTP rating saves of ``raters`` raters against a real ``python app.py``: first ``baseline_s`` seconds with
+    nothing else running, then while an admin imports ``items`` study items through the Admin page (the import
+    runs in the server process, as it does for a real admin). Prints both p99s and their ratio."""
+    from asclepius_ui.ui.rating_widget import keep_state
+
+    st = open_storage(url)
+    folder = Path(tempfile.mkdtemp(prefix="bench-import-"))
+    study = folder / "big.jsonl"
+    with study.open("w") as f:
+        for k, it in enumerate(_items(items, "http").items):
+            f.write(json.dumps({"id": f"i{k}", "note": it.note, "question": it.question, "task": it.task,
+                                **{f"answer_{m}": a for m, a in it.answers.items()}}) + "\n")
+    proc, app = _start_app(url)
+    try:
+        callers = [_page_caller(app) for _ in range(raters)]
+        phase: list[str] = ["baseline"]
+        lat: dict[str, list[float]] = {"baseline": [], "import": []}
+        acked = [0] * raters
+        errors: list[str] = []
+        stop = threading.Event()
+        for i in range(raters):  # each rater's page load, untimed (see run_http)
+            kept = keep_state(st, [dict(SNAPSHOT, started_at=f"r{i}-open")], new_uid(), {})
+            acked[i] += callers[i](1, kept).startswith("Saved rating")
+
+        def rater(i: int) -> None:
+            time.sleep(interval * i / raters)
+            k = 0
+            while not stop.is_set():
+                kept = keep_state(st, [dict(SNAPSHOT, started_at=f"r{i}-{k}")], new_uid(), {})
+                now = phase[0]
+                t = time.perf_counter()
+                try:
+                    msg = callers[i](1 + k % 4, kept)
+                except Exception as exc:  # noqa: BLE001 - a timeout is a result here: not acknowledged
+                    errors.append(type(exc).__name__)
+                    msg = ""
+                took = time.perf_counter() - t
+                if phase[0] == now:  # a save that straddles the start of the import counts for neither
+                    lat[now].append(took)
+                acked[i] += msg.startswith("Saved rating")
+                k += 1
+                time.sleep(max(0.0, interval - took))
+
+        admin = _import_caller(app, study, "big")
+        threads = [threading.Thread(target=rater, args=(i,)) for i in range(raters)]
+        for th in threads:
+            th.start()
+        time.sleep(baseline_s)
+        phase[0] = "import"
+        t0 = time.perf_counter()
+        status = admin()
+        import_s = time.perf_counter() - t0
+        stop.set()
+        for th in threads:
+            th.join()
+    finally:
+        proc.kill()
+        proc.wait(30)
+    n = len(st.ratings(include_superseded=True))
+    studies = st.studies()
+    st.close()
+    if errors:
+        print(f"  {len(errors)} calls failed ({', '.join(sorted(set(errors)))})")
+    assert n >= sum(acked), f"acknowledged {sum(acked)} but stored only {n}"
+    imported = next((s["items"] for s in studies if s["name"] == "big"), 0)
+    print(f"import through the page: {imported} of {items} items in {import_s:.1f} s ({status[:80]!r})")
+    (b50, b99), (i50, i99) = quantiles(lat["baseline"]), quantiles(lat["import"])
+    print(f"HTTP saves, {raters} raters every {interval:g} s: without import n={len(lat['baseline'])} p50 "
+          f"{b50:.1f} ms p99 {b99:.1f} ms; during import n={len(lat['import'])} p50 {i50:.1f} ms p99 {i99:.1f} ms, "
+          f"max {max(lat['import']) * 1000:.1f} ms; p99 ratio import/without {i99 / b99:.2f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--backends", default="sqlite,postgresql")
@@ -273,8 +376,12 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.import_items:
         for backend in backends:
-            print(f"[{backend}]")
-            run_import(new_url(backend), args.import_items, raters=10)
+            print(f"[{backend}]", flush=True)
+            if args.http:
+                run_http_import(new_url(backend), args.import_items, int(args.raters.split(",")[-1]),
+                                args.interval, baseline_s=min(args.seconds, 30.0))
+            else:
+                run_import(new_url(backend), args.import_items, raters=10)
         return 0
     print(f"{'backend':<10} {'raters':>6} {'writes':>7} {'writes/s':>10} {'p50 ms':>9} {'p99 ms':>9}")
     for backend in backends:

@@ -97,23 +97,28 @@ def test_tls_flags_are_checked(tmp_path):
 
 def test_failed_logins_are_throttled_per_user_and_address():
     now = [1000.0]
-    t = LoginThrottle(free=3, base=2.0, cap=60.0, window=900.0, clock=lambda: now[0])
+    t = LoginThrottle(free=3, address_free=5, base=2.0, cap=60.0, window=900.0, clock=lambda: now[0])
     for _ in range(3):
         assert t.wait("bob", "10.0.0.1") == 0
         t.failure("bob", "10.0.0.1")
     assert t.wait("bob", "10.0.0.1") == 2.0
     assert t.wait("bob", "10.0.0.9") == 2.0  # the same user from elsewhere
-    assert t.wait("carol", "10.0.0.1") == 2.0  # another user from the same address
-    assert t.wait("carol", "10.0.0.2") == 0
+    assert t.wait("carol", "10.0.0.1") == 0  # one user's failures never lock out another behind the same address
+    t.failure("carol", "10.0.0.1")
+    t.failure("dave", "10.0.0.1")
+    assert t.wait("erin", "10.0.0.1") == 2.0 and t.wait_address("10.0.0.1") == 2.0  # many users from one address
+    assert t.wait("erin", "10.0.0.2") == 0
+    t.success("carol", "10.0.0.1")  # a success clears only its own key: not bob's, not the address's
+    assert t.wait("bob", "10.0.0.9") == 2.0 and t.wait_address("10.0.0.1") == 2.0
     t.failure("bob", "10.0.0.1")
-    assert t.wait("bob", "10.0.0.1") == 4.0  # doubling
-    now[0] += 4.0
+    assert t.wait("bob", "10.0.0.9") == 4.0  # doubling
+    now[0] += 8.0
     assert t.wait("bob", "10.0.0.1") == 0
     for _ in range(20):
         t.failure("bob", "10.0.0.1")
     assert t.wait("bob", "10.0.0.1") == 60.0  # capped
     t.success("bob", "10.0.0.1")
-    assert t.wait("bob", "10.0.0.1") == 0
+    assert t.wait("bob", "10.0.0.7") == 0
     now[0] += 901
     t.failure("dave", "10.0.0.3")
     assert t.wait("dave", "10.0.0.3") == 0  # old failures fall out of the window

@@ -149,7 +149,7 @@ def test_imports_go_in_batches_refuse_duplicates_and_clean_up_on_failure(tmp_pat
     from asclepius_ui.studies import ParsedStudy, StudyItemIn
 
     st = open_storage(f"sqlite:///{tmp_path / 'r.db'}")
-    n = IMPORT_BATCH + 100
+    n = IMPORT_BATCH + IMPORT_BATCH // 2
     items = [StudyItemIn(note=f"n{k}", question="q", task="QA", answers={"x": "a", "y": "b"}, ext_id=f"i{k}")
              for k in range(n)]
     seen = []
@@ -159,7 +159,7 @@ def test_imports_go_in_batches_refuse_duplicates_and_clean_up_on_failure(tmp_pat
         st.create_study("big again", ParsedStudy(["x", "y"], items), 2, "admin")
     assert st.create_study("big again", ParsedStudy(["x", "y"], items), 2, "admin", allow_duplicate=True) > sid
     broken = items + [StudyItemIn(note="n", question="q", task="QA", answers={"x": "a", "y": "b"}, ext_id="i0")]
-    with pytest.raises(StorageError):  # the second batch violates (study, ext_id) uniqueness
+    with pytest.raises(StorageError):  # a later batch violates (study, ext_id) uniqueness
         st.create_study("broken", ParsedStudy(["x", "y"], broken), 2, "admin")
     assert [s["name"] for s in st.studies()] == ["big", "big again"]
     assert st.next_assignment(sid, "r")["ext_id"].startswith("i")

@@ -7,8 +7,8 @@ import pytest
 
 from asclepius_ui.auth import add_user, load_users
 from asclepius_ui.storage import open_storage
-from asclepius_ui.ui.pages import PAGES
 from asclepius_ui.ui.context import AppContext
+from asclepius_ui.ui.pages import PAGES
 from tests.test_eval_report import build_ratings_db
 
 PASSWORD = "axe-admin-password"

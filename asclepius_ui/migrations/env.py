@@ -1,9 +1,9 @@
-"""Alembic environment: runs on the connection ``asclepius_ui.storage`` hands over in ``config.attributes``."""
+"""Alembic environment: runs on the connection ``asclepius_ui.storage.migrate`` hands over in ``config.attributes``."""
 
 from alembic import context
 from sqlalchemy import create_engine
 
-from asclepius_ui.storage import Base
+from asclepius_ui.storage.models import Base
 
 config = context.config
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import shutil
 
+import matplotlib
+
 from eval.report import build_report, figure_caption, summary_tables
 from eval.stats import MIN_SHARED
 
@@ -41,8 +43,10 @@ def compute(storage, study: str | None, judged: list[str] | None, n_boot: int) -
     The folder (0700) is removed an hour later, at the next refresh, or when the server stops."""
     private_files.sweep(REPORT_MAX_AGE_S)
     out = private_files.new_folder("analysis-")
-    report, figures, md = build_report(out / "report", judged=list(judged or []), storage=storage,
-                                       study=None if study in (None, "", ALL) else study, n_boot=int(n_boot))
+    # Labels come from imported files (task names, model names): a "$" in them is text, not matplotlib mathtext.
+    with matplotlib.rc_context({"text.parse_math": False}):
+        report, figures, md = build_report(out / "report", judged=list(judged or []), storage=storage,
+                                           study=None if study in (None, "", ALL) else study, n_boot=int(n_boot))
     tables = summary_tables(report)
     archive = shutil.make_archive(str(out / "analysis-report"), "zip", out / "report")
     parts = [f"{r.title}: {r.n_ratings} ratings of {r.n_items} items" for r in report.results]

@@ -11,6 +11,7 @@ from ..examples import example_label, example_notes
 from ..tokenization import default_max_new
 from . import chat_logic as logic
 from . import common, rating_widget
+from .common import escape_html
 from .context import AppContext
 from .task_picker import task_picker
 
@@ -35,10 +36,12 @@ if (!window.__askKeys) {
 
 
 def model_info(ctx: AppContext) -> str:
+    """The model line: every value comes from a flag or a file name, so each is escaped where it enters HTML."""
     e = ctx.engine
-    lines = [f"**Model** `{e.model_id}` · {e.precision_label} · template `{e.template}` · "
-             f"context {e.context_length} tokens · revision `{e.revision}`"]
-    lines += [f'<div class="notice">{n}</div>' for n in e.notices]
+    lines = [f"**Model** <code>{escape_html(e.model_id)}</code> · {escape_html(e.precision_label)} · template "
+             f"<code>{escape_html(e.template)}</code> · context {escape_html(e.context_length)} tokens · revision "
+             f"<code>{escape_html(e.revision)}</code>"]
+    lines += [f'<div class="notice">{escape_html(n)}</div>' for n in e.notices]
     return "\n\n".join(lines)
 
 

@@ -41,9 +41,15 @@ def is_admin(ctx, user: str) -> bool:
     return ctx.users is None or ctx.users.role(user) == "admin"
 
 
+def escape_html(value: object) -> str:
+    """Any server-side string (a model name, file name, id, message) as HTML text, quotes included: the one
+    helper for putting such a string into HTML or into Markdown that may hold HTML."""
+    return html.escape("" if value is None else str(value), quote=True)
+
+
 def error_box(text: str) -> str:
     """A red box around ``text`` (HTML-escaped: messages may quote user input)."""
-    return f'<div class="error-box">{html.escape(str(text))}</div>' if text else ""
+    return f'<div class="error-box">{escape_html(text)}</div>' if text else ""
 
 
 def internal_error(exc: BaseException, where: str = "") -> str:

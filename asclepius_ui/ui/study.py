@@ -9,7 +9,7 @@ import gradio as gr
 
 from ..studies import LABELS
 from . import study_logic as logic
-from .common import current_user
+from .common import current_user, escape_html
 from .context import AppContext
 from .rating_widget import rubric_markdown, score_choices
 
@@ -17,6 +17,72 @@ INTRO = ("Rate every answer to the question about the note from 1 to 4 with the 
          "are hidden and the answers are in a random order. You may skip an item. Your place is kept: close the "
          "browser and come back any time.")
 progress_html = logic.progress_html  # kept for older imports
+SESSION_ENDED = ("Your session ended (the server was restarted, or you were logged out). Nothing you entered on "
+                 "this item is lost: it is kept in this browser. Log in again and press “Start / resume”.")
+
+# What the rater enters on an item is kept in localStorage under the item's draft key (``data-draft-key`` of the
+# progress bar) until it is saved, and put back when the item is shown again (after a restart, a new login, a
+# reload). Before Submit/Skip/Start the page checks its session: if the server no longer knows it, it says so and
+# offers the login instead of Gradio's bare "Error".
+DRAFTS = """
+if (!window.__studyDrafts) {
+  window.__studyDrafts = true;
+  const page = () => document.querySelector('#study-page');
+  const key = () => document.querySelector('#study-progress [data-draft-key]')?.dataset.draftKey || '';
+  const labels = () => [...document.querySelectorAll('[id^="study-score-"]')]
+      .map(e => e.id.slice('study-score-'.length));
+  const read = () => {
+    const d = {};
+    for (const l of labels()) {
+      const r = document.querySelector(`#study-score-${l} input[type=radio]:checked`);
+      const c = document.querySelector(`#study-comment-${l} textarea, #study-comment-${l} input`);
+      if (r || (c && c.value)) d[l] = {score: r ? r.value : null, comment: c ? c.value : ''};
+    }
+    return d;
+  };
+  const save = () => {
+    const k = key();
+    if (!k) return;
+    const d = read();
+    if (Object.keys(d).length) localStorage.setItem(k, JSON.stringify(d)); else localStorage.removeItem(k);
+  };
+  document.addEventListener('input', (e) => { if (page()?.contains(e.target)) save(); }, true);
+  document.addEventListener('change', (e) => { if (page()?.contains(e.target)) save(); }, true);
+  let restored = '';
+  const restore = () => {
+    const k = key();
+    if (!k || k === restored) return;
+    restored = k;
+    const d = JSON.parse(localStorage.getItem(k) || 'null');
+    if (!d) return;
+    setTimeout(() => {
+      for (const [l, v] of Object.entries(d)) {
+        if (v.score) document.querySelector(`#study-score-${l} input[type=radio][value="${CSS.escape(v.score)}"]`)
+            ?.click();
+        const c = document.querySelector(`#study-comment-${l} textarea, #study-comment-${l} input`);
+        if (c && v.comment) { c.value = v.comment; c.dispatchEvent(new Event('input', {bubbles: true})); }
+      }
+    }, 300);
+  };
+  let saving = '';
+  new MutationObserver(() => {
+    const status = document.querySelector('#study-status')?.innerText || '';
+    if (saving && status.startsWith('Saved item')) { localStorage.removeItem(saving); saving = ''; }
+    restore();
+  }).observe(document.body, {childList: true, subtree: true, characterData: true});
+  document.addEventListener('click', async (e) => {
+    const b = e.target.closest?.('#study-submit, #study-skip, #study-start');
+    if (!b) return;
+    if (b.id === 'study-submit' || b.id === 'study-skip') { save(); saving = key(); }
+    const r = await fetch('config', {credentials: 'same-origin'}).catch(() => null);
+    if (r && r.status === 401) {
+      const box = document.querySelector('#study-session');
+      if (box) box.innerHTML = '<div class="error-box">' + box.dataset.message +
+          ' <a href="./">Log in again</a></div>';
+    }
+  }, true);
+}
+"""
 
 
 def _updates(shown: logic.Shown, n_slots: int) -> list:
@@ -42,6 +108,8 @@ def build(ctx: AppContext) -> None:
                                 allow_custom_value=True)  # studies imported later, API calls: checked in logic
             start = gr.Button("Start / resume", variant="primary", elem_id="study-start", scale=1)
         progress = gr.HTML(elem_id="study-progress")
+        gr.HTML(f'<div id="study-session" data-message="{escape_html(SESSION_ENDED)}"></div>', js_on_load=DRAFTS,
+                elem_id="study-drafts", padding=False)
         with gr.Column(visible=False) as item_box:
             header = gr.Markdown(elem_id="study-question")
             note = gr.Textbox(label="Discharge summary", lines=10, max_lines=30, interactive=False,

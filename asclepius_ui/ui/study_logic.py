@@ -6,7 +6,6 @@ Every handler returns ``Shown``: what the item area, the state, the progress bar
 
 from __future__ import annotations
 
-import html
 import time
 from dataclasses import dataclass
 
@@ -14,9 +13,10 @@ from ..errors import UserError
 from ..evidence import find_evidence, render_html
 from ..rating_logic import new_uid
 from ..text_input import finite_number
-from .common import error_box, safe_markdown, user_message
+from .common import error_box, escape_html, safe_markdown, user_message
 
 KEEP = object()  # leave this output unchanged
+MAX_ID = 2**31 - 1  # database ids are 32-bit integers: a larger "study id" is a bad request, not a crash
 
 
 @dataclass
@@ -40,15 +40,23 @@ class Shown:
     status: str = ""
 
 
-def progress_html(p: dict | None) -> str:
-    """A progress bar of the rater's items: rated of (rated + open + still available)."""
+def draft_key(study_id, user: str, view: dict) -> str:
+    """Where the page keeps what the rater entered on this item until it is saved (the browser's localStorage):
+    one key per study, item and user, so a restart or a new login finds it again."""
+    return f"asclepius-draft|{study_id}|{view['assignment_id']}|{user}"
+
+
+def progress_html(p: dict | None, draft: str = "") -> str:
+    """A progress bar of the rater's items: rated of (rated + open + still available); ``draft`` is the shown
+    item's ``draft_key`` (the page's script keeps the unsaved form under it)."""
     if not p:
         return ""
     total = max(p["total"], 1)
     pct = round(100 * p["done"] / total)
     skipped = f", {p['skipped']} skipped" if p["skipped"] else ""
-    return (f'<div class="study-progress" data-done="{p["done"]}" data-total="{p["total"]}" '
-            f'data-skipped="{p["skipped"]}"><progress value="{p["done"]}" max="{total}" style="width:100%">'
+    return (f'<div class="study-progress" data-draft-key="{escape_html(draft)}" data-done="{p["done"]}" '
+            f'data-total="{p["total"]}" data-skipped="{p["skipped"]}"><progress value="{p["done"]}" max="{total}" '
+            f'style="width:100%">'
             f'{pct}%</progress><div>{p["done"]} of {p["total"]} items rated ({pct}%)'
             f"{skipped}</div></div>")
 
@@ -72,7 +80,7 @@ def show(st, view: dict | None, study_id, user: str, n_slots: int, message: str 
     slots += [Slot(False)] * (n_slots - len(slots))
     state = {"view": view, "shown": time.monotonic(), "uid": new_uid()}
     return Shown(visible=True, header=header_markdown(view), note=view["note"], slots=slots, state=state,
-                 progress=progress_html(prog), status=message)
+                 progress=progress_html(prog, draft_key(study_id, user, view)), status=message)
 
 
 def study_choices(st) -> list[tuple[str, int]]:
@@ -85,7 +93,7 @@ def start(st, study_id, user: str, n_slots: int) -> Shown:
         return show(st, None, None, "", n_slots, error_box("Pick a study first (an admin imports them on the Admin "
                                                            "tab)."))
     try:
-        study_id = finite_number(study_id, "The study id", lo=1, integer=True)
+        study_id = finite_number(study_id, "The study id", lo=1, hi=MAX_ID, integer=True)
         view = st.next_assignment(int(study_id), user)
         return show(st, view, study_id, user, n_slots)
     except Exception as exc:  # noqa: BLE001 - UserError shown, anything else logged as an internal error
@@ -98,7 +106,7 @@ def submit(st, state: dict | None, study_id, user: str, values: list, n_slots: i
     if not state:
         return Shown(status=error_box("Press Start first."))
     try:
-        study_id = finite_number(study_id, "The study id", lo=1, integer=True)
+        study_id = finite_number(study_id, "The study id", lo=1, hi=MAX_ID, integer=True)
     except UserError as exc:
         return Shown(status=error_box(str(exc)))
     view = state["view"]
@@ -122,8 +130,8 @@ def submit(st, state: dict | None, study_id, user: str, values: list, n_slots: i
     try:
         nxt = st.next_assignment(int(study_id), user)
     except Exception as exc:  # noqa: BLE001 - saved; only the next item failed
-        return Shown(state=None, status=f"Saved item {html.escape(view['ext_id'])}. " + user_message(exc))
-    return show(st, nxt, study_id, user, n_slots, f"Saved item {html.escape(view['ext_id'])}.")
+        return Shown(state=None, status=f"Saved item {escape_html(view['ext_id'])}. " + user_message(exc))
+    return show(st, nxt, study_id, user, n_slots, f"Saved item {escape_html(view['ext_id'])}.")
 
 
 def skip(st, state: dict | None, study_id, user: str, n_slots: int, clock=time.monotonic) -> Shown:
@@ -131,8 +139,9 @@ def skip(st, state: dict | None, study_id, user: str, n_slots: int, clock=time.m
     if not state:
         return Shown(status=error_box("Press Start first."))
     try:
+        study_id = finite_number(study_id, "The study id", lo=1, hi=MAX_ID, integer=True)
         st.skip_item(state["view"]["assignment_id"], user, seconds=clock() - state["shown"])
-        nxt = st.next_assignment(int(study_id), user)
+        nxt = st.next_assignment(study_id, user)
     except Exception as exc:  # noqa: BLE001
         return Shown(status=user_message(exc, "study skip"))
     return show(st, nxt, study_id, user, n_slots, "Skipped.")

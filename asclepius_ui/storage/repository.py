@@ -1,4 +1,4 @@
-"""The ratings database: every SQLAlchemy model and every query the app makes. No other module knows SQLAlchemy.
+"""The repository: ``Storage``, every query the app makes, and ``open_storage``.
 
 ``open_storage(url)`` accepts any SQLAlchemy URL (SQLite by default, PostgreSQL included), brings the schema to the
 latest Alembic revision and returns a thread-safe ``Storage`` (one engine, one short session per call).
@@ -9,189 +9,43 @@ carries a client-generated ``uid`` (UNIQUE), so a retried submit never stores tw
 from __future__ import annotations
 
 import secrets
-import threading
-from collections import defaultdict, deque
+import time
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
-from sqlalchemy import (
-    JSON,
-    Boolean,
-    Float,
-    ForeignKey,
-    Index,
-    Integer,
-    MetaData,
-    String,
-    Text,
-    UniqueConstraint,
-    create_engine,
-    delete,
-    event,
-    func,
-    select,
-    true,
-    update,
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from .. import studies as study_logic
+from ..conversation import now_iso
+from ..errors import InputError, StorageError, UserError
+from ..rating_logic import check_rating, check_winner, dpo_pair, winner_model
+from ..rubric import RUBRIC_VERSION
+from ..text_input import valid_chars as _t
+from .engine import create_db_engine, make_private, normalize_url
+from .lock import FifoLock
+from .migrate import upgrade
+from .models import (
+    AppSecret,
+    Base,
+    Comparison,
+    Rating,
+    Study,
+    StudyAnswer,
+    StudyAssignment,
+    StudyItem,
+    StudyRating,
 )
-from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
-from sqlalchemy.pool import StaticPool
+from .models import row_dict as _row
 
-from . import studies as study_logic
-from .conversation import now_iso
-from .errors import InputError, StorageError, UserError
-from .rating_logic import check_rating, check_winner, dpo_pair, new_uid, winner_model
-from .rubric import RUBRIC_VERSION
-from .text_input import valid_chars as _t
-
-__all__ = ["Storage", "StorageError", "open_storage", "migrate", "new_uid", "MIGRATIONS"]
-
-MIGRATIONS = Path(__file__).parent / "migrations"
-IMPORT_BATCH = 200  # study items per import transaction: the write lock is held for a fraction of a second
+IMPORT_BATCH = 25  # study items per import transaction: the write lock is held for a few tens of milliseconds
+IMPORT_DUTY = 0.3  # an import works at most this share of the time; rating saves in this process get the rest
 PICK_WINDOW = 64  # the next item is drawn from this many least-covered candidates
 AVAILABLE_CAP = 10_000  # "items still available" is counted up to this many (a bounded query)
-NAMING = {"ix": "ix_%(column_0_label)s", "uq": "uq_%(table_name)s_%(column_0_name)s",
-          "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s", "pk": "pk_%(table_name)s"}
-
-
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING)
-
-
-class Comparison(Base):
-    """One blind A/B vote; ``model_a`` is the contender shown on the left as Model A."""
-
-    __tablename__ = "comparisons"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    uid: Mapped[str] = mapped_column(String(64), unique=True)
-    rater: Mapped[str] = mapped_column(String(200))
-    model_a: Mapped[str] = mapped_column(String(500))
-    model_b: Mapped[str] = mapped_column(String(500))
-    revision_a: Mapped[str | None] = mapped_column(String(500))
-    revision_b: Mapped[str | None] = mapped_column(String(500))
-    swapped: Mapped[bool] = mapped_column(Boolean, default=False)
-    winner: Mapped[str] = mapped_column(String(16))
-    note: Mapped[str] = mapped_column(Text)
-    task: Mapped[str | None] = mapped_column(String(200))
-    instruction: Mapped[str] = mapped_column(Text)
-    prompt: Mapped[str] = mapped_column(Text)
-    answer_a: Mapped[str] = mapped_column(Text)
-    answer_b: Mapped[str] = mapped_column(Text)
-    settings: Mapped[dict | None] = mapped_column(JSON)
-    seconds_a: Mapped[float | None] = mapped_column(Float)
-    seconds_b: Mapped[float | None] = mapped_column(Float)
-    shown_at: Mapped[str | None] = mapped_column(String(40))
-    created_at: Mapped[str] = mapped_column(String(40))
-    rubric_version: Mapped[str] = mapped_column(String(64))
-
-
-class Rating(Base):
-    """A 1-4 rating of one answer with a snapshot of everything that was judged."""
-
-    __tablename__ = "ratings"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    uid: Mapped[str] = mapped_column(String(64), unique=True)
-    source: Mapped[str] = mapped_column(String(16))
-    rater: Mapped[str] = mapped_column(String(200))
-    model_id: Mapped[str] = mapped_column(String(500))
-    model_revision: Mapped[str | None] = mapped_column(String(500))
-    precision: Mapped[str | None] = mapped_column(String(64))
-    template: Mapped[str | None] = mapped_column(String(64))
-    task: Mapped[str | None] = mapped_column(String(200))
-    note: Mapped[str] = mapped_column(Text)
-    instruction: Mapped[str] = mapped_column(Text)
-    prompt: Mapped[str] = mapped_column(Text)
-    answer: Mapped[str] = mapped_column(Text)
-    settings: Mapped[dict | None] = mapped_column(JSON)
-    started_at: Mapped[str | None] = mapped_column(String(40))
-    finished_at: Mapped[str | None] = mapped_column(String(40))
-    generation_seconds: Mapped[float | None] = mapped_column(Float)
-    new_tokens: Mapped[int | None] = mapped_column(Integer)
-    score: Mapped[int] = mapped_column(Integer)
-    tags: Mapped[list | None] = mapped_column(JSON)
-    comment: Mapped[str] = mapped_column(Text, default="")
-    created_at: Mapped[str] = mapped_column(String(40))
-    rubric_version: Mapped[str] = mapped_column(String(64))
-    supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("ratings.id"))
-    comparison_id: Mapped[int | None] = mapped_column(ForeignKey("comparisons.id"))
-    side: Mapped[str | None] = mapped_column(String(1))
-
-
-class Study(Base):
-    __tablename__ = "studies"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), unique=True)
-    overlap: Mapped[int] = mapped_column(Integer)
-    models: Mapped[list] = mapped_column(JSON)
-    created_by: Mapped[str] = mapped_column(String(200))
-    created_at: Mapped[str] = mapped_column(String(40))
-    rubric_version: Mapped[str] = mapped_column(String(64))
-    content_sha256: Mapped[str | None] = mapped_column(String(64))
-    n_items: Mapped[int] = mapped_column(Integer, server_default="0")
-    ready: Mapped[bool] = mapped_column(Boolean, server_default=true())  # False while an import is under way
-
-
-class AppSecret(Base):
-    """Random per-database secrets (e.g. the key that signs what a page keeps in the browser)."""
-
-    __tablename__ = "app_secrets"
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    value: Mapped[str] = mapped_column(String(128))
-
-
-class StudyItem(Base):
-    __tablename__ = "study_items"
-    __table_args__ = (UniqueConstraint("study_id", "ext_id"), Index("ix_study_items_next", "study_id", "coverage",
-                                                                     "position"))
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
-    position: Mapped[int] = mapped_column(Integer)
-    ext_id: Mapped[str] = mapped_column(String(200))
-    note: Mapped[str] = mapped_column(Text)
-    question: Mapped[str] = mapped_column(Text)
-    task: Mapped[str] = mapped_column(String(200))
-    coverage: Mapped[int] = mapped_column(Integer, server_default="0")  # open + done assignments
-
-
-class StudyAnswer(Base):
-    __tablename__ = "study_answers"
-    __table_args__ = (UniqueConstraint("item_id", "model"),)
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    item_id: Mapped[int] = mapped_column(ForeignKey("study_items.id"), index=True)
-    model: Mapped[str] = mapped_column(String(500))
-    answer: Mapped[str] = mapped_column(Text)
-
-
-class StudyAssignment(Base):
-    """An item handed to a rater: open until rated (done) or skipped. Open and done count towards the overlap."""
-
-    __tablename__ = "study_assignments"
-    __table_args__ = (UniqueConstraint("item_id", "rater"),
-                      Index("ix_study_assignments_rater", "study_id", "rater", "status"))
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
-    item_id: Mapped[int] = mapped_column(ForeignKey("study_items.id"), index=True)
-    rater: Mapped[str] = mapped_column(String(200))
-    status: Mapped[str] = mapped_column(String(16))
-    assigned_at: Mapped[str] = mapped_column(String(40))
-    finished_at: Mapped[str | None] = mapped_column(String(40))
-    seconds: Mapped[float | None] = mapped_column(Float)
-
-
-class StudyRating(Base):
-    __tablename__ = "study_ratings"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    uid: Mapped[str] = mapped_column(String(80), unique=True)
-    assignment_id: Mapped[int] = mapped_column(ForeignKey("study_assignments.id"), index=True)
-    answer_id: Mapped[int] = mapped_column(ForeignKey("study_answers.id"))
-    label: Mapped[str] = mapped_column(String(2))
-    score: Mapped[int] = mapped_column(Integer)
-    comment: Mapped[str] = mapped_column(Text, default="")
-    created_at: Mapped[str] = mapped_column(String(40))
-    rubric_version: Mapped[str] = mapped_column(String(64))
-    supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("study_ratings.id"))
 
 
 class DuplicateStudyError(InputError):
@@ -203,73 +57,9 @@ class DuplicateStudyError(InputError):
                          "identical” to import a second copy.")
 
 
-def _normalize_url(url: str):
-    try:
-        u = make_url(url)
-    except ArgumentError:
-        raise StorageError(f"Not a database URL: {url!r} (e.g. sqlite:///ratings.db or "
-                           "postgresql://user:pass@host/db).") from None
-    if u.drivername == "postgresql":  # SQLAlchemy's default driver is psycopg2; we ship psycopg 3
-        u = u.set(drivername="postgresql+psycopg")
-    return u
-
-
-def _create_engine(url: str) -> Engine:
-    u = _normalize_url(url)
-    if u.get_backend_name() != "sqlite":
-        return create_engine(u, pool_size=10, max_overflow=60, pool_timeout=60, pool_pre_ping=True)
-    memory = u.database in (None, "", ":memory:")
-    if memory:
-        engine = create_engine(u, connect_args={"check_same_thread": False}, poolclass=StaticPool)
-    else:
-        Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(u, connect_args={"check_same_thread": False, "timeout": 60},
-                               pool_size=10, max_overflow=60, pool_timeout=60)
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn, _record) -> None:
-        dbapi_conn.isolation_level = None  # transactions are begun below, so writers can take the lock up front
-        cur = dbapi_conn.cursor()
-        if not memory:
-            cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA busy_timeout=60000")
-        cur.execute("PRAGMA synchronous=FULL")
-        cur.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn) -> None:
-        # A writer takes the write lock when it begins (not half-way), so the busy timeout applies, no deadlock.
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("writer") else "BEGIN")
-
-    return engine
-
-
-def _alembic_config():
-    from alembic.config import Config
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    return cfg
-
-
-def _upgrade(engine: Engine, revision: str = "head") -> None:
-    from alembic import command
-
-    cfg = _alembic_config()
-    with engine.execution_options(writer=True).begin() as conn:
-        if conn.dialect.name == "postgresql":  # two apps opening one database migrate one after the other
-            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(73661)")
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
-
-
-def migrate(url: str, revision: str = "head") -> None:
-    """Bring the database at ``url`` to ``revision`` (used by tests to build an old schema)."""
-    engine = _create_engine(url)
-    try:
-        _upgrade(engine, revision)
-    finally:
-        engine.dispose()
+class StaleAssignmentError(InputError):
+    """The item is no longer in a state that allows this (skipped or submitted elsewhere); the text says what
+    happened."""
 
 
 def open_storage(url: str, create: bool = True) -> Storage:
@@ -277,61 +67,19 @@ def open_storage(url: str, create: bool = True) -> Storage:
 
     With ``create=False`` a missing SQLite file is an error instead of a new empty database.
     """
-    u = _normalize_url(url)
+    u = normalize_url(url)
     if not create and u.get_backend_name() == "sqlite" and u.database not in (None, "", ":memory:") \
             and not Path(u.database).expanduser().exists():
         raise StorageError(f"No database at {u.database}.")
-    engine = _create_engine(url)
+    engine = create_db_engine(url)
     try:
-        _upgrade(engine)
+        upgrade(engine)
     except SQLAlchemyError as exc:
         engine.dispose()
         raise StorageError(f"Could not open the ratings database {u.render_as_string(hide_password=True)}: "
                            f"{getattr(exc, 'orig', None) or exc}") from exc
+    make_private(url)
     return Storage(engine)
-
-
-def _row(obj) -> dict:
-    return {c.key: getattr(obj, c.key) for c in obj.__table__.columns}
-
-
-class FifoLock:
-    """A lock handed to its waiters in arrival order.
-
-    ``threading.Lock`` is not fair: a thread that releases it and asks again at once (an import writing batch after
-    batch) usually gets it back before a waiting thread wakes, so a rating save could wait behind the whole import.
-    Here ``release`` hands the lock straight to the longest waiter, so a save waits for at most the writes queued
-    before it.
-    """
-
-    def __init__(self) -> None:
-        self._mutex = threading.Lock()
-        self._waiters: deque[threading.Lock] = deque()
-        self._held = False
-
-    def acquire(self) -> None:
-        with self._mutex:
-            if not self._held:
-                self._held = True
-                return
-            turn = threading.Lock()
-            turn.acquire()
-            self._waiters.append(turn)
-        turn.acquire()  # released by ``release`` when this waiter is first in line: the lock is now ours
-
-    def release(self) -> None:
-        with self._mutex:
-            if self._waiters:
-                self._waiters.popleft().release()  # ownership passes on; ``_held`` stays true
-            else:
-                self._held = False
-
-    def __enter__(self) -> FifoLock:
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
 
 
 def _db_error(exc: SQLAlchemyError) -> StorageError:
@@ -513,6 +261,7 @@ class Storage:
         try:
             for start in range(0, total, IMPORT_BATCH):
                 batch = parsed.items[start:start + IMPORT_BATCH]
+                began = time.perf_counter()
                 with self._write() as s:
                     items = [StudyItem(study_id=sid, position=start + k, ext_id=it.ext_id, note=it.note,
                                        question=it.question, task=it.task, coverage=0)
@@ -523,6 +272,9 @@ class Storage:
                               for item, it in zip(items, batch, strict=True) for m, a in it.answers.items())
                 if progress:
                     progress(min(start + IMPORT_BATCH, total), total)
+                # Pause as long as the batch took: the interpreter and the write lock are free for the raters'
+                # saves half of the time, so a save waits at most about one batch, not the whole import.
+                time.sleep(min(0.25, (time.perf_counter() - began) * (1 - IMPORT_DUTY) / IMPORT_DUTY))
             with self._write() as s:
                 s.execute(update(Study).where(Study.id == sid).values(ready=True))
         except IntegrityError as exc:
@@ -631,7 +383,12 @@ class Storage:
 
     def submit_item(self, *, assignment_id: int, rater: str, uid: str, scores: dict[int, tuple[int, str]],
                     seconds: float | None) -> list[int]:
-        """Rate every answer of an assignment (``{answer_id: (score, comment)}``) and close it; idempotent."""
+        """Rate every answer of an assignment (``{answer_id: (score, comment)}``) and close it; idempotent.
+
+        Only an open assignment is submitted (a done one is re-rated: new rows supersede the old); the state is
+        checked and changed in one conditional UPDATE inside the write transaction, so a skip racing this submit
+        (another tab, another server) wins or loses whole, and a refused submit raises ``StaleAssignmentError``.
+        """
         checked = {aid: (check_rating(sc), cm or "") for aid, (sc, cm) in scores.items()}
         view = self.assignment(assignment_id, rater)
         if view is None:
@@ -647,7 +404,14 @@ class Storage:
                                  ).all()
                 if done:
                     return list(done)
-                a = s.get(StudyAssignment, assignment_id)
+                closed = s.execute(update(StudyAssignment).where(
+                    StudyAssignment.id == assignment_id, StudyAssignment.rater == rater,
+                    StudyAssignment.status.in_(study_logic.SUBMITTABLE)).values(
+                    status="done", finished_at=now_iso(),
+                    seconds=func.coalesce(StudyAssignment.seconds, 0.0) + float(seconds or 0.0)))
+                if closed.rowcount != 1:
+                    status = s.scalar(select(StudyAssignment.status).where(StudyAssignment.id == assignment_id))
+                    raise StaleAssignmentError(study_logic.refusal("submit", status))
                 previous = {r.answer_id: r.id for r in s.scalars(
                     select(StudyRating).where(StudyRating.assignment_id == assignment_id).order_by(StudyRating.id))}
                 rows = [StudyRating(uid=f"{uid}:{labels[aid]}", assignment_id=assignment_id, answer_id=aid,
@@ -655,8 +419,6 @@ class Storage:
                                     rubric_version=RUBRIC_VERSION, supersedes_id=previous.get(aid))
                         for aid, (sc, cm) in sorted(checked.items(), key=lambda kv: labels[kv[0]])]
                 s.add_all(rows)
-                a.status, a.finished_at = "done", now_iso()
-                a.seconds = (a.seconds or 0.0) + float(seconds or 0.0)
                 s.flush()
                 ids = [r.id for r in rows]
         except IntegrityError as exc:
@@ -664,16 +426,24 @@ class Storage:
         return ids
 
     def skip_item(self, assignment_id: int, rater: str, seconds: float | None = None) -> None:
-        """The rater passes on this item; it goes back to the pool for other raters."""
+        """The rater passes on this open item; it goes back to the pool for other raters. Skipping a skipped item
+        again does nothing; skipping a submitted one raises ``StaleAssignmentError`` (checked as ``submit_item``
+        does, in the same transaction as the coverage count)."""
         with self._write() as s:
+            passed = s.execute(update(StudyAssignment).where(
+                StudyAssignment.id == assignment_id, StudyAssignment.rater == rater,
+                StudyAssignment.status == "open").values(
+                status="skipped", finished_at=now_iso(),
+                seconds=func.coalesce(StudyAssignment.seconds, 0.0) + float(seconds or 0.0)))
+            if passed.rowcount == 1:
+                item_id = s.scalar(select(StudyAssignment.item_id).where(StudyAssignment.id == assignment_id))
+                s.execute(update(StudyItem).where(StudyItem.id == item_id).values(coverage=StudyItem.coverage - 1))
+                return
             a = s.get(StudyAssignment, assignment_id)
             if a is None or a.rater != rater:
                 raise InputError("This item is not assigned to you.")
-            if a.status == "open":
-                s.execute(update(StudyAssignment).where(StudyAssignment.id == assignment_id).values(
-                    status="skipped", finished_at=now_iso(), seconds=(a.seconds or 0.0) + float(seconds or 0.0)))
-                s.execute(update(StudyItem).where(StudyItem.id == a.item_id).values(
-                    coverage=StudyItem.coverage - 1))
+            if a.status != "skipped":
+                raise StaleAssignmentError(study_logic.refusal("skip", a.status))
 
     def rater_progress(self, study_id: int, rater: str) -> dict:
         """done / skipped / open for the rater, and how many more items they could still get."""
