@@ -29,7 +29,7 @@ COLUMNS = {
                     "note", "prompt", "answer_a", "answer_b", "revision_a", "revision_b", "swapped", "settings",
                     "seconds_a", "seconds_b", "shown_at", "rubric_version", "uid"],
     "study": ["id", "study", "item", "rater", "model", "label", "task", "question", "answer", "score", "comment",
-              "seconds_on_item", "created_at", "note", "rubric_version", "supersedes_id", "superseded"],
+              "seconds_on_item", "created_at", "note", "rubric_version", "supersedes_id", "superseded", "findings"],
     "dpo": ["prompt", "chosen", "rejected", "chosen_model", "rejected_model", "comparison_id"],
 }
 

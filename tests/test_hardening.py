@@ -23,7 +23,6 @@ HOSTILE = '<img src=http://198.51.100.7/x onerror="alert(1)">'
 
 def test_a_model_name_is_text_not_html(tmp_path, tiny_bin_model):
     from asclepius_ui.engines import LoadOptions, load_engine
-
     from asclepius_ui.ui.chat import model_info
 
     folder = tmp_path / HOSTILE.replace("/", "|")

@@ -89,3 +89,37 @@ def test_study_answers_show_where_in_the_note_they_are_supported(tmp_path):
     assert "not supported" in by_text["The patient received vancomycin in the ICU."].lower() or \
         "no sentence" in by_text["The patient received vancomycin in the ICU."].lower()
     st.close()
+
+
+def test_a_study_shows_raters_the_answer_check_only_when_the_admin_says_so(tmp_path):
+    """Off by default (it could bias scores); on: each answer shows its findings, and what was shown is stored with
+    the rating and exported."""
+    from asclepius_ui.export import export
+
+    st = open_storage(f"sqlite:///{tmp_path / 'r.db'}")
+    note = "Furosemide 40 mg daily was started for heart failure. The left leg was swollen."
+    rows = [{"id": "f1", "note": note, "question": "What was started?", "task": "QA",
+             "answer_a": "Furosemide 40 mg daily was started.", "answer_b": "Furosemide 80 mg daily was started."}]
+    for name, show in (("plain", False), ("checked", True)):
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        text, sid = admin_logic.import_study(st, str(path), name, 1, "admin", allow_duplicate=True,
+                                             show_findings=show)
+        assert ("answer check" in text) is show
+        shown = study_logic.start(st, sid, "bob", 4)
+        marked = {s.text: s.evidence for s in shown.slots if s.visible}
+        wrong = marked["Furosemide 80 mg daily was started."]
+        assert ('class="claim claim-' in wrong) is show and ("claims-verdict" in wrong) is show
+        assert 'class="claim claim-' not in marked["Furosemide 40 mg daily was started."]
+        study_logic.submit(st, shown.state, sid, "bob", [3, "", 2, ""] + [None, ""] * 2, 4)
+        stored = {r["answer"]: r["findings"] for r in st.study_ratings(sid)}
+        if show:
+            assert stored["Furosemide 80 mg daily was started."]["findings"]
+            assert not stored["Furosemide 40 mg daily was started."]["findings"]
+        else:
+            assert set(stored.values()) == {None}
+    out = tmp_path / "study.jsonl"
+    export(st, "study", "jsonl", out)
+    exported = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sum(bool(r["findings"]) for r in exported) == 2  # the checked study's two answers
+    st.close()

@@ -36,7 +36,7 @@ def db_url(request, tmp_path) -> str:
 
 def test_rating_stores_the_whole_snapshot_and_is_idempotent(db_url):
     st = open_storage(db_url)
-    assert st.schema_revision() == "0003" and st.schema_differences() == []
+    assert st.schema_revision() == "0004" and st.schema_differences() == []
     uid = new_uid()
     rid = st.save_rating(snapshot=snap(1), score=2, rater="alice", uid=uid, tags=["major omission"], comment="c")
     assert st.save_rating(snapshot=snap(1), score=2, rater="alice", uid=uid) == rid  # a retried submit
@@ -123,7 +123,7 @@ def test_database_from_the_first_schema_upgrades_with_nothing_lost(db_url):
     assert raw_execute(db_url, "SELECT version_num FROM alembic_version") == [("0001",)]
 
     st = open_storage(db_url)  # what a new release does on start
-    assert st.schema_revision() == "0003" and st.schema_differences() == []
+    assert st.schema_revision() == "0004" and st.schema_differences() == []
     rows = st.ratings(include_superseded=True)
     assert len(rows) == 5
     for r, o in zip(rows, old, strict=True):

@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -97,6 +98,7 @@ class Study(Base):
     content_sha256: Mapped[str | None] = mapped_column(String(64))
     n_items: Mapped[int] = mapped_column(Integer, server_default="0")
     ready: Mapped[bool] = mapped_column(Boolean, server_default=true())  # False while an import is under way
+    show_findings: Mapped[bool] = mapped_column(Boolean, server_default=false())  # raters see the answer check
 
 
 class AppSecret(Base):
@@ -158,6 +160,7 @@ class StudyRating(Base):
     created_at: Mapped[str] = mapped_column(String(40))
     rubric_version: Mapped[str] = mapped_column(String(64))
     supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("study_ratings.id"))
+    findings: Mapped[dict | None] = mapped_column(JSON)  # the answer check the rater was shown (None: not shown)
 
 
 def row_dict(obj) -> dict:

@@ -232,11 +232,13 @@ class Storage:
 
     # ----- studies ----------------------------------------------------------------------------------------------
     def create_study(self, name: str, parsed: study_logic.ParsedStudy, overlap: int, created_by: str,
-                     allow_duplicate: bool = False, progress: Callable[[int, int], None] | None = None) -> int:
+                     allow_duplicate: bool = False, progress: Callable[[int, int], None] | None = None,
+                     show_findings: bool = False) -> int:
         """Import a parsed study, ``IMPORT_BATCH`` items per transaction so the write lock is held only briefly.
 
         The study stays hidden (``ready`` false) until its last item is in; if the import fails, what was written
-        is removed again. A study with identical content is refused unless ``allow_duplicate``
+        is removed again. ``show_findings``: raters see the answer check's findings with each answer (stored with
+        their ratings). A study with identical content is refused unless ``allow_duplicate``
         (``DuplicateStudyError`` names it). ``progress(done, total)`` is called after each batch.
         """
         name = (name or "").strip()
@@ -253,7 +255,7 @@ class Storage:
                 raise DuplicateStudyError(same)
             study = Study(name=name, overlap=int(overlap), models=list(parsed.models), created_by=created_by,
                           created_at=now_iso(), rubric_version=RUBRIC_VERSION, content_sha256=digest,
-                          n_items=len(parsed.items), ready=False)
+                          n_items=len(parsed.items), ready=False, show_findings=bool(show_findings))
             s.add(study)
             s.flush()
             sid = study.id
@@ -376,14 +378,17 @@ class Storage:
                 return None
             item = s.get(StudyItem, a.item_id)
             answers = {x.id: x.answer for x in s.scalars(select(StudyAnswer).where(StudyAnswer.item_id == item.id))}
+            show_findings = bool(s.scalar(select(Study.show_findings).where(Study.id == a.study_id)))
         labelled = study_logic.label_answers(a.study_id, rater, item.id, list(answers))
         return {"assignment_id": a.id, "study_id": a.study_id, "item_id": item.id, "ext_id": item.ext_id,
                 "status": a.status, "note": item.note, "question": item.question, "task": item.task,
+                "show_findings": show_findings,
                 "answers": [{"label": lab, "answer_id": aid, "text": answers[aid]} for lab, aid in labelled]}
 
     def submit_item(self, *, assignment_id: int, rater: str, uid: str, scores: dict[int, tuple[int, str]],
-                    seconds: float | None) -> list[int]:
+                    seconds: float | None, findings: dict[int, dict] | None = None) -> list[int]:
         """Rate every answer of an assignment (``{answer_id: (score, comment)}``) and close it; idempotent.
+        ``findings``: the answer check the rater was shown, per answer (kept with each rating).
 
         Only an open assignment is submitted (a done one is re-rated: new rows supersede the old); the state is
         checked and changed in one conditional UPDATE inside the write transaction, so a skip racing this submit
@@ -416,7 +421,8 @@ class Storage:
                     select(StudyRating).where(StudyRating.assignment_id == assignment_id).order_by(StudyRating.id))}
                 rows = [StudyRating(uid=f"{uid}:{labels[aid]}", assignment_id=assignment_id, answer_id=aid,
                                     label=labels[aid], score=sc, comment=_t(cm), created_at=now_iso(),
-                                    rubric_version=RUBRIC_VERSION, supersedes_id=previous.get(aid))
+                                    rubric_version=RUBRIC_VERSION, supersedes_id=previous.get(aid),
+                                    findings=(findings or {}).get(aid))
                         for aid, (sc, cm) in sorted(checked.items(), key=lambda kv: labels[kv[0]])]
                 s.add_all(rows)
                 s.flush()
@@ -498,7 +504,7 @@ class Storage:
                  "rater": asg.rater, "model": ans.model, "label": r.label, "task": it.task, "question": it.question,
                  "note": it.note, "answer": ans.answer, "score": r.score, "comment": r.comment,
                  "seconds_on_item": asg.seconds, "created_at": r.created_at, "rubric_version": r.rubric_version,
-                 "supersedes_id": r.supersedes_id, "superseded": r.id in replaced}
+                 "supersedes_id": r.supersedes_id, "superseded": r.id in replaced, "findings": r.findings}
                 for r, ans, it, asg, st in rows]
 
 

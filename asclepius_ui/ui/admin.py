@@ -34,6 +34,10 @@ def build(ctx: AppContext) -> None:
                                         elem_id="admin-overlap")
                     duplicate = gr.Checkbox(False, label="Import even if identical to an existing study",
                                             elem_id="admin-duplicate")
+                    findings = gr.Checkbox(False, elem_id="admin-show-findings",
+                                           label="Show raters the answer check (claims the note does not support, "
+                                                 "marked; stored with their ratings). Off by default: it could "
+                                                 "bias scores")
                     do_import = gr.Button("Import study", variant="primary", elem_id="admin-import")
             import_status = gr.Markdown(elem_id="admin-import-status")
             gr.Markdown("### Progress")
@@ -69,11 +73,12 @@ def build(ctx: AppContext) -> None:
         sel = studies_update()
         return (gr.update(visible=False), gr.update(visible=True), sel, *logic.report(st, sel["value"]))
 
-    def on_import(path, study_name, ov, again, request: gr.Request, progress=gr.Progress()):  # noqa: B008
+    def on_import(path, study_name, ov, again, show, request: gr.Request, progress=gr.Progress()):  # noqa: B008
         if not allowed(request):
             return error_box("Admins only."), gr.update()
         text, sid = logic.import_study(st, path, study_name, ov, current_user(request), again,
-                                       lambda done, total: progress(done / total, desc=f"{done} of {total} items"))
+                                       lambda done, total: progress(done / total, desc=f"{done} of {total} items"),
+                                       show_findings=show)
         return text, (studies_update(sid) if sid is not None else gr.update())
 
     def on_export(what: str):
@@ -95,7 +100,7 @@ def build(ctx: AppContext) -> None:
 
     gr.on(triggers=None, fn=on_load, inputs=None, outputs=[denied, body, study, overall, raters, means, chat],
           show_progress="hidden")
-    do_import.click(on_import, [upload, name, overlap, duplicate], [import_status, study]).then(
+    do_import.click(on_import, [upload, name, overlap, duplicate, findings], [import_status, study]).then(
         report_for, study, [overall, raters, means, chat])
     refresh.click(on_refresh, study, [study, overall, raters, means, chat])
     study.input(report_for, study, [overall, raters, means, chat])

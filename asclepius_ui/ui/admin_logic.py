@@ -45,8 +45,9 @@ def report(storage, study_id) -> tuple[str, list, list, list]:
 
 
 def import_study(storage, path: str | None, name: str | None, overlap, user: str, allow_duplicate: bool = False,
-                 progress=None) -> tuple[str, int | None]:
-    """Import a study file; (status Markdown, new study id or None). ``progress(done, total)`` per batch."""
+                 progress=None, show_findings: bool = False) -> tuple[str, int | None]:
+    """Import a study file; (status Markdown, new study id or None). ``progress(done, total)`` per batch;
+    ``show_findings``: raters see the answer check's findings (off by default: it could bias their scores)."""
     if not path:
         return error_box("Choose a study file first."), None
     try:
@@ -63,13 +64,15 @@ def import_study(storage, path: str | None, name: str | None, overlap, user: str
 
         ov = finite_number(overlap if overlap not in (None, "") else 0, "Overlap (raters per item)", lo=1,
                            hi=1000, integer=True)
-        sid = storage.create_study(label, parsed, ov, user, allow_duplicate=bool(allow_duplicate), progress=progress)
+        sid = storage.create_study(label, parsed, ov, user, allow_duplicate=bool(allow_duplicate), progress=progress,
+                                   show_findings=bool(show_findings))
     except UserError as exc:
         return error_box(f"Nothing was imported: {exc}"), None
     except Exception as exc:  # noqa: BLE001
         return user_message(exc, "study import"), None
+    shown = " Raters see the answer check's findings." if show_findings else ""
     return (f"Imported study **{safe_markdown(label)}**: {len(parsed.items)} items, models "
-            f"{safe_markdown(', '.join(parsed.models))}, overlap {ov}."), sid
+            f"{safe_markdown(', '.join(parsed.models))}, overlap {ov}.{shown}"), sid
 
 
 def export_file(storage, what: str, fmt: str) -> tuple[str | None, str]:

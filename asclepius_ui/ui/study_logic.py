@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from ..claims import check_answer, render_answer_html
 from ..errors import UserError
 from ..evidence import find_evidence, render_html
 from ..rating_logic import new_uid
@@ -75,7 +76,9 @@ def show(st, view: dict | None, study_id, user: str, n_slots: int, message: str 
         return Shown(visible=False, header="", note="", slots=[Slot(False)] * n_slots, state=None,
                      progress=progress_html(prog), status=" ".join(x for x in (message, done) if x))
     answers = view["answers"]
-    slots = [Slot(True, a["text"], render_html(view["note"], find_evidence(view["note"], a["text"])))
+    slots = [Slot(True, a["text"], (render_answer_html(check_answer(view["note"], a["text"]))
+                                    if view.get("show_findings") else "")
+                  + render_html(view["note"], find_evidence(view["note"], a["text"])))
              for a in answers[:n_slots]]
     slots += [Slot(False)] * (n_slots - len(slots))
     state = {"view": view, "shown": time.monotonic(), "uid": new_uid()}
@@ -120,9 +123,11 @@ def submit(st, state: dict | None, study_id, user: str, values: list, n_slots: i
     if missing:
         return Shown(status=error_box(f"Rate every answer before submitting (missing: {', '.join(missing)}), "
                                       "or skip."))
+    findings = ({a["answer_id"]: check_answer(view["note"], a["text"]).as_dict() for a in view["answers"]}
+                if view.get("show_findings") else None)  # what the rater was shown, kept with the ratings
     try:
         st.submit_item(assignment_id=view["assignment_id"], rater=user, uid=state["uid"], scores=scores,
-                       seconds=clock() - state["shown"])
+                       seconds=clock() - state["shown"], findings=findings)
     except UserError as exc:  # keep the form as it is, to retry
         return Shown(status=error_box(f"Not saved: {exc}"))
     except Exception as exc:  # noqa: BLE001
