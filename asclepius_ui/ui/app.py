@@ -103,9 +103,9 @@ def _boundary(fn, ctx: AppContext, key: str, audience: str, on_load: bool, n_out
 def build_app(ctx: AppContext) -> gr.Blocks:
     """The whole app: one tab per page (rating pages only with a database), each shown to the roles that may use it."""
     with gr.Blocks(title="Asclepius Studio", analytics_enabled=False) as demo:
-        gr.Markdown("# Asclepius Studio")
+        gr.Markdown("# Asclepius Studio", elem_id="app-title")
         tabs = []
-        with gr.Tabs():
+        with gr.Tabs(elem_id="pages") as pages:
             for page in PAGES:
                 if page.needs_db and ctx.storage is None:
                     continue
@@ -123,11 +123,16 @@ def build_app(ctx: AppContext) -> gr.Blocks:
                 tabs.append((tab, key, audience))
 
         def shape(request: gr.Request):
+            """Each tab shown to whoever may use it, and the first of them open: a rater with only the Study page
+            lands on it (hidden tabs start unselected, so without this the page would be blank)."""
             user = current_user(request)
-            return [gr.update(visible=may_use(ctx, user, key, audience)) for _, key, audience in tabs]
+            allowed = [may_use(ctx, user, key, audience) for _, key, audience in tabs]
+            first = next((key for (_, key, _), ok in zip(tabs, allowed, strict=True) if ok), None)
+            return [gr.update(selected=first) if first else gr.update(),
+                    *[gr.update(visible=ok) for ok in allowed]]
 
         if ctx.users is not None:
-            demo.load(shape, None, [t for t, _, _ in tabs], show_progress="hidden")
+            demo.load(shape, None, [pages, *[t for t, _, _ in tabs]], show_progress="hidden")
     hide_internal_events(demo)
     return demo
 
