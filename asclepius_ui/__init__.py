@@ -7,10 +7,15 @@ Notebook use::
     print(answer(engine, note, "What medications was the patient discharged on?").text)
 """
 
+import logging
 import os
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# bitsandbytes (which peft imports under transformers' trainer utilities) tries an optional CPU kernel from the
+# `kernels` package on AVX512-BF16 CPUs and logs a warning at import when it is missing; its plain CPU path is used
+# then (installing `kernels` would fetch code from the hub at run time). Its module logger is the switch it has.
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 from .prompts import TEMPLATES, build_prompt  # noqa: E402
 

@@ -5,7 +5,7 @@ benches): a ``Request`` built once from named fields, then small pure steps::
     prepared = prepare(engine, request)          # checks, privacy guard, prompt tokenised once, fit checked once
     for update in stream(prepared, stop_event):  # the engine's one streaming generator
         ...
-    answered = record(prepared, update, started_at)  # the rating snapshot and where in the note it is supported
+    answered = record(prepared, update, started_at)  # the rating snapshot, where in the note, the claim check
 
 ``prepare`` raises a ``UserError`` (``Refused`` or the engine's ``GenerationError``) whose text the page shows.
 """
@@ -17,9 +17,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from . import phi_guard
+from .claims import Check, check_answer
 from .conversation import now_iso, snapshot, with_history
 from .engines.base import Engine, GenerationSettings, Prompt, StreamUpdate
-from .errors import UserError
+from .errors import GenerationError, UserError
 from .evidence import Evidence, find_evidence
 from .tasks import FREE, TASKS, missing_argument, task_key
 
@@ -27,7 +28,6 @@ from .tasks import FREE, TASKS, missing_argument, task_key
 GUARD_HOLD, GUARD_SEND, GUARD_REDACT = "hold", "send", "redact"
 GUARD_CHOICES = [("Do not send yet", GUARD_HOLD), ("Send this note as it is", GUARD_SEND),
                  ("Send a redacted copy", GUARD_REDACT)]
-LISTED_FINDINGS = 12  # identifiers named in the guard's message (the count says how many more there are)
 
 
 class Refused(UserError):
@@ -80,10 +80,12 @@ class Prepared:
 
 @dataclass(frozen=True)
 class Answered:
-    """A finished answer: the rating snapshot (everything that was judged) and where in the note it is supported."""
+    """A finished answer: the rating snapshot (everything that was judged), where in the note it is supported, and
+    its claims checked against the note (a number, drug, side or negation the note does not say)."""
 
     snapshot: dict
     evidence: Evidence
+    check: Check
 
 
 def check_request(request: Request) -> None:
@@ -113,9 +115,7 @@ def guard(engines: Iterable[Engine], note: str, choice: str | None) -> Guarded:
         return Guarded(phi_guard.redact(note, findings), "",
                        {"sent": "redacted", "note_key": key, "found": len(findings),
                         "kinds": sorted({f.kind for f in findings})})
-    listed = "; ".join(f"{f.kind}: {f.text}" for f in findings[:LISTED_FINDINGS])
-    if len(findings) > LISTED_FINDINGS:
-        listed += f"; and {len(findings) - LISTED_FINDINGS} more"
+    listed = phi_guard.listing(findings)
     return Guarded(None, f"Nothing was sent. This note would go to a remote model. {phi_guard.summary(findings)} "
                          + (f"({listed}) " if listed else "")
                          + "Choose “Send this note as it is” or “Send a redacted copy” under “Privacy guard” to "
@@ -134,7 +134,10 @@ def prepare(engine: Engine, request: Request, guarded: Guarded | None = None) ->
     if guarded.note is None:
         raise Refused(guarded.message)
     question = with_history(request.instruction, list(request.history)) if request.history else request.instruction
-    prompt = engine.fit(engine.make_prompt(guarded.note, question), request.settings)
+    try:
+        prompt = engine.fit(engine.make_prompt(guarded.note, question), request.settings)
+    except GenerationError as exc:
+        raise Refused(f"Nothing was generated. {exc}") from exc
     return Prepared(engine, request, guarded.note, prompt, guarded.record)
 
 
@@ -153,10 +156,11 @@ def record(prepared: Prepared, result: StreamUpdate, started_at: str, model_id: 
     """The rating snapshot of ``result`` (what was asked, of which model, how, and the answer) and its evidence."""
     e, r = prepared.engine, prepared.request
     ev = find_evidence(prepared.note, result.text)
+    check = check_answer(prepared.note, result.text)
     snap = snapshot(note=prepared.note, task=r.task_label, instruction=r.instruction, prompt=prepared.prompt.text,
                     answer=result.text, model_id=model_id or e.model_id, revision=e.revision,
                     precision=e.precision_label, template=e.template, settings=r.settings.as_dict(),
                     started_at=started_at, finished_at=now_iso(), seconds=result.seconds,
                     new_tokens=result.new_tokens, stopped=result.stopped, preset=r.settings.preset,
-                    evidence=ev.as_dict(), guard=prepared.guard)
-    return Answered(snap, ev)
+                    evidence=ev.as_dict(), claims=check.as_dict(), guard=prepared.guard)
+    return Answered(snap, ev, check)

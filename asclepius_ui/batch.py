@@ -14,12 +14,15 @@ from pathlib import Path
 
 from . import ask as flow
 from . import data_sources, export, private_files
+from .claims import check_answer
 from .engines.base import GenerationResult, GenerationSettings
 from .errors import InputError, UserError
 from .tasks import TASKS, by_label, fill_instruction
 
-# Tasks a batch can run without a per-row argument: their instruction is complete, or takes a sensible default.
-BATCH_TASKS = [t.label for t in TASKS.values() if t.runs_unattended]
+
+def batch_tasks() -> list[str]:
+    """Tasks a batch can run without a per-row argument: their instruction is complete, or has a default."""
+    return [t.label for t in TASKS.values() if t.runs_unattended]
 
 
 def read_table(path: str | Path) -> list[dict]:
@@ -147,8 +150,9 @@ def job_row(engine, done: Answered) -> dict:
     if done.result is None:
         return {**out, "answer": "", "error": done.error or ""}
     r = done.result
-    return {**out, "answer": r.text, "error": "", "new_tokens": r.new_tokens, "seconds": round(r.seconds, 4),
-            "stopped": r.stopped}
+    check = check_answer(str(done.row.get("note", "")), r.text)
+    return {**out, "answer": r.text, "error": "", "check": check.verdict, "findings": len(check.findings),
+            "new_tokens": r.new_tokens, "seconds": round(r.seconds, 4), "stopped": r.stopped}
 
 
 def run_jobs(engine, jobs: list[dict], settings, stop_event: threading.Event,

@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("asclepius_ui.convert", "convert a model folder to GGUF for llama.cpp (f16, q8_0, q4_k_m)"),
     "generate": ("eval.generate", "answer a file of questions with any engine (batch answers)"),
     "judge": ("eval.judge", "score answers with an LLM judge through an OpenAI-compatible endpoint"),
+    "check": ("eval.check", "check answers against their notes: numbers, drugs, sides, negation (offline)"),
     "report": ("eval.report", "tables and plots from judge scores and expert ratings"),
     "make-study": ("eval.make_study", "build a blinded expert study file from answer files"),
     "synth": ("train.synth", "synthesise notes, instructions and answers through an endpoint"),

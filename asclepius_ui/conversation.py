@@ -38,14 +38,15 @@ def now_iso() -> str:
 def snapshot(*, note: str, task: str, instruction: str, prompt: str, answer: str, model_id: str, revision: str,
              precision: str, template: str, settings: dict, started_at: str, finished_at: str, seconds: float,
              new_tokens: int, stopped: bool = False, preset: str = "", evidence: dict | None = None,
-             guard: dict | None = None) -> dict:
+             claims: dict | None = None, guard: dict | None = None) -> dict:
     """Everything that was judged when an answer is rated: stored with the rating.
 
     The decoding ``preset``, the supporting note spans the rater was shown (``evidence``, from
-    ``evidence.find_evidence(...).as_dict()``) and what the privacy guard did (``guard``) travel inside
+    ``evidence.find_evidence(...).as_dict()``), the claim check's findings (``claims``, from
+    ``claims.check_answer(...).as_dict()``) and what the privacy guard did (``guard``) travel inside
     ``settings``, the JSON the ratings table stores and the export writes, and at the top level too.
     """
-    extra = {k: v for k, v in (("preset", preset), ("evidence", evidence), ("guard", guard)) if v}
+    extra = {k: v for k, v in (("preset", preset), ("evidence", evidence), ("claims", claims), ("guard", guard)) if v}
     return dict(note=note, task=task, instruction=instruction, prompt=prompt, answer=answer, model_id=model_id,
                 model_revision=revision, precision=precision, template=template, settings={**settings, **extra},
                 **extra,

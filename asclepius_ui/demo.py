@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 from .engines.base import DEMO_MARKER
 
@@ -47,6 +47,23 @@ def base_model_path() -> Path | None:
     return SHIPPED_BASE if is_demo_folder(SHIPPED_BASE) else None
 
 
+def model_name(model: str | Path) -> str:
+    """The name pages, answer footers, exports and plots show for ``model``: a local folder or file by its own name
+    (never the path to it, which tells where someone keeps their files), a hub id or an endpoint's model as given."""
+    text = str(model).rstrip("/\\")
+    path = Path(text).expanduser()
+    local = path.is_absolute() or text.startswith((".", "~")) or "\\" in text or path.exists()
+    if "\\" in text:
+        return PureWindowsPath(text).name or text
+    return (path.name or text) if local else text
+
+
+def model_path(engine) -> str:
+    """Where ``engine``'s model was loaded from (its ``model_id`` is only the name)."""
+    options = getattr(engine, "options", None)
+    return str(getattr(options, "model", None) or engine.model_id)
+
+
 def marker(model_id: str | Path) -> dict:
     """The demo marker of a model folder ({} when there is none or it cannot be read)."""
     try:
@@ -57,7 +74,7 @@ def marker(model_id: str | Path) -> dict:
 
 def demo_score(engine) -> str:
     """The measured held-out exact match of a demo engine, as a phrase for the page ("" when unknown)."""
-    m = marker(engine.model_id)
+    m = marker(model_path(engine))
     em = m.get("heldout_exact_match")
     if em is None:
         return ""
@@ -69,5 +86,5 @@ def demo_score(engine) -> str:
 
 def display_name(name: str, engine) -> str:
     """A contender's name as revealed after a vote: a demo says which stage of training it is."""
-    label = marker(engine.model_id).get("label") if getattr(engine, "is_demo", False) else None
+    label = marker(model_path(engine)).get("label") if getattr(engine, "is_demo", False) else None
     return f"{name} ({label})" if label else name

@@ -20,6 +20,11 @@ from rapidfuzz import fuzz, process
 SUPPORTED = 0.5  # weighted share of an answer sentence's words that one note sentence must contain
 WORD_MATCH = 85  # rapidfuzz ratio for two words to count as the same word
 TOP = 5  # note sentences highlighted at most
+FLAG_SHOWN = 3  # unsupported sentences quoted in the flag; the rest are counted
+# Inline styles, so the view holds wherever it is shown (the CSP allows inline styles, nothing loads)
+_BADGE = ("display:inline-block;min-width:1.4em;margin-right:.45em;padding:0 .35em;border-radius:.7em;"
+          "background:#1f5fa8;color:#fff;font-size:.8em;font-weight:600;text-align:center")
+_WRAP = "white-space:pre-wrap;overflow-wrap:anywhere;word-break:break-word;max-width:100%"
 
 _STOP = frozenset("""a an the and or but if of to in on at by for with without from as is are was were be been being
 this that these those it its he she they them his her their there here which who whom what when where why how
@@ -105,7 +110,7 @@ def find_evidence(note: str, answer: str, top: int = TOP) -> Evidence:
         ids = [row[w] for w in words]
         weights = idf[ids]
         scores = weights @ hits[ids].astype(np.float32) / float(weights.sum())
-        if scores.max() < SUPPORTED:
+        if scores.max() < SUPPORTED and sent not in unsupported:  # a looping answer's repeats once
             unsupported.append(sent)
         best_for_note = np.maximum(best_for_note, scores)
     order = [j for j in np.argsort(-best_for_note, kind="stable") if best_for_note[j] >= SUPPORTED][:top]
@@ -124,24 +129,28 @@ def render_html(note: str, evidence: Evidence | dict | None) -> str:
     if isinstance(evidence, dict):
         evidence = Evidence([Support(**s) for s in evidence.get("spans", [])], list(evidence.get("unsupported", [])))
     parts = []
-    if evidence.unsupported:
-        quoted = "; ".join(f"“{html.escape(s)}”" for s in evidence.unsupported)
-        parts.append(f'<div class="ev-flag">⚠ Nothing in the note supports: {quoted} (check it: a likely '
-                     "hallucination)</div>")
+    unsupported = list(dict.fromkeys(evidence.unsupported))  # stored before repeats were dropped: drop them here
+    if unsupported:
+        quoted = "; ".join(f"“{html.escape(s)}”" for s in unsupported[:FLAG_SHOWN])
+        more = len(unsupported) - FLAG_SHOWN
+        rest = f" and {more} more sentence{'s' if more > 1 else ''}" if more > 0 else ""
+        parts.append(f'<div class="ev-flag" style="{_WRAP}">⚠ Nothing in the note supports: {quoted}{rest} '
+                     "(check it: a likely hallucination)</div>")
     if not evidence.spans:
         parts.append('<div class="ev-none">No sentence of the note supports this answer.</div>')
     else:
-        ranked = "".join(f'<li><span class="ev-rank">{s.rank}</span> {html.escape(s.text)} '
-                         f'<span class="ev-score">({s.score:.0%} of the answer\'s words)</span></li>'
-                         for s in evidence.spans)
-        parts.append(f'<ol class="ev-list">{ranked}</ol>')
+        ranked = "".join(f'<li style="{_WRAP}"><span class="ev-rank" style="{_BADGE}">{s.rank}</span> '
+                         f'{html.escape(s.text)} <span class="ev-score">({s.score:.0%} of the answer\'s words)'
+                         "</span></li>" for s in evidence.spans)
+        # the badge is the number: no list numbering on top of it
+        parts.append(f'<ol class="ev-list" style="list-style:none;padding-left:0">{ranked}</ol>')
         body, pos = [], 0
         for s in sorted(evidence.spans, key=lambda s: s.start):
             body.append(html.escape(note[pos:s.start]))
-            body.append(f'<mark class="ev-mark" data-rank="{s.rank}"><span class="ev-rank">{s.rank}</span>'
-                        f"{html.escape(note[s.start:s.end])}</mark>")
+            body.append(f'<mark class="ev-mark" data-rank="{s.rank}"><span class="ev-rank" style="{_BADGE}" '
+                        f'aria-label="rank {s.rank}">{s.rank}</span> {html.escape(note[s.start:s.end])}</mark>')
             pos = s.end
         body.append(html.escape(note[pos:]))
-        parts.append(f'<details class="ev-note"><summary>The note, highlighted</summary><pre>{"".join(body)}'
-                     "</pre></details>")
+        parts.append(f'<details class="ev-note"><summary>The note, highlighted</summary><pre style="{_WRAP}">'
+                     f'{"".join(body)}</pre></details>')
     return f'<div class="evidence">{"".join(parts)}</div>'

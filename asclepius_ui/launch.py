@@ -13,7 +13,7 @@ from .engines import LoadOptions, add_engine_arguments, load_engine, options_fro
 from .engines.openai import RemoteOptions
 from .errors import UserError
 from .flags import values_from_args
-from .ui.pages import RATER_PAGES, rater_pages
+from .ui.pages import grantable, rater_pages
 
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
 
@@ -44,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     r.add_argument("--no-db", action="store_true", help="run without the ratings database")
     r.add_argument("--auth", help="users file (rater/admin roles, hashed passwords); required off loopback")
     r.add_argument("--rater-pages", default="study", metavar="PAGES",
-                   help=f"pages a rater (non-admin) sees with --auth, comma-separated from {','.join(RATER_PAGES)} "
+                   help=f"pages a rater (non-admin) sees with --auth, comma-separated from {','.join(grantable())} "
                         "(default: study); admins see every page")
     return p
 
@@ -86,7 +86,8 @@ def build_context(args: argparse.Namespace):
         from .demo import base_model_path
 
         if (base := base_model_path()) is not None:
-            contenders[str(base)] = load_engine(options_from_args(args, str(base)))
+            base_engine = load_engine(options_from_args(args, str(base)))
+            contenders[base_engine.model_id] = base_engine
     storage = users = None
     if not args.no_db:
         from .storage import open_storage
@@ -152,5 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     ctx.rater_pages = rater_pages(args.rater_pages)
     demo = build_app(ctx)
     auth = ctx.users.check if ctx.users is not None else None
-    serve(demo, server_options(args), auth=auth)
+    # quiet: Gradio's own start lines would suggest `share=True` (a public link) to people handling patient notes
+    serve(demo, server_options(args), auth=auth, block=False, quiet=True)
+    print(f"* Running on {demo.local_url}  (Ctrl+C to stop)", flush=True)
+    demo.block_thread()
     return 0

@@ -152,16 +152,13 @@ def _fold(name: str) -> str:
     return " ".join(name.replace("_", " ").replace("-", " ").casefold().split())
 
 
-_BY_FOLDED: dict[str, str] = {
-    **{_fold(t.key): t.key for t in TASKS.values()},
-    **{_fold(t.label): t.key for t in TASKS.values()},
-    **{_fold(alias): key for alias, key in _ALIASES.items()},
-}
-
-
 def task_key(name: str | None) -> str | None:
     """The key of the task ``name`` spells (key, label or a known alias, case and spacing ignored), else None."""
-    return _BY_FOLDED.get(_fold(name or ""))
+    folded = _fold(name or "")
+    for t in TASKS.values():
+        if folded in (_fold(t.key), _fold(t.label)):
+            return t.key
+    return _ALIASES.get(folded)
 
 
 def normalize_task(name: str | None) -> str:

@@ -6,8 +6,10 @@ order. By default the protocol is the paper's (``--protocol paper``): the judge 
 each response on the 4-point rubric, and puts the N scores on the first line of its reply; temperature 0 and
 2048 tokens, as the authors ran GPT-4. Output rows keep the input and add, per pass, ``order``, ``score_<model>``,
 ``raw_reply`` and ``parse_error`` (a reply that cannot be parsed, has the wrong number of scores or a score out of
-range is asked once more, then leaves those scores missing, never 0). Rows already in the output (by id and pass)
-are skipped, so a run can be resumed.
+range is asked once more, then leaves those scores missing, never 0). ``--parse reference`` reads replies as the
+authors' script did instead (the first N whitespace-separated values of the whole reply; every model 0 when that
+fails; no second asking), for reproducing the paper's tables. Rows already in the output (by id and pass) are
+skipped, so a run can be resumed.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from asclepius_ui.jsonl import JsonlAppender
 from asclepius_ui.rubric import RUBRIC_VERSION
 from asclepius_ui.tasks import normalize_task
 
-from .judge_prompt import PLACEHOLDERS, PROTOCOLS, agent_order, build_judge_messages, parse_scores
+from .judge_prompt import PARSE_RULES, PLACEHOLDERS, PROTOCOLS, agent_order, build_judge_messages, parse_with
 from .rows import (
     ANSWER_PREFIX,
     SCORE_PREFIX,
@@ -50,10 +52,12 @@ PAPER_JUDGE = "gpt-4-0314"
 class JudgeOptions:
     """How the judge is asked (the endpoint is ``EndpointSettings``): the paper's protocol and sampling by default.
 
-    ``template`` is a user prompt (``--prompt-file``) used verbatim with its placeholders filled.
+    ``template`` is a user prompt (``--prompt-file``) used verbatim with its placeholders filled. ``parse`` is the
+    rule that turns a reply into scores (``judge_prompt.PARSE_RULES``); ``reference`` never asks again.
     """
 
     protocol: str = "paper"
+    parse: str = "strict"
     template: str | None = None
     temperature: float = 0.0
     max_tokens: int = 2048
@@ -88,14 +92,15 @@ def make_client(settings: EndpointSettings):
 def judged_row(row: dict, models: list[str], order: list[str], pass_name: str, reply: str, attempts: int,
                settings: EndpointSettings, options: JudgeOptions, parsed=None) -> dict:
     """The output row: input fields, the agent order, each model's score (or None) and the raw reply."""
-    parsed = parsed or parse_scores(reply, len(order))
+    parsed = parsed or parse_with(options.parse, reply, len(order))
     out = dict(row)
     out["id"] = row_id(row)
     if "task" in row:
         out["task"] = normalize_task(row.get("task"))
     out.update({"pass": pass_name, "order": order, "judge_model": settings.model, "rubric_version": RUBRIC_VERSION,
                 "protocol": "prompt-file" if options.template is not None else options.protocol,
-                "seed": options.seed, "attempts": attempts, "raw_reply": reply, "parse_error": parsed.error})
+                "parse": options.parse, "seed": options.seed, "attempts": attempts, "raw_reply": reply,
+                "parse_error": parsed.error})
     by_model = {m: parsed.scores[i] for i, m in enumerate(order, start=1)}
     for m in models:
         out[SCORE_PREFIX + m] = by_model[m]
@@ -154,14 +159,14 @@ async def judge_rows_async(rows: list[dict], out_path: str | Path, settings: End
                                                 options.protocol, options.template)
                 try:
                     reply, attempts = await ask(messages)
-                    parsed = parse_scores(reply, len(order))
-                    for _ in range(options.parse_retries):
+                    parsed = parse_with(options.parse, reply, len(order))
+                    for _ in range(options.parse_retries if options.parse == "strict" else 0):
                         if parsed.error is None:
                             break
                         summary.reasked += 1
                         again, more = await ask(messages)
                         attempts += more
-                        reparsed = parse_scores(again, len(order))
+                        reparsed = parse_with(options.parse, again, len(order))
                         if reparsed.error is None or reparsed.valid() > parsed.valid():
                             reply, parsed = again, reparsed
                 except endpoints.FatalAPIError as exc:
@@ -269,6 +274,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="paper: labels A, B…, answer first, N scores on the first line (default); "
                         "lines: Agent 1..N and one 'Agent i: s' line each")
     p.add_argument("--prompt-file", help=f"use this judge prompt verbatim; placeholders: {placeholders}")
+    p.add_argument("--parse", choices=PARSE_RULES, default="strict",
+                   help="strict: the first line must hold exactly N scores from 1 to 4, asked once more, else missing "
+                        "(default); reference: as the authors' script, the first N whitespace-separated values of "
+                        "the whole reply, every model 0 when that fails (to reproduce the paper's tables)")
     p.add_argument("--max-tokens", type=int, default=2048, help="reply token limit (the paper: 2048)")
     p.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (the paper: 0)")
     p.add_argument("--seed", type=int, default=0, help="seed of the per-row agent order")
@@ -277,7 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="judge only the first N rows")
     p.add_argument("--no-progress", action="store_true")
     endpoints.add_endpoint_arguments(p, model_required=True, model_aliases=("--judge-model",))
-    p.epilog = f"The paper's judge was {PAPER_JUDGE} (OpenAI); pin a dated model snapshot for reproducible scores."
+    p.epilog = (f"The paper's judge was {PAPER_JUDGE} (OpenAI, since retired: see docs/evaluation.md on "
+                "comparability); pin a dated model snapshot for reproducible scores.")
     return p
 
 
@@ -287,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = endpoints.settings_from_args(args)
         template = Path(args.prompt_file).read_text(encoding="utf-8") if args.prompt_file else None
         options = JudgeOptions(protocol=args.protocol, template=template, temperature=args.temperature,
-                               max_tokens=args.max_tokens, seed=args.seed)
+                               max_tokens=args.max_tokens, seed=args.seed, parse=args.parse)
         if template is not None:  # fail before any request when a placeholder is missing
             build_judge_messages("n", "q", ["a", "b"], options.protocol, template)
         if args.input:
@@ -309,8 +319,9 @@ def main(argv: list[str] | None = None) -> int:
     if summary.fatal:
         print(f"error: {summary.fatal}", file=sys.stderr)
         return 2
+    kept_as = "kept as missing" if args.parse == "strict" else "scored 0 for every model (reference rule)"
     print(f"{summary.written} judgements written to {args.out} ({summary.skipped} already there, "
-          f"{summary.reasked} replies asked again, {summary.parse_errors} unparseable replies kept as missing, "
+          f"{summary.reasked} replies asked again, {summary.parse_errors} unparseable replies {kept_as}, "
           f"{len(summary.failed)} failed).", file=sys.stderr)
     for key, error in summary.failed[:20]:
         print(f"  failed {key}: {error}", file=sys.stderr)

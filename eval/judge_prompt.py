@@ -19,6 +19,8 @@ from asclepius_ui.prompts import fill_placeholders
 from asclepius_ui.rubric import MAX_SCORE, MIN_SCORE, RUBRIC_VERSION, rubric_text
 
 PROTOCOLS = ("paper", "lines")
+# How a reply becomes scores: ``strict`` (``parse_scores``, the default) or ``reference`` (``parse_scores_reference``).
+PARSE_RULES = ("strict", "reference")
 
 # What a ``--prompt-file`` may use; ``{num_samples}`` is accepted as another name of ``{num_answers}``.
 PLACEHOLDERS = {
@@ -144,7 +146,7 @@ def build_judge_messages(note: str, question: str, answers: list[str], protocol:
 class ParsedScores:
     """Scores by answer position (1-based; A = 1); ``None`` where missing or invalid, with the reason in ``error``."""
 
-    scores: dict[int, int | None]
+    scores: dict[int, int | float | None]
     error: str | None = None
 
     def valid(self) -> int:
@@ -267,3 +269,40 @@ def parse_scores(text: str | None, n_agents: int) -> ParsedScores:
     if extra:
         problems.append(f"scores for unknown agent(s) {extra}")
     return ParsedScores(scores, "; ".join(problems) or None)
+
+
+def _reference_number(token: str) -> int | float | None:
+    try:
+        value = float(token)
+    except ValueError:
+        return None
+    return int(value) if value.is_integer() else value
+
+
+def parse_scores_reference(text: str | None, n_agents: int) -> ParsedScores:
+    """Scores read as the authors' ``eval/gpt4_evaluate.py`` read them, for reproducing the paper's tables.
+
+    Double, then single quotes are stripped from the ends of the whole reply, the reply is split on any whitespace
+    (newlines included, so ``"3\n4"`` is two scores) and the first ``n_agents`` values are the scores, whatever
+    follows and whatever their range. With fewer values every answer scores 0 (the reference's rule), and so does a
+    value that is not a number (the reference kept the string; a number is needed here). ``error`` says why.
+    """
+    tokens = (text or "").strip('"').strip("'").split()
+    if len(tokens) < n_agents:
+        return ParsedScores({i: 0 for i in range(1, n_agents + 1)},
+                            f"reference rule: {len(tokens)} value(s) for {n_agents} answers; every answer scored 0")
+    values = [_reference_number(t) for t in tokens[:n_agents]]
+    if any(v is None for v in values):
+        bad = next(t for t, v in zip(tokens, values, strict=False) if v is None)
+        return ParsedScores({i: 0 for i in range(1, n_agents + 1)},
+                            f"reference rule: {bad[:20]!r} is not a number; every answer scored 0")
+    return ParsedScores(dict(enumerate(values, start=1)))
+
+
+def parse_with(rule: str, text: str | None, n_agents: int) -> ParsedScores:
+    """``parse_scores`` (``strict``) or ``parse_scores_reference`` (``reference``)."""
+    if rule == "strict":
+        return parse_scores(text, n_agents)
+    if rule == "reference":
+        return parse_scores_reference(text, n_agents)
+    raise ValueError(f"unknown parse rule {rule!r}; choose one of {', '.join(PARSE_RULES)}")

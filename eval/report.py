@@ -3,6 +3,8 @@
 ``python -m eval.report --judged judged.jsonl --db sqlite:///ratings.db --out report/`` writes ``report.md`` and
 PNG figures: per-model and per-task means with bootstrap 95% intervals, score distributions, win rates and
 Bradley-Terry strengths with intervals, agreement between raters and between the judge and the experts.
+``--generations answers.jsonl`` adds the faithfulness section: per model and task, the share of answers with a
+finding of the claim check (a number, drug or side not in the note, a negation that disagrees), by kind.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from asclepius_ui.demo import model_name
 from asclepius_ui.items import item_id
 from asclepius_ui.rubric import RUBRIC_VERSION, SCORES
 from asclepius_ui.tasks import normalize_task
@@ -70,12 +73,13 @@ def db_sources(storage, study: str | None = None) -> dict:
     study_rows = [r for r in storage.study_ratings() if not r["superseded"] and (study is None or r["study"] == study)]
     experts = pd.DataFrame([(str(r["item"]), str(r["task"] or ""), r["model"], r["rater"], float(r["score"]))
                             for r in study_rows], columns=COLUMNS)
-    app = pd.DataFrame([(item_id(r["note"], r["instruction"]), str(r["task"] or ""), r["model_id"], r["rater"],
-                         float(r["score"])) for r in storage.ratings()], columns=COLUMNS)
+    # model_name: a database written before models were stored by name may hold their paths; plots show names
+    app = pd.DataFrame([(item_id(r["note"], r["instruction"]), str(r["task"] or ""), model_name(r["model_id"]),
+                         r["rater"], float(r["score"])) for r in storage.ratings()], columns=COLUMNS)
     votes = []
     for c in storage.comparisons():
         result = {"A": 1.0, "B": 0.0}.get(c["winner"], 0.5)  # tie and both-bad count as a draw
-        a, b = c["model_a"], c["model_b"]
+        a, b = model_name(c["model_a"]), model_name(c["model_b"])
         if a > b:
             a, b, result = b, a, 1 - result
         votes.append((f"c{c['id']}", c["rater"], a, b, result))
@@ -133,9 +137,12 @@ class Report:
     results: list[SourceResult]
     rater_pairs: pd.DataFrame | None = None
     experts_alpha: float | None = None
+    experts_alpha_ci: tuple[float, float] | None = None
+    experts_alpha_n: int = 0  # units at least two experts scored
     judge_vs_experts: dict | None = None
     judge_expert_pairs: pd.DataFrame | None = None
     consistency: dict | None = None
+    judge_parse: tuple[str, ...] = ()  # the rules (eval.judge --parse) that turned the judge's replies into scores
 
 
 def analyse_scores(key: str, scores: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> SourceResult:
@@ -177,18 +184,21 @@ def analyse(src: Sources, n_boot: int = 2000, seed: int = 0) -> Report:
     results = [analyse_scores(k, src.scores[k], n_boot, seed) for k in order]
     if src.votes is not None:
         results.append(analyse_votes(src.votes, n_boot, seed))
-    report = Report(results)
+    report = Report(results, judge_parse=tuple(sorted({r.get("parse", "strict") for r in src.judged_rows})))
     experts = src.scores.get("experts")
+    boot = max(100, n_boot // 2)
     if experts is not None and len(experts):
         matrix, raters = stats.reliability_matrix(experts)
         if len(raters) > 1:
             report.experts_alpha = stats.krippendorff_alpha(matrix)
-            report.rater_pairs = stats.rater_pairs_kappa(experts)
+            report.experts_alpha_ci = stats.krippendorff_alpha_ci(matrix, n_resamples=boot, seed=seed)
+            report.experts_alpha_n = stats.shared_units(matrix)
+            report.rater_pairs = stats.rater_pairs_kappa(experts, n_resamples=boot, seed=seed)
         judge = src.scores.get("judge")
         if judge is not None and len(judge.dropna(subset=["score"])):
-            report.judge_vs_experts = stats.judge_vs_experts(judge, experts)
+            report.judge_vs_experts = stats.judge_vs_experts(judge, experts, n_resamples=boot, seed=seed)
             both = pd.concat([judge, experts], ignore_index=True)
-            pairs = stats.rater_pairs_kappa(both)
+            pairs = stats.rater_pairs_kappa(both, n_resamples=boot, seed=seed)
             is_judge = pairs["rater_a"].str.startswith("judge:") ^ pairs["rater_b"].str.startswith("judge:")
             pairs = pairs[is_judge].reset_index(drop=True)
             flip = pairs["rater_b"].str.startswith("judge:")  # judge first
@@ -374,22 +384,39 @@ def pairwise_table(r: SourceResult) -> pd.DataFrame:
         "BT 95% CI": [_ci(a, b) for a, b in zip(s["ci_low"], s["ci_high"], strict=True)]})
 
 
+def _few(n) -> str:
+    """The warning for an agreement figure resting on fewer than ``stats.MIN_SHARED`` shared items."""
+    if isinstance(n, (int, np.integer)) and n < stats.MIN_SHARED:
+        return f"only {n} shared item(s): too few to mean much (fewer than {stats.MIN_SHARED})"
+    return ""
+
+
 def agreement_table(report: Report) -> pd.DataFrame:
-    """One row per agreement statistic (also used by the app's Analysis tab)."""
+    """One row per agreement statistic with its 95% interval where one exists, the number of shared items (answers
+    both sides scored) and a warning under ``stats.MIN_SHARED`` of them (also used by the app's Analysis tab)."""
+    nan2 = (float("nan"), float("nan"))
     rows = []
     if report.experts_alpha is not None:
-        rows.append(("experts", "Krippendorff's alpha (ordinal)", report.experts_alpha, ""))
+        rows.append(("experts", "Krippendorff's alpha (ordinal)", report.experts_alpha,
+                     report.experts_alpha_ci or nan2, report.experts_alpha_n))
     for p in (report.rater_pairs, report.judge_expert_pairs):
         if p is not None:
-            rows += [(f"{a} vs {b}", "Cohen's kappa (quadratic)", k, n) for a, b, n, k in p.itertuples(index=False)]
+            rows += [(f"{a} vs {b}", "Cohen's kappa (quadratic)", k, (lo, hi), n)
+                     for a, b, n, k, lo, hi in p.itertuples(index=False)]
     j = report.judge_vs_experts
     if j:
-        rows += [("judge vs expert consensus", "Cohen's kappa (quadratic)", j["kappa"], j["n"]),
-                 ("judge vs expert consensus", "exact agreement", j["exact"], j["n"]),
-                 ("judge vs expert mean", "Spearman's rho", j["spearman"], j["n"]),
-                 ("experts + judge", "Krippendorff's alpha (ordinal)", j["alpha_with_judge"], "")]
-    return pd.DataFrame([(a, b, round(c, 3) if isinstance(c, float) and np.isfinite(c) else c, n)
-                         for a, b, c, n in rows], columns=["raters", "statistic", "value", "units"])
+        rows += [("judge vs expert consensus", "Cohen's kappa (quadratic)", j["kappa"], j["kappa_ci"], j["n"]),
+                 ("judge vs expert consensus", "exact agreement", j["exact"], nan2, j["n"]),
+                 ("judge vs expert mean", "Spearman's rho", j["spearman"], nan2, j["n"]),
+                 ("experts + judge", "Krippendorff's alpha (ordinal)", j["alpha_with_judge"],
+                  j["alpha_with_judge_ci"], j["alpha_with_judge_n"])]
+
+    def num(v):
+        return round(v, 3) if isinstance(v, float) and np.isfinite(v) else v
+
+    return pd.DataFrame([(a, b, num(c), _ci(*ci), int(n), _few(int(n)))
+                         for a, b, c, ci, n in rows],
+                        columns=["raters", "statistic", "value", "95% CI", "shared items", "note"])
 
 
 def summary_tables(report: Report) -> dict[str, pd.DataFrame]:
@@ -421,6 +448,23 @@ def figure_caption(name: str) -> str:
     return f"{SOURCE_TITLES.get(key, key)}: {what}"
 
 
+PARSE_NOTES = {
+    "strict": "Judge replies read by the strict rule (`eval.judge --parse strict`): the first line holds exactly one "
+              "score from 1 to 4 per answer, else the scores are missing (left out, not scored).",
+    "reference": "Judge replies read by the reference's rule (`eval.judge --parse reference`, as the authors' "
+                 "`eval/gpt4_evaluate.py`): the first N whitespace-separated values of the whole reply; a reply "
+                 "without them scores every model 0, and those zeros are in the means, as in the paper's table.",
+}
+
+
+def parse_note(rules: tuple[str, ...]) -> str:
+    """Which rule produced the judge's table; a warning when the judged files mix rules."""
+    if len(rules) == 1:
+        return PARSE_NOTES.get(rules[0], f"Judge replies read by the rule {rules[0]!r}.")
+    return (f"The judged files were read by different rules ({', '.join(rules)}): their scores are not comparable; "
+            "judge them all with one `--parse` rule.")
+
+
 def markdown(report: Report, figures: dict[str, Path], title: str = "Evaluation report") -> str:
     """The report as Markdown, figures linked by file name."""
     out = [f"# {title}", "", f"Rubric: {RUBRIC_VERSION} ({', '.join(f'{k} {v}' for k, v in SCORES.items())}). "
@@ -433,6 +477,8 @@ def markdown(report: Report, figures: dict[str, Path], title: str = "Evaluation 
         out += [f"## {r.title}", "", f"{r.n_ratings} ratings of {r.n_items} items by {len(r.raters)} rater(s); "
                 f"models: {', '.join(r.models)}." + (f" {r.missing} unparseable judge replies left out "
                                                      "(recorded as missing, not scored)." if r.missing else ""), ""]
+        if r.key == "judge" and report.judge_parse:
+            out += [parse_note(report.judge_parse), ""]
         if r.means is not None:
             out += ["### Mean score", "", md_table(means_table(r)), ""]
         if r.task_means is not None:
@@ -469,15 +515,47 @@ def markdown(report: Report, figures: dict[str, Path], title: str = "Evaluation 
     return "\n".join(out)
 
 
+# ----- faithfulness (the claim check over generations files) ----------------------------------------------------
+def faithfulness_section(paths: list[str | Path], progress: bool = False) -> str:
+    """The Markdown faithfulness section of one or more generations files (checked here, offline)."""
+    from .check import FINDING_KINDS, check_rows, faithfulness
+
+    rows = [r for p in paths for r in read_rows(p, ("note",))]
+    _, records = check_rows(rows, progress=progress)
+    table = faithfulness(records)
+    overall = faithfulness(records, by_task=False)
+    shares = ["any finding", *FINDING_KINDS, "unsupported"]
+
+    def shown(t: pd.DataFrame) -> pd.DataFrame:
+        t = t.copy()
+        for c in shares:
+            t[c] = [f"{v:.0%}" for v in t[c]]
+        return t.rename(columns={"unsupported": "unsupported sentence"})
+
+    return "\n".join(["## Faithfulness to the note (claim check)", "",
+                      f"{len(records)} answers checked against their notes, offline. A finding is a number, drug or "
+                      "side the note does not contain, a negation that disagrees with the note, or a claim more "
+                      "certain than the note; an unsupported sentence is one whose words the note barely contains "
+                      "(not counted as a finding). Shares of answers:", "",
+                      md_table(shown(overall)), "", "By task:", "", md_table(shown(table)), ""])
+
+
 def build_report(out_dir: str | Path, judged: list[str | Path] = (), db_url: str | None = None, storage=None,
-                 study: str | None = None, n_boot: int = 2000, seed: int = 0) -> tuple[Report, dict[str, Path], Path]:
-    """Load, analyse, draw and write ``report.md`` into ``out_dir``; returns the report, figures and the path."""
+                 study: str | None = None, n_boot: int = 2000, seed: int = 0,
+                 generations: list[str | Path] = ()) -> tuple[Report | None, dict[str, Path], Path]:
+    """Load, analyse, draw and write ``report.md`` into ``out_dir``; returns the report, figures and the path.
+    ``generations`` adds the faithfulness section (alone, when no scores are given)."""
+    out = Path(out_dir)
+    path = out / "report.md"
+    faith = faithfulness_section(list(generations)) if generations else ""
+    if faith and not judged and not db_url and storage is None:
+        out.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"# Evaluation report\n\n{faith}", encoding="utf-8")
+        return None, {}, path
     src = load_sources(judged, db_url, storage, study)
     report = analyse(src, n_boot=n_boot, seed=seed)
-    out = Path(out_dir)
     figures = make_figures(report, out)
-    path = out / "report.md"
-    path.write_text(markdown(report, figures), encoding="utf-8")
+    path.write_text(markdown(report, figures) + ("\n" + faith if faith else ""), encoding="utf-8")
     return report, figures, path
 
 
@@ -485,17 +563,19 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m eval.report", description=__doc__.split("\n")[0])
     p.add_argument("--judged", nargs="+", default=[], help="judged .jsonl files from eval.judge")
     p.add_argument("--db", help="the app's ratings database URL, e.g. sqlite:///ratings.db")
+    p.add_argument("--generations", nargs="+", default=[], help="generations files (eval.generate output) for the "
+                   "faithfulness section")
     p.add_argument("--study", help="only this study's ratings")
     p.add_argument("--out", required=True, help="folder for report.md and the PNG figures")
     p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    if not args.judged and not args.db:
-        print("error: give --judged FILE... and/or --db URL", file=sys.stderr)
+    if not args.judged and not args.db and not args.generations:
+        print("error: give --judged FILE..., --db URL and/or --generations FILE...", file=sys.stderr)
         return 2
     try:
         _, figures, path = build_report(args.out, args.judged, args.db, study=args.study, n_boot=args.bootstrap,
-                                        seed=args.seed)
+                                        seed=args.seed, generations=args.generations)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -92,11 +92,12 @@ def read_done(path: str | Path, key=row_id) -> dict[str, dict]:
 
 
 def write_rows(path: str | Path, rows: list[dict]) -> None:
-    """Write rows to ``.csv`` (by suffix; cells never start a formula) or else JSONL, with the export's writers;
-    columns are the union in first-seen order."""
+    """Write rows in the export format the suffix names (``.csv``: cells never start a formula), JSONL for any
+    other suffix, with the export's writers; columns are the union in first-seen order."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    export.write_rows(rows, None, "csv" if p.suffix.lower() == ".csv" else "jsonl", p, progress=False)
+    fmt = p.suffix.lower().lstrip(".")
+    export.write_rows(rows, None, fmt if fmt in export.FORMATS else "jsonl", p, progress=False)
 
 
 def answer_models(row: dict) -> list[str]:

@@ -210,6 +210,55 @@ def krippendorff_alpha(reliability: np.ndarray, level: str = "ordinal", domain=S
     return float(krippendorff.alpha(reliability_data=data, level_of_measurement=level, value_domain=list(domain)))
 
 
+MIN_SHARED = 20  # fewer items rated by both sides than this, and an agreement figure means little
+
+
+def shared_units(reliability: np.ndarray) -> int:
+    """How many units (columns) of a raters x units matrix at least two raters scored: what alpha rests on."""
+    data = np.asarray(reliability, dtype=float)
+    if data.ndim != 2 or data.shape[0] < 2:
+        return 0
+    return int((np.sum(~np.isnan(data), axis=0) >= 2).sum())
+
+
+def _bootstrap(stat, n: int, n_resamples: int, confidence: float, seed: int) -> tuple[float, float]:
+    """Percentile interval of ``stat(index array)`` over ``n_resamples`` resamples of ``n`` units with replacement
+    (NaN, NaN when there are fewer than two units or no resample gives a defined value)."""
+    if n < 2:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    draws = np.array([stat(rng.integers(0, n, n)) for _ in range(n_resamples)], dtype=float)
+    if np.all(np.isnan(draws)):
+        return float("nan"), float("nan")
+    lo, hi = np.nanquantile(draws, [(1 - confidence) / 2, 1 - (1 - confidence) / 2])
+    return float(lo), float(hi)
+
+
+def krippendorff_alpha_ci(reliability: np.ndarray, n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0,
+                          level: str = "ordinal", domain=SCALE) -> tuple[float, float]:
+    """Bootstrap percentile interval of Krippendorff's alpha, resampling the units at least two raters scored."""
+    data = np.asarray(reliability, dtype=float)
+    if data.ndim != 2 or data.shape[0] < 2:
+        return float("nan"), float("nan")
+    data = data[:, np.sum(~np.isnan(data), axis=0) >= 2]
+    return _bootstrap(lambda idx: krippendorff_alpha(data[:, idx], level, domain), data.shape[1], n_resamples,
+                      confidence, seed)
+
+
+def weighted_kappa_ci(a, b, weights: str | None = "quadratic", labels=SCALE, n_resamples: int = 1000,
+                      confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Bootstrap percentile interval of Cohen's kappa, resampling the units both raters scored."""
+    a, b = np.asarray(a), np.asarray(b)
+
+    def kappa(idx: np.ndarray) -> float:
+        x, y = a[idx], b[idx]
+        if len(np.unique(np.concatenate([x, y]))) < 2:  # every score the same: kappa is undefined
+            return float("nan")
+        return weighted_kappa(x, y, weights, labels)
+
+    return _bootstrap(kappa, len(a), n_resamples, confidence, seed)
+
+
 def reliability_matrix(scores: pd.DataFrame, raters: list[str] | None = None) -> tuple[np.ndarray, list[str]]:
     """Raters x units (item, model) matrix of scores, NaN where a rater did not rate a unit."""
     s = scores.dropna(subset=["score"])
@@ -219,16 +268,20 @@ def reliability_matrix(scores: pd.DataFrame, raters: list[str] | None = None) ->
     return wide.to_numpy(dtype=float), list(wide.index)
 
 
-def rater_pairs_kappa(scores: pd.DataFrame, weights: str = "quadratic") -> pd.DataFrame:
-    """Weighted kappa for every pair of raters over the units both rated (columns rater_a, rater_b, n, kappa)."""
+def rater_pairs_kappa(scores: pd.DataFrame, weights: str = "quadratic", n_resamples: int = 1000,
+                      seed: int = 0) -> pd.DataFrame:
+    """Weighted kappa for every pair of raters over the units both rated, with its bootstrap 95% interval
+    (columns rater_a, rater_b, n, kappa, ci_low, ci_high)."""
     s = scores.dropna(subset=["score"])
     wide = s.pivot_table(index=["item", "model"], columns="rater", values="score", aggfunc="first")
     rows = []
     for a, b in itertools.combinations(list(wide.columns), 2):
         both = wide[[a, b]].dropna()
-        kappa = weighted_kappa(both[a].astype(int), both[b].astype(int), weights) if len(both) else float("nan")
-        rows.append({"rater_a": a, "rater_b": b, "n": len(both), "kappa": kappa})
-    return pd.DataFrame(rows, columns=["rater_a", "rater_b", "n", "kappa"])
+        x, y = both[a].astype(int), both[b].astype(int)
+        kappa = weighted_kappa(x, y, weights) if len(both) else float("nan")
+        lo, hi = weighted_kappa_ci(x, y, weights, n_resamples=n_resamples, seed=seed)
+        rows.append({"rater_a": a, "rater_b": b, "n": len(both), "kappa": kappa, "ci_low": lo, "ci_high": hi})
+    return pd.DataFrame(rows, columns=["rater_a", "rater_b", "n", "kappa", "ci_low", "ci_high"])
 
 
 def consensus(scores: pd.DataFrame) -> pd.DataFrame:
@@ -241,18 +294,23 @@ def consensus(scores: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def judge_vs_experts(judge: pd.DataFrame, experts: pd.DataFrame, weights: str = "quadratic") -> dict:
-    """Agreement of the judge with the experts' consensus: weighted kappa, Spearman's rho with the experts' mean,
-    exact agreement rate, and Krippendorff's alpha with and without the judge as one more rater."""
+def judge_vs_experts(judge: pd.DataFrame, experts: pd.DataFrame, weights: str = "quadratic",
+                     n_resamples: int = 1000, seed: int = 0) -> dict:
+    """Agreement of the judge with the experts' consensus: weighted kappa (with its bootstrap 95% interval),
+    Spearman's rho with the experts' mean, exact agreement rate, and Krippendorff's alpha with and without the judge
+    as one more rater (the one with the judge also with its interval and its number of shared units)."""
     j = judge.dropna(subset=["score"]).groupby(["item", "model"], as_index=False)["score"].mean()
     cons = consensus(experts)
     mean = experts.dropna(subset=["score"]).groupby(["item", "model"], as_index=False)["score"].mean()
     both = j.merge(cons, on=["item", "model"], suffixes=("_judge", "_experts"))
     both = both.merge(mean.rename(columns={"score": "expert_mean"}), on=["item", "model"])
-    out = {"n": len(both), "kappa": float("nan"), "spearman": float("nan"), "exact": float("nan")}
+    out = {"n": len(both), "kappa": float("nan"), "kappa_ci": (float("nan"), float("nan")), "spearman": float("nan"),
+           "exact": float("nan")}
     if len(both):
         js = np.floor(both["score_judge"].to_numpy(dtype=float) + 0.5).astype(int)
         out["kappa"] = weighted_kappa(js, both["score_experts"].astype(int), weights)
+        out["kappa_ci"] = weighted_kappa_ci(js, both["score_experts"].astype(int).to_numpy(), weights,
+                                            n_resamples=n_resamples, seed=seed)
         out["exact"] = float(np.mean(js == both["score_experts"].to_numpy()))
         if len(both) > 1 and both["score_judge"].nunique() > 1 and both["expert_mean"].nunique() > 1:
             out["spearman"] = float(stats.spearmanr(both["score_judge"], both["expert_mean"]).statistic)
@@ -261,4 +319,6 @@ def judge_vs_experts(judge: pd.DataFrame, experts: pd.DataFrame, weights: str = 
     joint = pd.concat([experts, judge.assign(rater="__judge__")], ignore_index=True)
     joint_matrix, _ = reliability_matrix(joint)
     out["alpha_with_judge"] = krippendorff_alpha(joint_matrix)
+    out["alpha_with_judge_ci"] = krippendorff_alpha_ci(joint_matrix, n_resamples=n_resamples, seed=seed)
+    out["alpha_with_judge_n"] = shared_units(joint_matrix)
     return out

@@ -128,7 +128,9 @@ def test_compare_answers_both_and_reveals_after_the_vote(tiny_engine, tiny_safet
     outs = list(compare_logic.answer_both(ctx, NOTE, "Free question", "Why admitted?", 5, None))
     a, b, _, status, _, state, ev_a, ev_b, enabled = outs[-1]
     assert status.startswith("Both answers are ready") and enabled and state["snaps"]["A"]["answer"] == a
-    assert "evidence" in state["snaps"]["B"] and ev_a.startswith('<div class="evidence">')
+    assert "evidence" in state["snaps"]["B"] and ev_a.startswith('<div class="claims">')
+    assert '<div class="evidence">' in ev_a
+    assert state["snaps"]["A"]["claims"]["findings"] is not None
     st_text, reveal, state, enabled = compare_logic.vote(ctx, "tie", state, 3, None, "local")
     assert st_text.startswith("Saved comparison") and not enabled
     assert set(state["names"].values()) == set(ctx.all_engines()) and 'id="cmp-name-a"' in reveal

@@ -9,7 +9,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from asclepius_ui.demo import SHIPPED, SHIPPED_BASE, base_model_path, marker
+from asclepius_ui.demo import ASSETS, SHIPPED, SHIPPED_BASE, base_model_path, marker
 from asclepius_ui.engines import GenerationSettings, LoadOptions, load_engine
 from asclepius_ui.examples import BEYOND_DEMO, example_label, example_notes, for_demo
 from asclepius_ui.launch import add_arguments, build_context
@@ -78,3 +78,4 @@ def test_no_flags_give_a_demo_with_its_score_and_a_working_blind_comparison(no_f
     reveal = page.locator("#cmp-reveal")
     expect(reveal).to_contain_text("demo after instruction fine-tuning")
     expect(reveal).to_contain_text("demo before instruction fine-tuning")
+    assert str(ASSETS) not in reveal.inner_text() and "demo-model-base" in reveal.inner_text()  # names, not paths

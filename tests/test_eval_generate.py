@@ -91,6 +91,48 @@ def test_too_long_prompt_fails_that_row_only(tmp_path, tiny_engine, questions):
     assert summary.written == 1 and summary.failed[0][0] == "long" and "context" in summary.failed[0][1]
 
 
+def test_long_note_action_is_decided_by_the_budget():
+    assert generate.long_note_action(600, 400, 1024, "truncate-note") is None  # fits exactly
+    assert generate.long_note_action(625, 400, 1024, "truncate-note") == "truncate-note"
+    assert generate.long_note_action(None, 400, 1024, "as-reference") is None  # cannot count: the server decides
+    with pytest.raises(generate.InputError, match="--long-notes"):
+        generate.long_note_action(1, 1, 2, "skip")
+
+
+def test_long_notes_fail_truncate_or_generate_as_the_reference(tmp_path, tiny_bin_model, tiny_engine, questions,
+                                                                capsys):
+    """A note too long for the 1,024-token tiny model: failed by default, answered on a cut note with
+    truncate-note, answered from the whole prompt past the context with as-reference; the count is printed."""
+    long_row = dict(questions[0], id="long", note=questions[0]["note"] * 12)
+    inp = tmp_path / "q.jsonl"
+    write_jsonl(inp, [long_row, questions[1]])
+    settings = GenerationSettings(max_new_tokens=NEW)
+    n_prompt = tiny_engine.count_tokens(tiny_engine.prompt(long_row["note"], long_row["question"]))
+    assert n_prompt + NEW > tiny_engine.context_length
+    base = ["--model", str(tiny_bin_model), "--input", str(inp), "--precision", "fp32", "--device", "cpu",
+            "--max-new-tokens", str(NEW), "--no-progress", "--preset", "greedy"]
+    got = {}
+    for mode in ("fail", "truncate-note", "as-reference"):
+        out = tmp_path / f"{mode}.jsonl"
+        rc = generate.main(base + ["--out", str(out), "--long-notes", mode])
+        assert rc == (1 if mode == "fail" else 0)
+        assert f"1 row(s) longer than the context (prompt + new tokens): {generate.LONG_NOTE_DONE[mode]}" in \
+            capsys.readouterr().err
+        got[mode] = {r["id"]: r for r in lines(out)}
+    assert "long" not in got["fail"] and len(got["fail"]) == 1
+    cut = got["truncate-note"]["long"]
+    assert cut["note"] == long_row["note"] and cut["note_cut_tokens"] > 0  # the output keeps the whole note
+    kept = tiny_engine.truncate_note(long_row["note"], long_row["question"], NEW).kept
+    assert cut["answer"] == tiny_engine.generate(tiny_engine.prompt(kept, long_row["question"]), settings).text
+    ref = got["as-reference"]["long"]
+    assert "note_cut_tokens" not in ref and ref["new_tokens"] >= 1
+    context = tiny_engine.context_length
+    with generate.context_at_least(tiny_engine, n_prompt + NEW):
+        whole = tiny_engine.generate(tiny_engine.prompt(long_row["note"], long_row["question"]), settings)
+    assert tiny_engine.context_length == context  # put back after the run
+    assert ref["answer"] == whole.text
+
+
 def test_cli_errors_exit_2(tmp_path, capsys, tiny_bin_model):
     out = str(tmp_path / "a.jsonl")
     base = ["--model", str(tiny_bin_model), "--out", out, "--device", "cpu"]

@@ -14,7 +14,13 @@ import pytest
 from asclepius_ui.endpoints import EndpointSettings
 from eval import judge
 from eval.judge import JudgeOptions, consistency, judge_rows
-from eval.judge_prompt import agent_order, build_judge_messages, build_judge_prompt, parse_scores
+from eval.judge_prompt import (
+    agent_order,
+    build_judge_messages,
+    build_judge_prompt,
+    parse_scores,
+    parse_scores_reference,
+)
 from eval.rows import read_done
 
 from .openai_server import Error, OpenAIServer, instruction_of, prompt_of
@@ -166,6 +172,46 @@ def test_parse_marks_bad_scores_missing_never_zero(text, expected, needle):
     parsed = parse_scores(text, 2)
     assert parsed.scores == expected
     assert needle in parsed.error
+
+
+@pytest.mark.parametrize("text,strict,reference", [
+    ("3\n4", None, {1: 3, 2: 4}),  # the whole reply split on whitespace: two scores there, one line short here
+    ("2 4 1", None, {1: 2, 2: 4}),  # the first N values, whatever follows
+    ('"3 4"', {1: 3, 2: 4}, {1: 3, 2: 4}),  # quotes stripped from the ends
+    ("4 5", {1: 4, 2: None}, {1: 4, 2: 5}),  # out of range kept as it is
+    ("3", None, {1: 0, 2: 0}),  # too few values: every answer 0
+    ("Scores: 3 4", None, {1: 0, 2: 0}),  # the first value is not a number
+    ("", None, {1: 0, 2: 0}),
+])
+def test_reference_parse_rule_differs_from_strict(text, strict, reference):
+    parsed = parse_scores(text, 2)
+    assert parsed.scores == (strict or {1: None, 2: None})
+    ref = parse_scores_reference(text, 2)
+    assert ref.scores == reference
+    assert (ref.error is None) == (0 not in reference.values())
+
+
+def test_parse_reference_scores_failures_zero_without_asking_again(tmp_path):
+    out = tmp_path / "judged.jsonl"
+    rows = make_rows(3)
+    with judge_server(score_of=score_by_model) as stub:
+        stub.responder.script["Question 0?"] = [("reply", "I am unable to grade these answers.")] * 2
+        stub.responder.script["Question 1?"] = [("reply", "4\n1\n3\nbecause ...")] * 2
+        summary = judge_rows(rows, out, config(stub), JudgeOptions(parse="reference"), progress=False)
+        asked = {q: len(stub.responder.judge_calls(q)) for q in ("Question 0?", "Question 1?", "Question 2?")}
+    assert asked == {"Question 0?": 1, "Question 1?": 1, "Question 2?": 1} and summary.reasked == 0
+    judged = {r["id"]: r for r in lines(out)}
+    assert all(r["parse"] == "reference" for r in judged.values())
+    assert [judged["r0"][f"score_{m}"] for m in MODELS] == [0, 0, 0] and judged["r0"]["parse_error"]
+    r1 = judged["r1"]  # scores by position, mapped back through the shuffle
+    assert [r1[f"score_{m}"] for m in r1["order"]] == [4, 1, 3] and r1["parse_error"] is None
+    assert {m: judged["r2"][f"score_{m}"] for m in MODELS} == TRUE_SCORE
+    strict_out = tmp_path / "strict.jsonl"
+    with judge_server(score_of=score_by_model) as stub:  # the same replies under the default rule
+        stub.responder.script["Question 1?"] = [("reply", "4\n1\n3\nbecause ...")] * 2
+        judge_rows(rows[1:2], strict_out, config(stub), progress=False)
+    strict = lines(strict_out)[0]
+    assert strict["parse"] == "strict" and all(strict[f"score_{m}"] is None for m in MODELS)
 
 
 @pytest.mark.parametrize("protocol", ["paper", "lines"])
@@ -339,13 +385,14 @@ def test_cli_prompt_file_and_key_from_a_named_env_var(tmp_path, monkeypatch):
     with judge_server(score_of=score_by_model) as stub:
         rc = judge.main(["--input", str(inp), "--out", str(tmp_path / "o.jsonl"), "--base-url", stub.base_url,
                          "--api-key-env", "JUDGE_KEY", "--model", "judge-x", "--prompt-file", str(prompt_file),
-                         "--no-progress"])
+                         "--no-progress", "--parse", "reference"])
         prompts = [c["prompt"] for c in stub.responder.judge_calls()]
     assert rc == 0
     assert prompts[0].startswith("[Instruction Begin]\nQuestion ") and prompts[0].endswith(
         "Score the 3 answers (A, B, C) on the first line.")
     judged = lines(tmp_path / "o.jsonl")
-    assert all(r["protocol"] == "prompt-file" and r["parse_error"] is None for r in judged)
+    assert all(r["protocol"] == "prompt-file" and r["parse_error"] is None and r["parse"] == "reference"
+               for r in judged)
     assert {m: judged[0][f"score_{m}"] for m in MODELS} == TRUE_SCORE
 
 

@@ -160,3 +160,17 @@ def test_cli(tmp_path, ratings_db, capsys):
     assert "No database" in capsys.readouterr().err
     assert report.main(["--judged", str(FIXTURES / "study.jsonl"), "--out", str(out)]) == 2
     assert "not a judged file" in capsys.readouterr().err
+
+
+def test_report_says_which_parse_rule_produced_the_judge_table(tmp_path):
+    rows = [json.loads(x) for x in JUDGED.read_text().splitlines() if x.strip()]
+    strict = report.markdown(report.analyse(report.load_sources([JUDGED]), n_boot=50), {})
+    assert "`eval.judge --parse strict`" in strict and "--parse reference" not in strict  # no field: strict
+    ref_file = tmp_path / "reference.jsonl"
+    ref_file.write_text("".join(json.dumps({**r, "parse": "reference"}) + "\n" for r in rows))
+    ref = report.markdown(report.analyse(report.load_sources([ref_file]), n_boot=50), {})
+    assert "`eval.judge --parse reference`" in ref and "those zeros are in the means" in ref
+    one_ref = tmp_path / "one.jsonl"  # a later file's row replaces the same (id, pass): one row read by the other rule
+    one_ref.write_text(json.dumps({**rows[0], "parse": "reference"}) + "\n")
+    mixed = report.markdown(report.analyse(report.load_sources([JUDGED, one_ref]), n_boot=50), {})
+    assert "`eval.judge --parse" not in mixed and "read by different rules (reference, strict)" in mixed

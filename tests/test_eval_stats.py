@@ -135,3 +135,55 @@ def test_agreement_tables():
     assert agree["n"] == 4 and agree["exact"] == 1.0 and agree["kappa"] == pytest.approx(1.0)
     assert agree["alpha_experts"] == pytest.approx(stats.krippendorff_alpha(
         np.array([[1, 2, 3, 4], [1, 2, 4, 4]], dtype=float)))
+
+
+def test_agreement_intervals_and_shared_items():
+    n = np.nan
+    data = np.array([
+        [1, 2, 3, 3, 2, 1, 4, 1, 2, n, n, n],
+        [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, n, 3],
+        [n, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, n],
+        [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, n],
+    ])
+    assert stats.shared_units(data) == 11  # the last unit has one rating only
+    five = [1, 2, 3, 4, 5]
+    alpha = stats.krippendorff_alpha(data, domain=five)
+    lo, hi = stats.krippendorff_alpha_ci(data, n_resamples=300, domain=five)
+    assert -1 <= lo < alpha < hi <= 1
+    a, b = [1, 2, 3, 4, 1, 1, 2, 3, 4, 4], [1, 2, 3, 4, 2, 1, 2, 3, 3, 4]
+    lo, hi = stats.weighted_kappa_ci(a, b, n_resamples=300)
+    assert lo < stats.weighted_kappa(a, b) < hi <= 1
+    # one shared unit: a figure, but no interval
+    assert all(np.isnan(stats.weighted_kappa_ci([3], [4])))
+    assert all(np.isnan(stats.krippendorff_alpha_ci(np.array([[3.0, n], [4.0, 2.0]]))))
+
+
+def test_agreement_on_one_shared_item_says_it_means_little():
+    from asclepius_ui.ui.analysis_logic import agreement_warning
+    from eval.report import Report, agreement_table
+
+    one = pd.DataFrame([("q1", "A", "e1", 1), ("q1", "A", "e2", 4), ("q2", "A", "e1", 3)],
+                       columns=["item", "model", "rater", "score"])
+    matrix, _ = stats.reliability_matrix(one)
+    report = Report([], rater_pairs=stats.rater_pairs_kappa(one, n_resamples=100),
+                    experts_alpha=stats.krippendorff_alpha(matrix),
+                    experts_alpha_ci=stats.krippendorff_alpha_ci(matrix, n_resamples=100),
+                    experts_alpha_n=stats.shared_units(matrix))
+    table = agreement_table(report)
+    assert list(table.columns) == ["raters", "statistic", "value", "95% CI", "shared items", "note"]
+    assert list(table["shared items"]) == [1, 1] and list(table["95% CI"]) == ["–", "–"]
+    assert all(table["note"] == "only 1 shared item(s): too few to mean much (fewer than 20)")
+    warning = agreement_warning(table)
+    assert "as few as 1 shared item(s)" in warning and "fewer than 20" in warning
+
+    many = pd.DataFrame([(f"q{i}", "A", r, s) for i in range(25)
+                         for r, s in (("e1", 1 + i % 4), ("e2", 1 + (i + i // 10) % 4))],
+                        columns=["item", "model", "rater", "score"])
+    matrix, _ = stats.reliability_matrix(many)
+    report = Report([], rater_pairs=stats.rater_pairs_kappa(many, n_resamples=100),
+                    experts_alpha=stats.krippendorff_alpha(matrix),
+                    experts_alpha_ci=stats.krippendorff_alpha_ci(matrix, n_resamples=100),
+                    experts_alpha_n=stats.shared_units(matrix))
+    table = agreement_table(report)
+    assert list(table["shared items"]) == [25, 25] and all(table["note"] == "") and agreement_warning(table) == ""
+    assert all(" – " in ci for ci in table["95% CI"])

@@ -47,3 +47,16 @@ def test_empty_inputs():
     assert find_evidence("", "Anything.").unsupported == ["Anything."]
     assert find_evidence(NOTE, "").spans == []
     assert "No sentence of the note supports" in render_html(NOTE, find_evidence(NOTE, "Okay."))
+
+
+def test_rendering_wraps_does_not_number_twice_and_lists_a_loop_once():
+    note = "Discharge Diagnosis: CHF. " * 80  # one long line, as many real notes are
+    looping = "She received a liver transplant. " * 12
+    ev = find_evidence(note, "Discharge diagnosis was CHF. " + looping)
+    assert ev.unsupported == ["She received a liver transplant."]  # repeats once
+    stored = {**ev.as_dict(), "unsupported": ["A.", "A.", "B.", "C.", "D.", "E."]}  # stored before the fix
+    out = render_html(note, stored)
+    assert out.count("“A.”") == 1 and "and 2 more sentences" in out and "“E.”" not in out
+    assert "white-space:pre-wrap" in out and "overflow-wrap:anywhere" in out  # the highlighted note wraps
+    assert 'list-style:none' in out  # the badge is the only number
+    assert '<span class="ev-rank"' in out and "</span> Discharge Diagnosis" in out  # not glued to the text

@@ -25,7 +25,8 @@ from train.args import (
     ModelArguments,
     parse,
 )
-from train.mimic import prepare_mimic
+from train.deid import convert_deid_tags
+from train.mimic import REFERENCE_EXCLUDE, prepare_mimic, read_row_ids
 from train.notes import make_notes
 from train.tiny_model import init_model, tiny_llama_config
 from train.tokenizer import train_sentencepiece
@@ -104,6 +105,9 @@ def test_synthetic_dataset_end_to_end_pretrain_then_finetune(init_dir, synthetic
 # ---------------------------------------------------------------- MIMIC-III
 
 
+EVALUATION_NOTE = 917067  # the first ROW_ID of the reference's list
+
+
 def _mimic_files(root):
     notes = make_notes(8, seed=21)
     rows = []
@@ -111,6 +115,7 @@ def _mimic_files(root):
         rows.append({"ROW_ID": 1000 + i, "SUBJECT_ID": 7, "HADM_ID": 9, "CHARTDATE": "2150-01-01", "CHARTTIME": "",
                      "STORETIME": "", "CATEGORY": "Discharge summary", "DESCRIPTION": "Report", "CGID": "",
                      "ISERROR": "", "TEXT": n.text.replace("Patient:", "Patient: [**Known lastname 123**],")})
+    rows.append({**rows[0], "ROW_ID": EVALUATION_NOTE, "TEXT": "An evaluation note on [**2101-10-20**]."})
     for i, cat in enumerate(["Radiology", "Nursing/other", "ECG", "Physician "]):
         rows.append({"ROW_ID": 2000 + i, "SUBJECT_ID": 7, "HADM_ID": 9, "CHARTDATE": "2150-01-02", "CHARTTIME": "",
                      "STORETIME": "", "CATEGORY": cat, "DESCRIPTION": "", "CGID": "", "ISERROR": "",
@@ -131,7 +136,7 @@ def _mimic_files(root):
     pairs_path = root / "mimiciii_discharge.csv"
     pairs.to_csv(pairs_path, index=False)
     exclude = root / "exclude.txt"
-    exclude.write_text("1006\n1007\n\n")
+    exclude.write_text("# held out for evaluation\n1006\n1007\n\n")
     return noteevents, pairs_path, exclude, rows
 
 
@@ -149,15 +154,17 @@ def test_mimic_preparation_streams_filters_joins_and_counts(tmp_path, no_network
     noteevents, pairs, exclude, rows = _mimic_files(tmp_path)
     out = tmp_path / "out"
     rc = data.main(["mimic", "--noteevents", str(noteevents), "--pairs", str(pairs), "--out", str(out),
-                    "--exclude-row-ids", str(exclude), "--chunksize", "3", "--no-progress"])
+                    "--exclude-row-ids", str(exclude), "--chunksize", "3", "--no-progress", "--keep-deid-tags"])
     assert rc == 0
     printed = capsys.readouterr().out
-    assert "NOTEEVENTS rows read: 12" in printed
-    assert "discharge summaries: 8 (excluded 2, kept 6)" in printed
+    assert "NOTEEVENTS rows read: 13" in printed
+    assert "discharge summaries: 9 (excluded 2, kept 7)" in printed
+    assert f"excluded 2 evaluation note(s) of the 2 ROW_IDs in {exclude}" in printed
+    assert "de-identification brackets: kept as MIMIC has them (--keep-deid-tags)" in printed
     assert "pairs read: 7; joined 3; left out: 2 ROW_ID missing, 1 not a discharge summary, 1 excluded" in printed
     notes = [json.loads(x) for x in (out / "notes.jsonl").read_text().splitlines()]
     by_id = {r["ROW_ID"]: r["TEXT"] for r in rows}
-    assert [n["row_id"] for n in notes] == [1000, 1001, 1002, 1003, 1004, 1005]
+    assert [n["row_id"] for n in notes] == [1000, 1001, 1002, 1003, 1004, 1005, EVALUATION_NOTE]
     assert all(n["note"] == by_id[n["row_id"]] for n in notes)  # text as MIMIC has it, brackets included
     assert "[**Known lastname 123**]" in notes[0]["note"]
     pairs_out = [json.loads(x) for x in (out / "pairs.jsonl").read_text().splitlines()]
@@ -170,6 +177,34 @@ def test_mimic_preparation_streams_filters_joins_and_counts(tmp_path, no_network
     for name in ("notes.jsonl", "pairs.jsonl", "counts.json"):
         assert stat.S_IMODE((out / name).stat().st_mode) == 0o600
     assert not list(out.glob("*.partial"))
+
+
+def test_mimic_defaults_exclude_the_reference_list_and_rewrite_deid_tags(tmp_path, capsys):
+    """Without flags: the reference's 517 evaluation notes are left out and the brackets rewritten; --no-exclude
+    trains on everything."""
+    noteevents, pairs, _, rows = _mimic_files(tmp_path)
+    by_id = {r["ROW_ID"]: r["TEXT"] for r in rows}
+    assert EVALUATION_NOTE in read_row_ids(REFERENCE_EXCLUDE) and len(read_row_ids(REFERENCE_EXCLUDE)) == 517
+    out = tmp_path / "default"
+    assert data.main(["mimic", "--noteevents", str(noteevents), "--pairs", str(pairs), "--out", str(out),
+                      "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "discharge summaries: 9 (excluded 1, kept 8)" in printed
+    assert "excluded 1 evaluation note(s) of the 517 ROW_IDs in the reference's list" in printed
+    assert "de-identification brackets: 8 rewritten as the reference did" in printed
+    notes = {n["row_id"]: n["note"] for n in map(json.loads, (out / "notes.jsonl").read_text().splitlines())}
+    assert EVALUATION_NOTE not in notes and 1007 in notes
+    assert notes[1000] == convert_deid_tags(by_id[1000]).text and "Patient:  [Name] ," in notes[1000]
+    assert not any("[**" in t for t in notes.values())
+    pairs_out = [json.loads(x) for x in (out / "pairs.jsonl").read_text().splitlines()]
+    assert pairs_out[0]["note"] == notes[1000]  # pairs carry the converted note too
+    assert data.main(["mimic", "--noteevents", str(noteevents), "--pairs", str(pairs), "--out",
+                      str(tmp_path / "all"), "--no-progress", "--no-exclude"]) == 0
+    printed = capsys.readouterr().out
+    assert "discharge summaries: 9 (excluded 0, kept 9)" in printed and "excluded none (--no-exclude)" in printed
+    everything = {n["row_id"]: n["note"] for n in map(json.loads, (tmp_path / "all/notes.jsonl").read_text()
+                                                       .splitlines())}
+    assert everything[EVALUATION_NOTE] == "An evaluation note on  2101-10-20 ."
 
 
 def test_mimic_outputs_train_as_they_are_with_match_released(tmp_path, init_dir):

@@ -259,3 +259,72 @@ def test_finetuning_raises_exact_match_on_what_it_was_taught(workdir, tmp_path):
     before = toy.exact_match(workdir / "init", rows, max_new_tokens=24)
     after = toy.exact_match(out, rows, max_new_tokens=24)
     assert before == 0.0 and after >= 0.5, (before, after)
+
+
+def _sgd_gradient(workdir, data: Path, out: Path, weighting: str) -> dict[str, torch.Tensor]:
+    """The gradient of one fine-tuning step (micro-batches of 1, 2 accumulated, plain SGD at lr 1, no clipping):
+    init - after."""
+    margs, dargs, largs, targs = parse(
+        (ModelArguments, FinetuneDataArguments, LoraArguments, FinetuneTrainingArguments),
+        ["--model_name_or_path", str(workdir / "init"), "--data_path", str(data), "--model_max_length", "512",
+         "--output_dir", str(out), "--num_train_epochs", "1", "--save_strategy", "no", *CPU,
+         "--per_device_train_batch_size", "1", "--gradient_accumulation_steps", "2", "--optim", "sgd",
+         "--learning_rate", "1.0", "--lr_scheduler_type", "constant", "--warmup_steps", "0", "--max_grad_norm", "0",
+         "--loss_weighting", weighting])
+    trainer, _ = finetune.run(margs, dargs, largs, targs)
+    init = load_file(workdir / "init" / "model.safetensors")
+    return {n: init[n] - p.detach() for n, p in trainer.model.named_parameters() if n in init}
+
+
+def test_loss_weighting_released_is_the_per_micro_batch_mean(workdir, tmp_path):
+    """Two examples of unequal answer length in two micro-batches: `released` gives the mean of the two examples'
+    own means (transformers 4.32), `tokens` weighs every answer token alike; the gradients differ."""
+    from train.data import build_instruction_dataset
+
+    rows = [{"note": "Pt had CAP, treated with ceftriaxone.", "question": "Which drug?", "answer": "ceftriaxone"},
+            {"note": "Pt had CHF.", "question": "Summarize the hospital course.",
+             "answer": "Admitted with leg swelling and shortness of breath, treated with furosemide, improved and "
+                       "was discharged home to follow up with cardiology in two weeks."}]
+    data = write_jsonl(rows, tmp_path / "two.jsonl")
+    got = {w: _sgd_gradient(workdir, data, tmp_path / w, w) for w in ("released", "tokens")}
+
+    tok = AutoTokenizer.from_pretrained(workdir / "init")
+    model = AutoModelForCausalLM.from_pretrained(workdir / "init", dtype=torch.float32)
+    ds, _ = build_instruction_dataset(rows, tok, 512)
+    losses, counts = [], []
+    for ex in ds:
+        labels = torch.tensor([ex["labels"]])
+        losses.append(model(input_ids=torch.tensor([ex["input_ids"]]), labels=labels).loss)  # this example's mean
+        counts.append(int((labels[0, 1:] != -100).sum()))
+    assert counts[0] != counts[1]
+    expected = {"released": (losses[0] + losses[1]) / 2,
+                "tokens": (losses[0] * counts[0] + losses[1] * counts[1]) / sum(counts)}
+    names = [n for n, _ in model.named_parameters()]
+    for weighting, loss in expected.items():
+        grads = torch.autograd.grad(loss, list(model.parameters()), retain_graph=True)
+        for name, g in zip(names, grads, strict=True):
+            torch.testing.assert_close(got[weighting][name], g, rtol=1e-3, atol=2e-6, msg=f"{weighting} {name}")
+    key = "model.layers.0.mlp.up_proj.weight"
+    assert (got["released"][key] - got["tokens"][key]).abs().max() > 100 * 2e-6  # the switch changes the step
+
+    # One example: the epoch's only window holds 1 of the 2 accumulation steps. 4.32 still divided by 2.
+    one = write_jsonl(rows[:1], tmp_path / "one.jsonl")
+    half = _sgd_gradient(workdir, one, tmp_path / "one-released", "released")
+    whole = _sgd_gradient(workdir, one, tmp_path / "one-tokens", "tokens")
+    grads = torch.autograd.grad(losses[0], list(model.parameters()))
+    for name, g in zip(names, grads, strict=True):
+        torch.testing.assert_close(half[name], g / 2, rtol=1e-3, atol=2e-6, msg=name)
+        torch.testing.assert_close(whole[name], g, rtol=1e-3, atol=2e-6, msg=name)
+
+
+def test_match_released_trains_with_the_released_loss_weighting():
+    _, dargs, _, targs = parse((ModelArguments, FinetuneDataArguments, LoraArguments, FinetuneTrainingArguments),
+                               ["--model_name_or_path", "m", "--data_path", "d", "--use_cpu", "--match-released"])
+    assert targs.resolved_loss_weighting(dargs.match_released) == "released"
+    _, dargs, _, targs = parse((ModelArguments, FinetuneDataArguments, LoraArguments, FinetuneTrainingArguments),
+                               ["--model_name_or_path", "m", "--data_path", "d", "--use_cpu"])
+    assert targs.resolved_loss_weighting(dargs.match_released) == "tokens"
+    _, dargs, _, targs = parse((ModelArguments, FinetuneDataArguments, LoraArguments, FinetuneTrainingArguments),
+                               ["--model_name_or_path", "m", "--data_path", "d", "--use_cpu", "--match-released",
+                                "--loss-weighting", "tokens"])
+    assert targs.resolved_loss_weighting(dargs.match_released) == "tokens"

@@ -322,3 +322,89 @@ def test_tasks_flag_takes_any_spelling():
     assert synth.parse_tasks("qa, Named Entity Recognition,text summarization") == ["qa", "ner", "summarization"]
     with pytest.raises(synth.InputError, match="unknown task"):
         synth.parse_tasks("qa,triage")
+
+
+def _examples(body: dict) -> str:
+    return between(body["messages"][-1]["content"], "[Example Questions Begin]", "[Example Questions End]")
+
+
+def test_keep_question_lines_and_raw_pool_restore_the_authors_behaviour(api, tmp_path):
+    """Default: the cleaned first line is the question and only accepted questions join the pool. The switches:
+    the whole reply is the question, and every reply (a rejected one too) joins the pool as it came."""
+    notes = [{"note_id": "n0", "note": "MODELNOTE pt had CHF."}, {"note_id": "n1", "note": "Pt had CAP."},
+             {"note_id": "n2", "note": "Pt had AKI."}]
+    default_out = tmp_path / "default.jsonl"
+    asyncio.run(synth.synth_instructions(notes, default_out, settings(api, concurrency=1), tasks=["qa"]))
+    default_examples = [_examples(r) for r in api.requests]
+    assert "the model" not in default_examples[1] and "What was done on day 3?" in default_examples[2]
+    assert "extra line" not in default_examples[2]
+    assert synth.read_jsonl(default_out)[0]["question"] == "What was done on day 3?"
+
+    api.requests.clear()
+    raw_out = tmp_path / "raw.jsonl"
+    options = StageOptions(keep_question_lines=True, raw_pool=True)
+    res = asyncio.run(synth.synth_instructions(notes, raw_out, settings(api, concurrency=1), options,
+                                               tasks=["qa"]))
+    assert res.written == 2 and res.rejected == 1
+    raw_examples = [_examples(r) for r in api.requests]
+    assert "What does the model say about the dose?" in raw_examples[1]  # the rejected reply joined the pool
+    assert '1. Question: "What was done on day 4?"\nextra line' in raw_examples[2]
+    rows = synth.read_jsonl(raw_out)
+    assert rows[0]["question"] == '1. Question: "What was done on day 4?"\nextra line' == rows[0]["reply"]
+
+    api.requests.clear()  # a restart rebuilds the raw pool from the written and the rejected rows
+    more = [*notes, {"note_id": "n3", "note": "Pt had PE."}]
+    asyncio.run(synth.synth_instructions(more, raw_out, settings(api, concurrency=1), options, tasks=["qa"]))
+    (last,) = api.requests
+    shown = _examples(last)
+    assert "What does the model say about the dose?" in shown or "extra line" in shown
+
+
+def test_keep_note_fences_and_min_note_tokens(api, tmp_path):
+    out = tmp_path / "notes.jsonl"
+    asyncio.run(synth.synth_notes(CASES[:1], out, settings(api), StageOptions(keep_note_fences=True)))
+    assert synth.read_jsonl(out)[0]["note"].startswith("```\nDISCHARGE SUMMARY")  # the reply exactly
+    # a case report whose prompt leaves between 1 and 255 completion tokens (by the 3-characters estimate)
+    prompt_chars = len(synth.note_messages("")[0]["content"])
+    long_case = [{"patient_uid": "long", "text": "x" * (3 * (synth.NOTE_CONTEXT - 100) - prompt_chars)}]
+    left = synth.stage_max_tokens("notes", synth.note_messages(long_case[0]["text"])[0]["content"])
+    assert 1 <= left < synth.MIN_NOTE_TOKENS
+    skipped = asyncio.run(synth.synth_notes(long_case, tmp_path / "a.jsonl", settings(api)))
+    assert skipped.rejected == 1 and "case report too long" in synth.read_jsonl(tmp_path / "a.rejected.jsonl")[0][
+        "reason"]
+    sent = asyncio.run(synth.synth_notes(long_case, tmp_path / "b.jsonl", settings(api),
+                                         StageOptions(min_note_tokens=1)))
+    assert sent.written == 1 and api.requests[-1]["max_tokens"] == left
+
+
+def test_cli_switches_reach_the_stages(api, tmp_path, monkeypatch):
+    monkeypatch.setenv("MY_KEY", "sk-test")
+    common = ["--base-url", api.base_url, "--model", "m", "--api-key-env", "MY_KEY"]
+    cases = tmp_path / "cases.jsonl"
+    cases.write_text(json.dumps(CASES[0]) + "\n")
+    assert synth.main(["notes", "--input", str(cases), "--out", str(tmp_path / "n.jsonl"), "--keep-note-fences",
+                       "--min-note-tokens", "1", *common]) == 0
+    assert synth.read_jsonl(tmp_path / "n.jsonl")[0]["note"].startswith("```")
+    assert synth.main(["instructions", "--input", str(tmp_path / "n.jsonl"), "--out", str(tmp_path / "i.jsonl"),
+                       "--tasks", "qa", "--keep-question-lines", "--raw-pool", *common]) == 0
+    (row,) = synth.read_jsonl(tmp_path / "i.jsonl")
+    assert row["question"].endswith("extra line") and row["reply"].endswith("extra line")
+
+
+def test_seeds_read_from_the_authors_script_without_running_it(tmp_path):
+    """`--seeds bootstraping.py`: the script's top-level `tasks = [...]` is read as a literal (here a stand-in file
+    of the same shape; the test does not depend on the authors' repository)."""
+    script = tmp_path / "bootstraping.py"
+    script.write_text('import os\nos.environ["SEEDS_SCRIPT_RAN"] = "1"\nprompt = """{task}"""\n'
+                      'tasks = [\n    {"task": "Named Entity Recognition", "samples": ["a?", "b?", "c?", "d?", "e?"],'
+                      ' "pool": []},\n    {"task": "Question Answering", "samples": ["f?", "g?", "h?"],'
+                      ' "pool": []},\n]\n'
+                      "def main():\n    raise SystemExit(1)\n")
+    assert synth.load_seeds(script, tasks=["ner", "qa"]) == {"ner": ["a?", "b?", "c?", "d?", "e?"],
+                                                             "qa": ["f?", "g?", "h?"]}
+    import os
+
+    assert "SEEDS_SCRIPT_RAN" not in os.environ
+    (tmp_path / "other.py").write_text("x = 1\n")
+    with pytest.raises(synth.InputError, match="no top-level `tasks"):
+        synth.load_seeds(tmp_path / "other.py", tasks=["ner"])

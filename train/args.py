@@ -145,10 +145,24 @@ class PretrainTrainingArguments(AsclepiusTrainingArguments):
     save_steps: float = 1000  # reference: a checkpoint every 1000 steps
 
 
+LOSS_WEIGHTINGS = ("released", "tokens")
+
+
 @dataclass
 class FinetuneTrainingArguments(AsclepiusTrainingArguments):
     num_train_epochs: float = 3.0
     save_strategy: str = "epoch"  # reference: a checkpoint each epoch
+    loss_weighting: str | None = field(
+        default=None,
+        metadata={"choices": list(LOSS_WEIGHTINGS),
+                  "help": "released: each micro-batch's mean over its trained tokens, divided by the accumulation "
+                          "steps (transformers 4.32, the released checkpoints); tokens: every trained token of the "
+                          "accumulated batch on all devices weighs the same (transformers 5). Default: released "
+                          "with --match_released, else tokens"})
+
+    def resolved_loss_weighting(self, match_released: bool) -> str:
+        """The weighting to train with: the flag, else ``released`` under ``--match_released``, else ``tokens``."""
+        return self.loss_weighting or ("released" if match_released else "tokens")
 
 
 def parse(types: tuple, argv: list[str] | None = None):

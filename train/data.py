@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
 
-    from train.mimic import prepare_mimic
+    from train.mimic import REFERENCE_EXCLUDE, prepare_mimic
 
     parser = argparse.ArgumentParser(prog="python -m train.data", description="Prepare training data.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -275,13 +275,21 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--noteevents", required=True, help="PhysioNet NOTEEVENTS.csv or NOTEEVENTS.csv.gz")
     m.add_argument("--pairs", required=True, help="Asclepius-R mimiciii_discharge.csv (ROW_ID, Question, Answer, Task)")
     m.add_argument("--out", required=True, help="folder for notes.jsonl, pairs.jsonl and counts.json")
-    m.add_argument("--exclude-row-ids", help="file of NOTEEVENTS ROW_IDs to leave out (one a line: evaluation notes)")
+    ex = m.add_mutually_exclusive_group()
+    ex.add_argument("--exclude-row-ids", metavar="FILE", default=str(REFERENCE_EXCLUDE),
+                    help="NOTEEVENTS ROW_IDs to leave out, one a line (default: the reference's 517 evaluation notes, "
+                         "train/mimiciii_filter_index.json)")
+    ex.add_argument("--no-exclude", action="store_true", help="leave nothing out: train on the evaluation notes too")
+    m.add_argument("--keep-deid-tags", action="store_true",
+                   help="keep the de-identification brackets as MIMIC has them (default: rewritten as the reference "
+                        "did, e.g. [**Known lastname 123**] -> [Name])")
     m.add_argument("--chunksize", type=int, default=20_000, help="NOTEEVENTS rows read at a time")
     m.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     try:
-        counts = prepare_mimic(args.noteevents, args.pairs, args.out, args.exclude_row_ids, args.chunksize,
-                               progress=not args.no_progress)
+        counts = prepare_mimic(args.noteevents, args.pairs, args.out,
+                               None if args.no_exclude else args.exclude_row_ids, args.chunksize,
+                               progress=not args.no_progress, convert_deid=not args.keep_deid_tags)
     except (InputError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -9,8 +9,10 @@
         --output_dir runs/asclepius-7b-qlora --qlora --per_device_train_batch_size 4
 
 Only answer tokens and the final EOS carry loss (see ``train.data.encode_instruction``); ``--match_released`` trains
-as the released checkpoints were instead (``train.data.encode_released``). With LoRA on several processes every rank
-waits for the adapter save, rank 0 merges, and all wait for the merge before leaving.
+as the released checkpoints were instead (``train.data.encode_released``, and ``--loss_weighting released``: each
+micro-batch's mean, as transformers 4.32 computed it, rather than every token of the accumulated batch alike).
+With LoRA on several processes every rank waits for the adapter save, rank 0 merges, and all wait for the merge
+before leaving.
 """
 
 from __future__ import annotations
@@ -94,8 +96,11 @@ def run(margs: ModelArguments, dargs: FinetuneDataArguments, largs: LoraArgument
     collator = ReleasedCollator(tokenizer.bos_token_id) if dargs.match_released else InstructionCollator(
         pad_id_for(tokenizer))
     lora = largs.lora or largs.qlora
+    weighting = targs.resolved_loss_weighting(dargs.match_released)
+    log.info("loss weighting: %s", weighting)
     trainer, result = train_and_save(model, tokenizer, dataset, collator, targs,
-                                     resume_value(targs.resume_from_checkpoint), callbacks, save=not lora)
+                                     resume_value(targs.resume_from_checkpoint), callbacks, save=not lora,
+                                     loss_weighting=weighting)
     if lora:
         adapter_dir = Path(targs.output_dir) / "adapter"
         trainer.save_model(str(adapter_dir))

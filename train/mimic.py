@@ -4,10 +4,13 @@ Reads PhysioNet's ``NOTEEVENTS.csv(.gz)`` in chunks (never whole: it is about 4 
 ``mimiciii_discharge.csv`` (``ROW_ID``, ``Question``, ``Answer``, ``Task``). Writes, readable by ``train.pretrain`` and
 ``train.finetune`` as they are:
 
-* ``notes.jsonl``: ``row_id``, ``note`` for every ``CATEGORY == "Discharge summary"`` row not excluded; the text as
-  MIMIC has it (de-identification brackets kept);
+* ``notes.jsonl``: ``row_id``, ``note`` for every ``CATEGORY == "Discharge summary"`` row not excluded, with the
+  de-identification brackets rewritten as the reference did (``train.deid``; ``convert_deid=False`` keeps them);
 * ``pairs.jsonl``: ``row_id``, ``note``, ``question``, ``answer``, ``task`` in the pairs file's order;
 * ``counts.json``: the counts printed at the end (no text).
+
+By default the reference's list of evaluation notes (``REFERENCE_EXCLUDE``: 517 ROW_IDs from the authors'
+``preprocessing/mimiciii_filter_index.txt``) is left out, notes and pairs alike; another list or none can be given.
 
 Credentialed data: nothing here touches the network; files are created readable by their owner only (0600).
 """
@@ -26,9 +29,12 @@ from tqdm import tqdm
 
 from asclepius_ui.data_sources import SourceError, resolve_columns
 from asclepius_ui.errors import InputError
+from train.deid import convert_deid_tags
 
 DISCHARGE = "discharge summary"
 NOTE_COLUMNS = ("ROW_ID", "CATEGORY", "TEXT")
+# The reference's evaluation notes (ROW_IDs, with the address they were taken from).
+REFERENCE_EXCLUDE = Path(__file__).with_name("mimiciii_filter_index.json")
 
 
 class MimicError(InputError):
@@ -48,14 +54,26 @@ class MimicCounts:
     pairs_missing_row_id: int = 0  # blank ROW_ID, or no NOTEEVENTS row with that ROW_ID
     pairs_not_discharge: int = 0  # the ROW_ID is a note of another category
     pairs_excluded: int = 0  # the ROW_ID is in --exclude-row-ids (notes held out for evaluation)
+    exclude_list: str = ""  # where the excluded ROW_IDs came from ("" = none)
+    exclude_listed: int = 0
+    deid_converted: bool = True
+    deid_brackets: int = 0  # de-identification brackets rewritten in the kept notes
+    deid_unknown: int = 0  # brackets of a shape the reference had no rule for (left as they are)
     tasks: dict[str, int] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
         tasks = ", ".join(f"{t} {n}" for t, n in sorted(self.tasks.items(), key=lambda kv: -kv[1])) or "none"
+        excluded = (f"excluded {self.notes_excluded} evaluation note(s) of the {self.exclude_listed} ROW_IDs in "
+                    f"{self.exclude_list}" if self.exclude_list else "excluded none (--no-exclude)")
+        deid = (f"de-identification brackets: {self.deid_brackets} rewritten as the reference did"
+                + (f", {self.deid_unknown} of an unknown shape kept as they are" if self.deid_unknown else "")
+                if self.deid_converted else "de-identification brackets: kept as MIMIC has them (--keep-deid-tags)")
         return [
             f"NOTEEVENTS rows read: {self.noteevents_rows}",
             f"discharge summaries: {self.discharge_summaries} (excluded {self.notes_excluded}, "
             f"kept {self.notes_kept})",
+            excluded,
+            deid,
             f"pairs read: {self.pairs_read}; joined {self.pairs_joined}; left out: "
             f"{self.pairs_missing_row_id} ROW_ID missing, {self.pairs_not_discharge} not a discharge summary, "
             f"{self.pairs_excluded} excluded",
@@ -64,10 +82,21 @@ class MimicCounts:
 
 
 def read_row_ids(path: str | Path) -> set[int]:
-    """Row ids, one integer a line (blank lines ignored), e.g. the reference's ``mimiciii_filter_index.txt``."""
+    """Row ids: one integer a line (blank lines and ``#`` comments ignored), e.g. the reference's
+    ``mimiciii_filter_index.txt``; or a ``.json`` file holding a list of them or ``{"row_ids": [...]}`` (as
+    ``REFERENCE_EXCLUDE``)."""
+    if str(path).endswith(".json"):
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise MimicError(f"{path}: not JSON ({exc}).") from None
+        ids = data.get("row_ids") if isinstance(data, dict) else data
+        if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+            raise MimicError(f"{path}: expected a list of ROW_IDs (integers) or {{\"row_ids\": [...]}}.")
+        return set(ids)
     ids = set()
     for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
-        if line.strip():
+        if line.strip() and not line.lstrip().startswith("#"):
             try:
                 ids.add(int(line.strip()))
             except ValueError:
@@ -117,6 +146,14 @@ def iter_noteevents(path: str | Path, chunksize: int = 20_000) -> Iterator[pd.Da
         raise MimicError(f"{path}: cannot be read as CSV ({exc}).") from None
 
 
+def _list_name(path: str | Path | None) -> str:
+    if path is None:
+        return ""
+    if Path(path).resolve() == REFERENCE_EXCLUDE.resolve():
+        return "the reference's list (preprocessing/mimiciii_filter_index.txt)"
+    return str(path)
+
+
 def _private_writer(path: Path):
     """A text file only its owner can read (created 0600, truncated)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -124,9 +161,13 @@ def _private_writer(path: Path):
 
 
 def prepare_mimic(noteevents: str | Path, pairs: str | Path, out_dir: str | Path,
-                  exclude_row_ids: str | Path | None = None, chunksize: int = 20_000,
-                  progress: bool = True) -> MimicCounts:
-    """Write ``notes.jsonl``, ``pairs.jsonl`` and ``counts.json`` to ``out_dir``; return the counts."""
+                  exclude_row_ids: str | Path | None = REFERENCE_EXCLUDE, chunksize: int = 20_000,
+                  progress: bool = True, convert_deid: bool = True) -> MimicCounts:
+    """Write ``notes.jsonl``, ``pairs.jsonl`` and ``counts.json`` to ``out_dir``; return the counts.
+
+    ``exclude_row_ids``: a file of ROW_IDs to leave out (default: the reference's evaluation notes; ``None``: none).
+    ``convert_deid``: rewrite the de-identification brackets as the reference did (``train.deid``).
+    """
     for p in (noteevents, pairs, exclude_row_ids):
         if p is not None and not Path(p).is_file():
             raise MimicError(f"{p}: no such file.")
@@ -135,7 +176,8 @@ def prepare_mimic(noteevents: str | Path, pairs: str | Path, out_dir: str | Path
     wanted = {r["row_id"] for r in pair_rows if r["row_id"] is not None}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True, mode=0o700)
-    counts = MimicCounts(pairs_read=len(pair_rows))
+    counts = MimicCounts(pairs_read=len(pair_rows), exclude_listed=len(excluded), deid_converted=convert_deid,
+                         exclude_list=_list_name(exclude_row_ids))
     category: dict[int, bool] = {}  # wanted ROW_ID -> is a discharge summary
     texts: dict[int, str] = {}  # wanted, kept discharge summaries
     tmp_notes = out / "notes.jsonl.partial"
@@ -155,6 +197,11 @@ def prepare_mimic(noteevents: str | Path, pairs: str | Path, out_dir: str | Path
                     counts.notes_excluded += 1
                     continue
                 counts.notes_kept += 1
+                if convert_deid:
+                    converted = convert_deid_tags(text)
+                    text = converted.text
+                    counts.deid_brackets += converted.brackets
+                    counts.deid_unknown += converted.unknown
                 f.write(json.dumps({"row_id": rid, "note": text}, ensure_ascii=False) + "\n")
                 if rid in wanted:
                     texts[rid] = text

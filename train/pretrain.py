@@ -88,11 +88,42 @@ class TokenizerInCheckpoints(TrainerCallback):
                 save_tokenizer(self.tokenizer, ckpt)
 
 
+class MicroBatchMeanTrainer(Trainer):
+    """The loss as transformers 4.32 computed it for the released checkpoints: each micro-batch's own mean over its
+    trained tokens, divided by the configured gradient accumulation steps (accelerate's ``backward`` did so even in
+    an epoch's last, shorter window); across devices the gradient all-reduce averages.
+
+    transformers 5 instead passes ``num_items_in_batch`` (the trained tokens of the whole accumulated batch, summed
+    over devices when ``average_tokens_across_devices``) to the model, so every token weighs the same. Without loss
+    kwargs the model returns its micro-batch mean and ``training_step`` divides it by the accumulation steps.
+    """
+
+    loss_is_scaled_for_ga = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.model_accepts_loss_kwargs = False  # no num_items_in_batch: the model's own per-micro-batch mean
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        self.current_gradient_accumulation_steps = self.args.gradient_accumulation_steps  # not the window's length
+        return super().training_step(model, inputs, num_items_in_batch)
+
+
 def train_and_save(model, tokenizer, dataset, collator, targs: TrainingArguments, resume: str | bool | None = None,
-                   callbacks: list | None = None, save: bool = True):
-    """Run ``Trainer`` (resuming when asked) and write the final HF folder to ``targs.output_dir``."""
-    trainer = Trainer(model=model, args=targs, train_dataset=dataset, data_collator=collator,
-                      processing_class=tokenizer, callbacks=[TokenizerInCheckpoints(tokenizer), *(callbacks or [])])
+                   callbacks: list | None = None, save: bool = True, loss_weighting: str = "tokens"):
+    """Run ``Trainer`` (resuming when asked) and write the final HF folder to ``targs.output_dir``.
+
+    ``loss_weighting="released"`` trains with ``MicroBatchMeanTrainer`` (and ``average_tokens_across_devices`` off).
+    """
+    trainer_cls = Trainer
+    if loss_weighting == "released":
+        targs.average_tokens_across_devices = False
+        trainer_cls = MicroBatchMeanTrainer
+    elif loss_weighting != "tokens":
+        raise DataError(f"unknown loss weighting {loss_weighting!r}; use released or tokens")
+    trainer = trainer_cls(model=model, args=targs, train_dataset=dataset, data_collator=collator,
+                          processing_class=tokenizer,
+                          callbacks=[TokenizerInCheckpoints(tokenizer), *(callbacks or [])])
     result = trainer.train(resume_from_checkpoint=resume)
     if save:
         save_final(trainer, tokenizer, targs.output_dir)

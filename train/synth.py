@@ -18,9 +18,16 @@ the example instructions, one a line) and ``{num_examples}``; answers ``{note}``
 
 ``--seeds FILE`` (instructions stage) is JSON: either an object mapping each task to its seed instructions,
 ``{"Named Entity Recognition": ["...", ...], "abbreviation": [...]}``, or a list of ``{"task": ..., "samples":
-[...]}`` objects as in the authors' bootstrapping script. Task names are matched case- and spacing-insensitively
-(key, label or a known alias); each task generated needs at least 3 seeds (3 are shown, plus up to 2 instructions
-generated earlier for that task).
+[...]}`` objects as in the authors' bootstrapping script; or that script itself (``.py``: its top-level
+``tasks = [...]`` list is read as data, never run), so ``--seeds Asclepius/preprocessing/bootstraping.py`` uses the
+authors' 40 seeds. Task names are matched case- and spacing-insensitively (key, label or a known alias); each task
+generated needs at least 3 seeds (3 are shown, plus up to 2 instructions generated earlier for that task).
+
+Where this module departs from the authors' scripts, a switch restores their behaviour: ``--keep-question-lines``
+(the whole reply is the question; default: its first line without list markers, labels or quotes),
+``--raw-pool`` (every reply joins the example pool; default: only accepted, cleaned questions),
+``--keep-note-fences`` (the note exactly as replied; default: a surrounding code fence is removed) and
+``--min-note-tokens 1`` (send every case report that leaves any room; default: 256, see ``MIN_NOTE_TOKENS``).
 
 Requests go through ``asclepius_ui.endpoints``: bounded concurrency, requests/min and tokens/min limits, the SDK's
 retries (429, 5xx, connection errors, honouring ``Retry-After``) and re-asks after malformed or empty replies.
@@ -29,6 +36,7 @@ retries (429, 5xx, connection errors, honouring ``Retry-After``) and re-asks aft
 from __future__ import annotations
 
 import argparse
+import ast
 import asyncio
 import json
 import math
@@ -126,6 +134,8 @@ TEMPERATURE = 1.0
 NOTE_CONTEXT = 4088
 INSTRUCTION_MAX_TOKENS = 300
 ANSWER_EXTRA_TOKENS = 400
+# A case report whose prompt leaves fewer completion tokens than this is not sent (the authors had no floor; their
+# exact tiktoken count runs lower than the 3-characters-a-token estimate here, so a floor avoids truncated notes).
 MIN_NOTE_TOKENS = 256
 
 
@@ -183,11 +193,15 @@ def load_seeds(path: str | Path = SEEDS_PATH, tasks: Sequence[str] = TASK_KEYS) 
     """
     p = Path(path)
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
+        text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise InputError(f"{p}: {exc.strerror}") from None
+    try:
+        data = seeds_from_script(text) if p.suffix == ".py" else json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(f"{p}: not JSON ({exc})") from None
+    except (SyntaxError, ValueError) as exc:
+        raise InputError(f"{p}: no top-level `tasks = [...]` list of literals ({exc})") from None
     if isinstance(data, list):
         try:
             pairs = [(d["task"], d["samples"]) for d in data]
@@ -209,6 +223,15 @@ def load_seeds(path: str | Path = SEEDS_PATH, tasks: Sequence[str] = TASK_KEYS) 
     if short:
         raise InputError(f"{p}: need at least 3 seed instructions for {', '.join(short)}")
     return dict(seeds)
+
+
+def seeds_from_script(source: str) -> list:
+    """The value of the top-level ``tasks = [...]`` assignment of a Python file (the authors' bootstrapping script),
+    evaluated as a literal: the file is parsed, never run."""
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "tasks" for t in node.targets):
+            return ast.literal_eval(node.value)
+    raise ValueError("no `tasks = ...` assignment")
 
 
 def clean_instruction(reply: str) -> str:
@@ -262,13 +285,18 @@ def reject_reason(row: dict[str, Any]) -> str | None:
 class StageOptions:
     """How a stage asks (the endpoint is ``EndpointSettings``): the authors' sampling unless overridden.
 
-    ``max_tokens=None`` applies the stage's rule (``stage_max_tokens``); ``template`` is a ``--prompt-file``.
+    ``max_tokens=None`` applies the stage's rule (``stage_max_tokens``); ``template`` is a ``--prompt-file``. The
+    last four restore the authors' behaviour where this module departs from it (see the module docstring).
     """
 
     template: str | None = None
     temperature: float = TEMPERATURE
     max_tokens: int | None = None
     seed: int = 0
+    min_note_tokens: int = MIN_NOTE_TOKENS
+    keep_note_fences: bool = False
+    keep_question_lines: bool = False
+    raw_pool: bool = False
 
 
 @dataclass
@@ -326,7 +354,7 @@ async def run_jobs(stage: str, jobs: Sequence[Job], build: Callable[[Job], list[
                 return
             messages = build(job)
             max_tokens = stage_max_tokens(stage, messages[-1]["content"], options.max_tokens)
-            if max_tokens < MIN_NOTE_TOKENS and stage == "notes" and options.max_tokens is None:
+            if max_tokens < max(1, options.min_note_tokens) and stage == "notes" and options.max_tokens is None:
                 reject(job, None, f"case report too long: its prompt leaves {max_tokens} of {NOTE_CONTEXT} tokens")
                 bar.update(1)
                 continue
@@ -381,7 +409,8 @@ async def synth_notes(rows: Iterable[dict[str, Any]], out: str | Path, endpoint:
     options = options or StageOptions()
     jobs = [Job(str(r[id_column]), {"case": r[text_column]}) for r in rows if str(r.get(text_column) or "").strip()]
     return await run_jobs("notes", jobs, lambda j: note_messages(j.row["case"], options.template),
-                          lambda job, reply: {"note": clean_note(reply), "model": endpoint.model}, out, endpoint,
+                          lambda job, reply: {"note": reply if options.keep_note_fences else clean_note(reply),
+                                              "model": endpoint.model}, out, endpoint,
                           options, key_field="note_id", **kw)
 
 
@@ -395,13 +424,19 @@ async def synth_instructions(rows: Iterable[dict[str, Any]], out: str | Path, en
                              options: StageOptions | None = None, tasks_per_note: int = 1,
                              tasks: Sequence[str] = TASK_KEYS, seeds: dict[str, list[str]] | None = None,
                              **kw) -> StageResult:
-    """Notes -> one new instruction per (note, task), bootstrapped from seeds plus a growing pool per task."""
+    """Notes -> one new instruction per (note, task), bootstrapped from seeds plus a growing pool per task.
+
+    The pool holds the accepted, cleaned questions; with ``options.raw_pool`` every reply as it came (the authors'
+    pool), kept in the rows' ``reply`` field so that a restart rebuilds it.
+    """
     options = options or StageOptions()
     seeds = seeds or load_seeds(tasks=tasks)
     pool: dict[str, list[str]] = defaultdict(list)
-    for r in read_jsonl(out):
-        if r.get("task") in seeds and r.get("question"):
-            pool[r["task"]].append(r["question"])
+    field = "reply" if options.raw_pool else "question"
+    restored = read_jsonl(out) + (read_jsonl(rejected_path(out)) if options.raw_pool else [])
+    for r in restored:
+        if r.get("task") in seeds and r.get(field):
+            pool[r["task"]].append(r[field])
     jobs = [Job(f"{r['note_id']}:{t}", {"note_id": str(r["note_id"]), "task": t, "note": r["note"]})
             for r in rows for t in assign_tasks(str(r["note_id"]), tasks_per_note, tasks, options.seed)]
     rng = random.Random(options.seed)
@@ -411,8 +446,12 @@ async def synth_instructions(rows: Iterable[dict[str, Any]], out: str | Path, en
         return instruction_messages(job.row["note"], t, seeds[t], pool[t], rng, options.template)
 
     def finish(job: Job, reply: str):
-        row = {**job.row, "question": clean_instruction(reply), "model": endpoint.model}
-        if reject_reason(row) is None:
+        question = reply.strip() if options.keep_question_lines else clean_instruction(reply)
+        row = {**job.row, "question": question, "model": endpoint.model}
+        if options.raw_pool:
+            row["reply"] = reply
+            pool[job.row["task"]].append(reply)
+        elif reject_reason(row) is None:
             pool[job.row["task"]].append(row["question"])
         return row
 
@@ -457,6 +496,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", default=str(SEEDS_PATH), help="instructions stage: seed instructions JSON (format: "
                    "{task: [instruction, ...]} or [{\"task\": ..., \"samples\": [...]}])")
     p.add_argument("--seed", type=int, default=0)
+    ref = p.add_argument_group("the authors' behaviour where this module departs from it (docs/training.md)")
+    ref.add_argument("--min-note-tokens", type=int, default=MIN_NOTE_TOKENS,
+                     help="notes stage: skip a case report whose prompt leaves fewer completion tokens than this "
+                          f"(default {MIN_NOTE_TOKENS}; 1 sends every one that leaves any room, as the authors)")
+    ref.add_argument("--keep-note-fences", action="store_true",
+                     help="notes stage: keep the reply exactly, code fences included (the authors')")
+    ref.add_argument("--keep-question-lines", action="store_true",
+                     help="instructions stage: the whole reply is the question, every line, list markers and quotes "
+                          "kept (the authors'); default: its first line, cleaned")
+    ref.add_argument("--raw-pool", action="store_true",
+                     help="instructions stage: every reply joins the example pool as it came, rejected ones too "
+                          "(the authors'); default: only accepted, cleaned questions")
     endpoints.add_endpoint_arguments(p, model_required=True, concurrency=8)
     return p
 
@@ -476,7 +527,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         endpoint = endpoints.settings_from_args(a)
         template = check_template(a.stage, Path(a.prompt_file).read_text(encoding="utf-8")) if a.prompt_file else None
-        options = StageOptions(template=template, temperature=a.temperature, max_tokens=a.max_tokens, seed=a.seed)
+        options = StageOptions(template=template, temperature=a.temperature, max_tokens=a.max_tokens, seed=a.seed,
+                               min_note_tokens=a.min_note_tokens, keep_note_fences=a.keep_note_fences,
+                               keep_question_lines=a.keep_question_lines, raw_pool=a.raw_pool)
         rows = read_input(a.input)[: a.limit]
         if a.stage == "notes":
             missing = [c for c in (a.id_column, a.text_column) if rows and c not in rows[0]]

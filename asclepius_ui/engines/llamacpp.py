@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..demo import model_name
 from ..errors import GenerationError, ModelLoadError
 from ..registry import DEMO_NAME, REGISTRY, ModelSpec, lookup, resolve
 from .base import DEMO_MARKER, Capabilities, Engine, GenerationSettings, LoadOptions, Prompt, StreamUpdate
@@ -89,7 +90,7 @@ class LlamaCppEngine(Engine):
 
     @property
     def model_id(self) -> str:
-        return self.options.model
+        return model_name(self.options.model)  # the folder's or file's name, never the path
 
     @property
     def precision_label(self) -> str:

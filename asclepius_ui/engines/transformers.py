@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..demo import model_name
 from ..errors import GenerationError, ModelLoadError
 from ..registry import DEMO_NAME, REGISTRY, ModelSpec, resolve
 from ..tokenization import encode_prompt, pad_token_id, tokenizer_spans
@@ -312,7 +313,7 @@ class TransformersEngine(Engine):
 
     @property
     def model_id(self) -> str:
-        return self.options.model
+        return model_name(self.options.model)  # the folder's or file's name, never the path
 
     @property
     def precision_label(self) -> str:
@@ -350,7 +351,7 @@ class TransformersEngine(Engine):
         if prompt.prefix is None:
             return 0
         ids = prompt.ids
-        alone = self.encode(prompt.prefix)
+        alone = self._prefix_ids(prompt.prefix)
         n = 0
         for a, b in zip(alone, ids, strict=False):
             if a != b:
@@ -358,6 +359,13 @@ class TransformersEngine(Engine):
             n += 1
         n = min(n, len(ids) - 1)  # generate needs at least one new token to process
         return n if n >= MIN_PREFIX_TOKENS else 0
+
+    def _prefix_ids(self, prefix: str) -> list[int]:
+        """The note part's ids alone, remembered for the last note: its follow-up questions tokenise it once."""
+        last = getattr(self, "_last_prefix", None)
+        if last is None or last[0] != prefix:
+            last = self._last_prefix = (prefix, self.encode(prefix))
+        return last[1]
 
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
@@ -394,7 +402,7 @@ class TransformersEngine(Engine):
         elif keep:
             cache = DynamicCache(config=self.model.config)
         if cache is not None:
-            kwargs["past_key_values"] = cache
+            kwargs["cache"] = cache  # transformers 5 names it `cache` (`past_key_values` is deprecated)
 
         def work() -> None:
             try:

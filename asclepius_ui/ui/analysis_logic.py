@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 
 from eval.report import build_report, figure_caption, summary_tables
+from eval.stats import MIN_SHARED
 
 from .. import private_files
 from ..errors import UserError
@@ -23,6 +24,17 @@ def has_ratings(storage) -> bool:
     return bool(storage.ratings() or storage.comparisons() or storage.study_ratings())
 
 
+def agreement_warning(agreement) -> str:
+    """A sentence for the page when an agreement figure rests on fewer than ``MIN_SHARED`` shared items, else ""."""
+    if agreement is None or not len(agreement):
+        return ""
+    fewest = int(agreement["shared items"].min())
+    if fewest >= MIN_SHARED:
+        return ""
+    return (f" **Agreement rests on as few as {fewest} shared item(s)** (fewer than {MIN_SHARED}): read those "
+            f"kappa and alpha values, and their wide intervals, as a rough sign only.")
+
+
 def compute(storage, study: str | None, judged: list[str] | None, n_boot: int) -> tuple:
     """Run the report into a fresh private folder: (status, means, pairwise, agreement, headline, gallery, zip).
 
@@ -34,7 +46,8 @@ def compute(storage, study: str | None, judged: list[str] | None, n_boot: int) -
     tables = summary_tables(report)
     archive = shutil.make_archive(str(out / "analysis-report"), "zip", out / "report")
     parts = [f"{r.title}: {r.n_ratings} ratings of {r.n_items} items" for r in report.results]
-    status = "Computed from " + "; ".join(parts) + f". Report: `{md.name}` with {len(figures)} figure(s)."
+    status = ("Computed from " + "; ".join(parts) + f". Report: `{md.name}` with {len(figures)} figure(s)."
+              + agreement_warning(tables["agreement"]))
     headline = str(figures["means"]) if "means" in figures else None
     gallery = [(str(p), figure_caption(name)) for name, p in figures.items() if name != "means"]
     return status, tables["means"], tables["pairwise"], tables["agreement"], headline, gallery, archive

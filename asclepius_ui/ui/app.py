@@ -11,9 +11,9 @@ from gradio.context import LocalContext
 
 from ..errors import InputError
 from ..text_input import clean_text
+from . import pages
 from .common import current_user, is_admin
 from .context import AppContext
-from .pages import PAGES
 
 # What a researcher scripts with gradio_client; every other event is hidden from the API.
 API_NAMES = frozenset({"ask", "compare", "vote", "batch", "rate", "study_next", "study_submit", "study_skip"})
@@ -102,11 +102,14 @@ def _boundary(fn, ctx: AppContext, key: str, audience: str, on_load: bool, n_out
 
 def build_app(ctx: AppContext) -> gr.Blocks:
     """The whole app: one tab per page (rating pages only with a database), each shown to the roles that may use it."""
+    # The pages warm up spaCy-based checkers (privacy guard, answer check) in background threads; two threads
+    # importing spaCy at once can fail half-initialised, so it is imported here first, once.
+    import spacy  # noqa: F401
     with gr.Blocks(title="Asclepius Studio", analytics_enabled=False) as demo:
         gr.Markdown("# Asclepius Studio", elem_id="app-title")
         tabs = []
-        with gr.Tabs(elem_id="pages") as pages:
-            for page in PAGES:
+        with gr.Tabs(elem_id="pages") as page_tabs:
+            for page in pages.PAGES:
                 if page.needs_db and ctx.storage is None:
                     continue
                 key, audience = page.key, page.audience
@@ -132,7 +135,7 @@ def build_app(ctx: AppContext) -> gr.Blocks:
                     *[gr.update(visible=ok) for ok in allowed]]
 
         if ctx.users is not None:
-            demo.load(shape, None, [pages, *[t for t, _, _ in tabs]], show_progress="hidden")
+            demo.load(shape, None, [page_tabs, *[t for t, _, _ in tabs]], show_progress="hidden")
     hide_internal_events(demo)
     return demo
 

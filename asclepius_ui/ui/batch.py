@@ -8,7 +8,7 @@ import gradio as gr
 
 from .. import phi_guard
 from ..ask import GUARD_CHOICES, GUARD_HOLD
-from ..batch import BATCH_TASKS
+from ..batch import batch_tasks
 from ..export import FORMATS
 from ..tokenization import default_max_new
 from . import batch_logic as logic
@@ -18,7 +18,7 @@ from .context import AppContext
 HOW = ("Upload a **CSV or JSONL** file with a `note` column. Pick tasks to ask of every note (tasks that need a "
        "specific argument, such as an abbreviation, go in a question column), and/or a column holding a question "
        "per row. Answers use the same engine and code as `python -m eval.generate`, one prompt at a time.")
-PREVIEW = ["id", "task", "question", "answer", "error", "truncated"]
+PREVIEW = ["id", "task", "question", "answer", "check", "error", "truncated"]
 
 
 def build(ctx: AppContext) -> None:
@@ -33,7 +33,7 @@ def build(ctx: AppContext) -> None:
                                  elem_id="batch-file")
                 info = gr.Markdown(elem_id="batch-info")
             with gr.Column(scale=4):
-                tasks = gr.Dropdown(BATCH_TASKS, multiselect=True, value=[], label="Tasks for every note",
+                tasks = gr.Dropdown(batch_tasks(), multiselect=True, value=[], label="Tasks for every note",
                                     elem_id="batch-tasks")
                 question = gr.Dropdown([], value=None, label="Question column (optional)", elem_id="batch-question",
                                        allow_custom_value=False)

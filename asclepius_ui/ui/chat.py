@@ -7,7 +7,7 @@ import html
 
 import gradio as gr
 
-from .. import phi_guard
+from .. import claims, phi_guard
 from ..examples import example_label, example_notes
 from ..registry import resolve
 from ..tokenization import default_max_new
@@ -89,6 +89,7 @@ def build(ctx: AppContext) -> None:
     remote = phi_guard.leaves_machine(engine)
     if remote:
         phi_guard.warm_up()
+    claims.warm_up()  # the answer check's rules and drug list, loaded while the clinician reads
     with gr.Column(elem_id="chat-page"):
         # The note on the left (the model's banners above it); on the right the question and the answers, a column
         # that stays in view while the note side scrolls (theme.LAYOUT_CSS).

@@ -13,6 +13,7 @@ import gradio as gr
 
 from .. import ask as flow
 from ..ask import GUARD_CHOICES, GUARD_HOLD, GUARD_REDACT, GUARD_SEND  # noqa: F401 - the page's choices
+from ..claims import render_answer_html
 from ..conversation import now_iso, stats_line
 from ..engines import GenerationSettings
 from ..errors import UserError
@@ -30,6 +31,9 @@ PRESET_CHOICES = [
 ]
 
 
+_DEFAULT = GenerationSettings.from_preset(GREEDY)
+
+
 @dataclass(frozen=True)
 class AskForm:
     """What the chat page sends with Ask, by name (``ui/chat.py`` maps its components to these fields once)."""
@@ -39,13 +43,14 @@ class AskForm:
     instruction: str = ""
     follow_up: bool = False
     preset: str = GREEDY
-    max_new_tokens: float = 400
-    sampling: bool = False
-    temperature: float = 0.7
-    top_p: float = 0.9
-    beams: float = 1
-    repetition_penalty: float = 1.0
     guard: str | None = None
+    # the sliders start at the greedy preset's values
+    max_new_tokens: float = _DEFAULT.max_new_tokens
+    sampling: bool = _DEFAULT.do_sample
+    temperature: float = _DEFAULT.temperature
+    top_p: float = _DEFAULT.top_p
+    beams: float = _DEFAULT.num_beams
+    repetition_penalty: float = _DEFAULT.repetition_penalty
 
     def settings(self) -> GenerationSettings:
         """Decoding settings for the preset; ``custom`` takes the sliders, ``greedy`` only their max new tokens."""
@@ -158,10 +163,16 @@ def _answer(engine, event, form: AskForm, chat, done) -> Iterator[tuple]:
         raise
     line = stats_line(engine.model_id, engine.precision_label, update.new_tokens, update.seconds, update.stopped,
                       preset=settings.preset)
-    chat[-1] = {"role": "assistant", "content": f"{safe_markdown(update.text)}\n\n<sub>{html.escape(line)}</sub>"}
     answered = flow.record(prepared, update, started)
+    chat[-1] = {"role": "assistant", "content": f"{checked_html(answered.check)}\n\n<sub>{html.escape(line)}</sub>"}
     done.append(answered.snapshot)
     yield chat, done, ("Stopped. " if update.stopped else "") + line, render_html(prepared.note, answered.evidence)
+
+
+def checked_html(check) -> str:
+    """The finished answer with each claim the note does not support marked inline and the verdict under it (escaped
+    HTML on one line, so the chat's Markdown keeps it one block)."""
+    return render_answer_html(check).replace("\n", "<br>")
 
 
 def regenerate(ctx, rid, form: AskForm, chat, done) -> Iterator[tuple]:

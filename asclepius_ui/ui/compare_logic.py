@@ -6,6 +6,7 @@ import html
 from collections.abc import Iterator
 
 from .. import ask as flow
+from ..claims import render_answer_html
 from ..conversation import now_iso
 from ..demo import display_name
 from ..engines import GenerationSettings
@@ -77,7 +78,7 @@ def _answer_both(ctx, request: flow.Request) -> Iterator[tuple]:
             event.set()
             ctx.finish(rid)
         answered = flow.record(prepared[side], update, started, model_id=name)
-        evs[side] = render_html(prepared[side].note, answered.evidence)
+        evs[side] = render_answer_html(answered.check) + render_html(prepared[side].note, answered.evidence)
         snaps[side] = answered.snapshot
     state = {"names": names, "swapped": sides.swapped, "snaps": snaps, "uid": new_uid(), "shown_at": shown,
              "task": request.task_label, "voted": None, "settings": request.settings.as_dict()}

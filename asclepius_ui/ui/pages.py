@@ -33,13 +33,17 @@ PAGES = (
     Page("Admin", "admin", True, "admin"),
     Page("Analysis", "analysis", True, "admin"),
 )
-RATER_PAGES = tuple(p.key for p in PAGES if p.audience == "rater")
+
+
+def grantable() -> tuple[str, ...]:
+    """The pages ``--rater-pages`` may name: those whose audience is "rater"."""
+    return tuple(p.key for p in PAGES if p.audience == "rater")
 
 
 def rater_pages(text: str) -> frozenset[str]:
     """The pages named by ``--rater-pages`` (admin pages are for admins only, always); ``ValueError`` for others."""
     names = {p.strip().lower() for p in (text or "").split(",") if p.strip()}
-    unknown = sorted(names - set(RATER_PAGES))
+    unknown = sorted(names - set(grantable()))
     if unknown:
-        raise ValueError(f"unknown page(s) {', '.join(unknown)}; choose from {', '.join(RATER_PAGES)}")
+        raise ValueError(f"unknown page(s) {', '.join(unknown)}; choose from {', '.join(grantable())}")
     return frozenset(names)

@@ -17,6 +17,7 @@ from starlette.middleware import Middleware
 
 from ..auth import LoginThrottle
 from ..text_input import LIMITS
+from .theme import LoginPage
 
 # Nothing from another host, ever: scripts, styles, images, media, fonts and connections only from this origin.
 # Gradio's page needs inline scripts/styles of its own; images may also be data:/blob: (plots, uploads).
@@ -161,7 +162,7 @@ class ServerOptions:
 def middleware(opts: ServerOptions) -> list[Middleware]:
     """The ASGI middleware every server of this app runs (outermost first)."""
     return [Middleware(SecurityMiddleware, hosts=allowed_hosts(opts.host, opts.extra_hosts)),
-            Middleware(LoginThrottleMiddleware, throttle=opts.throttle)]
+            Middleware(LoginThrottleMiddleware, throttle=opts.throttle), Middleware(LoginPage)]
 
 
 def private_process() -> None:
@@ -177,11 +178,11 @@ def private_process() -> None:
 def serve(demo: gr.Blocks, opts: ServerOptions, auth=None, block: bool = True, quiet: bool = False,
           concurrency: int = 4):
     """Queue and launch ``demo`` with the offline theme, security middleware and the options; returns launch's."""
-    from .theme import CSS, offline_theme
+    from .theme import CSS, HEAD, offline_theme
 
     return demo.queue(default_concurrency_limit=concurrency).launch(
         server_name=opts.host, server_port=opts.port, share=opts.share, auth=auth, theme=offline_theme(), css=CSS,
-        footer_links=[], show_error=True, ssr_mode=False, mcp_server=False, pwa=False, quiet=quiet,
+        head=HEAD, footer_links=[], show_error=True, ssr_mode=False, mcp_server=False, pwa=False, quiet=quiet,
         prevent_thread_lock=not block, ssl_certfile=opts.ssl_certfile, ssl_keyfile=opts.ssl_keyfile,
         ssl_verify=False if opts.ssl_certfile else True, max_file_size=LIMITS.upload_bytes,
         app_kwargs={"middleware": middleware(opts)})

@@ -1,0 +1,55 @@
+"""The answer check where the clinician reads: in a real browser, a corrupted answer (a dose the note does not give)
+is marked inline with its kind in words and a verdict under it; the correct answer has no mark. The model is a
+stand-in for a remote API (a real local HTTP server the real ``openai`` client talks to) so the answers are known."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+
+from asclepius_ui.engines.openai import RemoteEngine, RemoteOptions
+from asclepius_ui.ui.context import AppContext
+from tests.openai_server import OpenAIServer, instruction_of, prompt_of
+
+NOTE = ("DISCHARGE SUMMARY\nHospital Course: The patient was admitted with decompensated heart failure. "
+        "Furosemide 40 mg IV twice daily was started and her weight fell by 3 kg.\n"
+        "Discharge Medications: furosemide 40 mg by mouth daily, metoprolol 25 mg twice daily.\n")
+ANSWERS = {"What was started?": "Furosemide 40 mg IV twice daily was started.",
+           "What dose was started?": "Furosemide 80 mg IV twice daily was started."}
+
+
+@pytest.fixture(scope="module")
+def served():
+    with OpenAIServer(lambda body: ANSWERS.get(instruction_of(prompt_of(body)), "Unknown.")) as srv:
+        yield srv
+
+
+def ask(page, question: str) -> None:
+    page.get_by_label("Instruction", exact=True).fill(question)
+    before = page.locator("#answers [data-testid='bot']").count()
+    page.get_by_role("button", name="Ask").click()
+    expect(page.locator("#answers [data-testid='bot']")).to_have_count(before + 1, timeout=30_000)
+    expect(page.locator("#chat-status")).to_contain_text("tokens/s", timeout=30_000)
+
+
+def test_a_wrong_dose_is_marked_inline_and_the_right_one_is_not(launch_app, served, page):
+    engine = RemoteEngine(RemoteOptions(model="remote-gpt", base_url=served.base_url, api_key="sk-test",
+                                        api_mode="chat"))
+    page.goto(launch_app(AppContext(engine=engine)))
+    page.get_by_label("Discharge summary").fill(NOTE)
+    expect(page.locator("#chat-guard")).to_contain_text("fingerprint")
+    page.locator("#chat-guard").get_by_text("Send this note as it is").click()
+
+    ask(page, "What was started?")
+    correct = page.locator("#answers [data-testid='bot']").last
+    expect(correct.locator(".claims-verdict")).to_be_visible()
+    expect(correct.locator("mark.claim")).to_have_count(0)
+
+    ask(page, "What dose was started?")
+    wrong = page.locator("#answers [data-testid='bot']").last
+    mark = wrong.locator("mark.claim").first
+    expect(mark).to_be_visible()
+    expect(mark).to_contain_text("80 mg")
+    assert "40 mg" in (mark.get_attribute("title") or "")  # the closest note sentence, on hover or focus
+    assert "not in the note" in wrong.locator(".claims-verdict").inner_text()
+    assert wrong.locator("mark.claim .claim-sr").first.inner_text().strip()  # the kind in words for screen readers
