@@ -69,23 +69,42 @@ class Answered:
     error: str | None = None
 
 
+KEEPS = ("start", "end")  # what ``truncate`` keeps of a note too long for the context
+
+
+def fit_note(engine, row: dict, max_new_tokens: int, keep: str) -> dict:
+    """``row`` with its note cut on token boundaries (``Engine.truncate_note``, keeping its ``keep``) so the prompt
+    fits the context; a row that was cut says so in ``truncated`` (how much, from where) and keeps its whole note
+    in ``full_note``. Raises the engine's ``UserError`` when it cannot be cut (no tokenizer, the instruction alone
+    is too long)."""
+    cut = engine.truncate_note(str(row["note"]), str(row["question"]), int(max_new_tokens), keep=keep)
+    if not cut.cut:
+        return row
+    where = "end" if keep == "start" else "start"
+    return {**row, "note": cut.kept, "full_note": row["note"],
+            "truncated": f"cut {cut.cut_tokens} tokens ({len(cut.cut)} characters) from the {where} of the note"}
+
+
 def answer_rows(engine, rows: Iterable[dict], settings: GenerationSettings, *, batch_size: int = 1,
                 concurrency: int = 1, stop_event: threading.Event | None = None,
-                guard: str = flow.GUARD_SEND) -> Iterator[Answered]:
+                guard: str = flow.GUARD_SEND, truncate: str | None = None) -> Iterator[Answered]:
     """Answer each row's ``question`` about its ``note``: the one loop behind ``eval.generate`` and the Batch page.
 
     Each row goes through ``ask.prepare`` (checks, privacy guard with the caller's ``guard`` choice, prompt
     tokenised once, fit checked once): a row it refuses is an error for that row only. ``batch_size`` > 1 runs
     ``generate_batch`` on backends that batch (prompts sorted by length to limit padding); a backend that serves
     concurrent requests answers ``concurrency`` at a time; otherwise rows go one by one. Once ``stop_event`` is
-    set, the running generation ends early and no further row starts.
+    set, the running generation ends early and no further row starts. ``truncate`` ("start" or "end": the part
+    to keep) cuts notes too long for the context first (``fit_note``); the answered row carries the cut note.
     """
     stop_event = stop_event or threading.Event()
     todo: list[tuple[dict, flow.Prepared]] = []
     for row in rows:
-        request = flow.Request(note=str(row["note"]), instruction=str(row["question"]),
-                               task=str(row.get("task") or ""), settings=settings, guard=guard)
         try:
+            if truncate:
+                row = fit_note(engine, row, settings.max_new_tokens, truncate)
+            request = flow.Request(note=str(row["note"]), instruction=str(row["question"]),
+                                   task=str(row.get("task") or ""), settings=settings, guard=guard)
             todo.append((row, flow.prepare(engine, request)))
         except UserError as exc:
             yield Answered(row, error=str(exc))
@@ -137,10 +156,15 @@ def job_row(engine, done: Answered) -> dict:
 
 
 def run_jobs(engine, jobs: list[dict], settings, stop_event: threading.Event,
-             guard: str = flow.GUARD_SEND) -> Iterator[dict]:
-    """Answer ``jobs`` in order, yielding each finished row; stops before the next job once ``stop_event`` is set."""
-    for done in answer_rows(engine, jobs, settings, stop_event=stop_event, guard=guard):
-        yield job_row(engine, done)
+             guard: str = flow.GUARD_SEND, truncate: str | None = None) -> Iterator[dict]:
+    """Answer ``jobs`` in order, yielding each finished row; stops before the next job once ``stop_event`` is set.
+    With ``truncate`` (the part of a long note to keep), a row whose note was cut keeps the whole note in ``note``
+    and says what was cut in ``truncated``."""
+    for done in answer_rows(engine, jobs, settings, stop_event=stop_event, guard=guard, truncate=truncate):
+        row = job_row(engine, done)
+        if "full_note" in row:
+            row["note"] = row.pop("full_note")
+        yield row
 
 
 def write_rows(rows: list[dict], fmt: str, folder: str | Path | None = None) -> Path:

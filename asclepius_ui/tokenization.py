@@ -34,11 +34,16 @@ def default_max_new(context_length: int) -> int:
 
 @dataclass(frozen=True)
 class Budget:
-    """How a prompt plus the answer it asks for fits the model's context."""
+    """How a prompt plus the answer it asks for fits the model's context.
+
+    ``context_known`` False: the context is not known (a server that does not say it); ``context_length`` is then
+    only an upper bound (the model's own, ``None`` when not even that is known) and the line says so.
+    """
 
     prompt_tokens: int
     max_new_tokens: int
-    context_length: int
+    context_length: int | None
+    context_known: bool = True
 
     @property
     def total(self) -> int:
@@ -46,17 +51,22 @@ class Budget:
 
     @property
     def fits(self) -> bool:
-        return self.total <= self.context_length
+        return self.context_length is None or self.total <= self.context_length
 
     @property
     def overflow(self) -> int:
-        return max(0, self.total - self.context_length)
+        return 0 if self.context_length is None else max(0, self.total - self.context_length)
 
     def describe(self) -> str:
         """One line for the page: prompt tokens + answer tokens against the context."""
         state = "fits" if self.fits else f"over by {self.overflow} tokens"
-        return (f"Prompt {self.prompt_tokens} + answer up to {self.max_new_tokens} = {self.total} "
-                f"of {self.context_length} tokens ({state})")
+        head = f"Prompt {self.prompt_tokens} + answer up to {self.max_new_tokens} = {self.total}"
+        if self.context_known:
+            return f"{head} of {self.context_length} tokens ({state})"
+        bound = f"; this model reads at most {self.context_length}" if self.context_length else ""
+        over = "" if self.fits else f" ({state})"
+        return (f"{head} tokens{over} · context unknown: the server does not say how many tokens it can read at "
+                f"once{bound}. Its first refusal will tell it.")
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 # The longest test files (measured with --durations) start first, so the parallel run does not end on one of them.
 SLOW_FIRST = ("test_train_ddp.py", "test_server_kill.py", "test_ui_offline.py", "test_ui_study.py",
-              "test_eval_analysis_ui.py", "test_app_cli.py", "test_ui_chat.py", "test_llamacpp_ui.py")
+              "test_eval_analysis_ui.py", "test_app_cli.py", "test_ui_chat.py", "test_ui_workspace.py",
+              "test_llamacpp_ui.py")
 
 
 def pytest_collection_modifyitems(items: list) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import threading
 
 import pytest
@@ -71,16 +72,74 @@ def test_stop_ends_a_batch_and_keeps_what_was_answered(tiny_engine, notes_csv):
     assert text.startswith("Stopped:") and 1 <= len(rows) < 5 and set(files) == {"csv", "jsonl"}
 
 
-def test_batch_page_runs_with_progress_and_downloads(launch_app, tiny_engine, page, notes_csv):
-    page.goto(launch_app(AppContext(engine=tiny_engine)))
-    page.get_by_role("tab", name="Batch").click()
-    page.locator("#batch-file input[type=file]").set_input_files(str(notes_csv))
-    expect(page.locator("#batch-info")).to_contain_text("2 rows", timeout=15_000)
-    page.locator("#batch-max-new input[type=number]").fill("3")
+@pytest.fixture(scope="module")
+def batch_page(launch_app, tiny_engine, browser):
+    """One app and one page for the module's browser tests, on the Batch tab."""
+    context = browser.new_context()
+    pg = context.new_page()
+    pg.goto(launch_app(AppContext(engine=tiny_engine)))
+    pg.get_by_role("tab", name="Batch").click()
+    yield pg
+    context.close()
+
+
+def _upload(page, path, rows: int, max_new: int, task: str = "Summarization") -> None:
+    clear = page.locator("#batch-file button[aria-label='Clear']")
+    if clear.count():
+        clear.first.click()
+    page.locator("#batch-file input[type=file]").set_input_files(str(path))
+    expect(page.locator("#batch-info")).to_contain_text(f"{rows} rows", timeout=15_000)
+    page.locator("#batch-max-new input[type=number]").fill(str(max_new))
     page.locator("#batch-max-new input[type=number]").press("Enter")
-    page.locator("#batch-tasks input").click()
-    page.get_by_role("option", name="Summarization").click()
+    if not page.locator("#batch-tasks").get_by_text(task).count():
+        page.locator("#batch-tasks input").click()
+        page.get_by_role("option", name=task).click()
+        page.keyboard.press("Escape")
+
+
+def test_batch_page_runs_with_progress_and_downloads(batch_page, notes_csv):
+    page = batch_page
+    _upload(page, notes_csv, 2, 3)
     page.locator("#batch-run").click()
     expect(page.locator("#batch-status")).to_contain_text("Done: 3 of 3 answered", timeout=60_000)
     expect(page.locator("#batch-csv a, #batch-csv [download]").first).to_be_attached()
     expect(page.locator("#batch-preview")).to_contain_text("summarization")
+
+
+def test_stop_mid_run_ends_the_batch_early(batch_page, tmp_path):
+    """Stop pressed while rows are being answered ends the run there (it once ran on to "Done: N of N")."""
+    page, total = batch_page, 40
+    path = tmp_path / "many.jsonl"
+    path.write_text("".join(json.dumps({"id": f"r{i}", "note": NOTES[i % 2]}) + "\n" for i in range(total)))
+    _upload(page, path, total, 24)
+    page.locator("#batch-run").click()
+    expect(page.locator("#batch-status")).to_contain_text(re.compile(r"Answered [2-9] of 40"), timeout=60_000)
+    page.locator("#batch-stop").click()
+    status = page.locator("#batch-status")
+    expect(status).to_contain_text("Stopped: ", timeout=60_000)
+    k = int(re.search(r"Stopped: (\d+) of 40", status.inner_text()).group(1))
+    assert 2 <= k < total
+
+
+def test_truncate_notes_to_fit_cuts_long_notes_and_says_so(batch_page, tiny_engine, tmp_path):
+    """Batch used to fail every note over the context; ticked, "Truncate notes to fit" cuts them and says so."""
+    page = batch_page
+    long_note = NOTES[1] + "\n".join(f"Day {i}: stable, walked in the hall, ate well." for i in range(300))
+    path = tmp_path / "long.jsonl"
+    path.write_text("".join(json.dumps({"id": i, "note": n}) + "\n" for i, n in (("long", long_note),
+                                                                                ("short", NOTES[0]))))
+    assert not tiny_engine.budget(tiny_engine.prompt(long_note, "Summarize."), 3).fits
+    _upload(page, path, 2, 3)
+    page.locator("#batch-truncate input").check()
+    page.locator("#batch-keep").get_by_text("Keep the end").click()
+    page.locator("#batch-run").click()
+    expect(page.locator("#batch-status")).to_contain_text("Done: 2 of 2 answered, 1 from truncated notes",
+                                                          timeout=60_000)
+    preview = page.locator("#batch-preview")
+    expect(preview).to_contain_text("from the start of the note")
+    link = page.locator("#batch-jsonl a").first
+    rows = [json.loads(line) for line in page.request.get(link.get_attribute("href")).text().splitlines()]
+    by_id = {r["id"]: r for r in rows}
+    assert by_id["long"]["truncated"].startswith("cut ") and by_id["long"]["error"] == ""
+    assert by_id["long"]["note"] == long_note and not by_id["short"].get("truncated")
+    page.locator("#batch-truncate input").uncheck()

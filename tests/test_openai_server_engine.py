@@ -79,7 +79,11 @@ def served(server_url):
 
 def test_counts_tokens_with_the_server_and_answers_as_llama_cpp_does(served, gguf_engine):
     assert served.backend == "openai" and served.server.tokenize == "llama-cpp-python"
-    assert served.capabilities.tokenizer and served.notices  # the context length is not told by this server
+    assert served.capabilities.tokenizer
+    # This server does not say its context: it is unknown (never assumed), and the budget line says so.
+    assert not served.context_known and served.context_limit is None
+    assert any("does not say how many tokens" in n for n in served.notices)
+    assert "context unknown" in served.budget(served.make_prompt(NOTE, "What was the diagnosis?"), 16).describe()
     prompt = served.prompt(NOTE, "What was the diagnosis?")
     assert served.count_tokens(prompt) == gguf_engine.count_tokens(prompt)  # BOS once, the same vocabulary
     updates = list(served.stream(prompt, GREEDY, min_interval=0.0))
@@ -105,11 +109,21 @@ def test_truncation_with_server_counts_and_an_over_long_prompt_is_a_clear_error(
     cut = e.truncate_note(long_note, "Summarize.", 64)
     assert cut.kept + cut.cut == long_note and cut.cut
     assert e.budget(e.prompt(cut.kept, "Summarize."), 64).fits
-    wide = load_engine(LoadOptions(SERVED, base_url=server_url))  # believes 8192: the server itself refuses
-    with pytest.raises(GenerationError, match="ended the answer without finishing"):
-        wide.generate(wide.prompt(long_note, "Summarize."), GREEDY)
+    # The context unknown (nothing assumed), or a wrong --context-length: the server refuses the long note, and
+    # its refusal (asked again for one token, not streamed) tells the engine the real limit, said in plain words.
+    for options in ({}, {"context_length": 8192}):
+        wide = load_engine(LoadOptions(SERVED, base_url=server_url, **options))
+        assert wide.budget(wide.make_prompt(long_note, "Summarize."), 16).fits  # nothing here says otherwise
+        with pytest.raises(GenerationError, match="can read at most 1,024 tokens at once") as refused:
+            wide.generate(wide.prompt(long_note, "Summarize."), GREEDY)
+        assert "Truncate note to fit" in str(refused.value)
+        assert wide.context_known and wide.context_length == wide.context_limit == 1024
+        budget = wide.budget(wide.make_prompt(long_note, "Summarize."), 16)
+        assert not budget.fits and budget.describe().endswith(f"of 1024 tokens (over by {budget.overflow} tokens)")
+        assert any("reads at most 1024 tokens" in n for n in wide.notices)
+        assert wide.generate(wide.prompt(cut.kept, "Summarize."), GREEDY).done  # the cut note is answered
+        wide.close()
     e.close()
-    wide.close()
 
 
 def test_chat_page_on_the_served_model(served, launch_app, page):
@@ -124,6 +138,25 @@ def test_chat_page_on_the_served_model(served, launch_app, page):
     page.get_by_role("button", name="Ask").click()
     page.locator("#chat-status").get_by_text("tokens/s").wait_for(timeout=60000)
     assert "remote" in bot_text(page)
+
+    # Notices where they are read: above the note, not only in the collapsed "Model" section.
+    banner = page.locator("#model-notices")
+    expect(banner).to_contain_text("Not for clinical use")  # a model the registry does not know
+    expect(banner).to_contain_text("does not say how many tokens")
+    # A note over the server's context: the budget cannot know (it says so, it never assumes the largest); the
+    # server's refusal is shown with its own limit in plain words, and the budget line is corrected.
+    long_note = NOTE + "\n".join(f"Day {i}: stable, walked in the hall, ate well." for i in range(150))
+    page.get_by_label("Discharge summary").fill(long_note)
+    budget = page.locator("#token-budget")
+    expect(budget).to_contain_text("context unknown", timeout=15000)
+    expect(page.locator("#chat-guard")).to_contain_text(f"fingerprint {note_key(long_note)[:8]}", timeout=30000)
+    page.locator("#chat-guard").get_by_text("Send this note as it is").click()
+    page.get_by_role("button", name="Ask").click()
+    expect(page.locator("#chat-status")).to_contain_text("can read at most 1,024 tokens at once", timeout=60000)
+    expect(budget).to_contain_text("of 1024 tokens (over by", timeout=15000)
+    expect(budget).not_to_contain_text("context unknown")
+    expect(banner).to_contain_text("reads at most 1024 tokens")
+    expect(banner).not_to_contain_text("does not say how many tokens")
 
 
 def test_compare_page_served_against_the_local_gguf(served, gguf_engine, launch_app, page, tmp_path):

@@ -223,6 +223,7 @@ class Engine(ABC):
     model_id: str
     template: str
     context_length: int
+    context_known: bool = True  # False: a server that does not say its context (``context_limit`` is a bound)
     precision: str
     revision: str
     is_demo: bool = False
@@ -259,6 +260,12 @@ class Engine(ABC):
             self.check_count(len(p.ids), settings)
         return replace(p, fits_new_tokens=settings.max_new_tokens)
 
+    @property
+    def context_limit(self) -> int | None:
+        """The context the fit rule checks against: ``context_length``, or where the context is not known, the
+        most it can be (``None``: nothing known)."""
+        return self.context_length
+
     # Tokens ---------------------------------------------------------------------------------------------
     def encode(self, prompt: str) -> list[int]:
         """Prompt ids with BOS exactly once, as the model will see them."""
@@ -275,7 +282,7 @@ class Engine(ABC):
     def budget(self, prompt: str | Prompt, max_new_tokens: int) -> Budget | None:
         """How ``prompt`` plus the answer fits the context, or ``None`` when tokens cannot be counted here."""
         n = prompt.n_tokens if isinstance(prompt, Prompt) else self.count_tokens(prompt)
-        return None if n is None else Budget(n, int(max_new_tokens), self.context_length)
+        return None if n is None else Budget(n, int(max_new_tokens), self.context_limit, self.context_known)
 
     def check_settings(self, settings: GenerationSettings) -> None:
         """Raise ``GenerationError`` for invalid settings and ``UnsupportedError`` for what this backend lacks."""
@@ -292,7 +299,7 @@ class Engine(ABC):
 
     def check_count(self, prompt_tokens: int, settings: GenerationSettings) -> None:
         """Raise ``GenerationError`` when ``prompt_tokens`` plus the answer exceed the context (the one fit rule)."""
-        b = Budget(prompt_tokens, int(settings.max_new_tokens), self.context_length)
+        b = Budget(prompt_tokens, int(settings.max_new_tokens), self.context_limit, self.context_known)
         if not b.fits:
             raise GenerationError(
                 f"The prompt has {b.prompt_tokens} tokens; with up to {b.max_new_tokens} new tokens that is "
@@ -303,8 +310,12 @@ class Engine(ABC):
         """Cut ``note`` on token boundaries so the prompt fits; returns what was kept and exactly what was cut."""
         if not self.capabilities.tokenizer:
             self.token_spans(note)  # raises UnsupportedError with the reason
+        if self.context_limit is None:
+            raise UnsupportedError(f"The server of {self.model_id} does not say how many tokens it can read at once, "
+                                   "so there is nothing to cut the note to: set --context-length, or ask once (its "
+                                   "refusal tells it).")
         return truncate_to_fit(lambda n: self.count_tokens(self.prompt(n, question)), self.token_spans, note,
-                               int(max_new_tokens), self.context_length, keep)
+                               int(max_new_tokens), self.context_limit, keep)
 
     # Generation -----------------------------------------------------------------------------------------
     @abstractmethod

@@ -9,11 +9,18 @@ llama.cpp's server: ``POST /tokenize``; llama-cpp-python's server: ``POST /extra
 as the completions endpoint will see them, and vLLM's ``/v1/models`` tells the served context (``max_model_len``).
 Without a tokenize endpoint a local ``--tokenizer`` counts; without either the budget is unknown
 (``capabilities.tokenizer`` is False and the page says so).
+
+A server that does not say its context (llama-cpp-python's) is never assumed to have the largest: the context is
+unknown (``context_known`` False; the registry's length, for a known model, is only an upper bound) and the budget
+line says so. The server's refusal tells it: when an answer ends without finishing, a non-streaming request for one
+token with the same prompt makes llama-cpp-python's server answer ``context_length_exceeded`` with its real limit;
+the engine keeps that limit (the budget is corrected) and says in plain words why the note was not answered.
 """
 
 from __future__ import annotations
 
 import functools
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -37,7 +44,7 @@ class RemoteOptions(EndpointSettings):
     tokenizer: str | None = field(default=None, metadata={
         "help": "local tokenizer folder to count tokens when the server cannot"})
     template: str = "asclepius"
-    context_length: int | None = None  # None: the server's, else the registry's (8192 for an unknown model)
+    context_length: int | None = None  # None: the server's if it says it, else unknown until its refusal tells it
     probe: bool = True  # ask the server once for its tokenize endpoint and context length
 
 
@@ -56,6 +63,22 @@ TOKENIZE_STYLES = {
     "llama-cpp-python": ("/extras/tokenize", lambda model, text: {"model": model, "input": text}),
 }
 PROBE_TIMEOUT = 5.0
+# How servers state their context when they refuse a prompt: llama-cpp-python, vLLM and OpenAI ("maximum context
+# length is N"), llama-cpp-python's own error ("exceed context window of N"), llama.cpp ("the context size (N)").
+CONTEXT_IN_REFUSAL = [re.compile(p, re.IGNORECASE) for p in (
+    r"maximum context length is (\d+)", r"exceed context window of (\d+)", r"context size \((\d+)\)")]
+UNKNOWN_CONTEXT = ("The server does not say how many tokens {model} can read at once (its context), so the token "
+                   "budget cannot check it{bound}. The first note it refuses as too long tells the limit; or start "
+                   "the app with --context-length (the server's own setting, e.g. llama-cpp-python's --n_ctx).")
+LEARNED_CONTEXT = "The server reads at most {n} tokens at once (its context, learned from its refusal)."
+
+
+def context_in_refusal(text: str) -> int | None:
+    """The context length a server's refusal states (``None`` when it states none)."""
+    for pattern in CONTEXT_IN_REFUSAL:
+        if m := pattern.search(text or ""):
+            return int(m.group(1))
+    return None
 
 
 @dataclass(frozen=True)
@@ -155,21 +178,50 @@ class RemoteEngine(Engine):
                 f"{self.options.model} is served remotely and neither the server nor a local tokenizer counts tokens "
                 "here: the token budget is unknown (pass --tokenizer DIR to count tokens).")
         spec = resolve(self.options.model)
-        if self.options.context_length:
-            self._context = int(self.options.context_length)
-        elif self.server.context_length:
-            self._context = self.server.context_length
-        else:
-            self._context = spec.context_length if spec.known else 8192
-            if self.options.api_mode == "completion":
-                self.notices.append(f"The server does not say its context length: assuming {self._context} tokens "
-                                    f"({'the registry' if spec.known else 'a default'}; set --context-length).")
+        self._bound = spec.context_length if spec.known else None  # the model's own: the server cannot give more
+        self._context = int(self.options.context_length or self.server.context_length or 0) or None
+        self.context_known = self._context is not None
+        if not self.context_known and self.options.api_mode == "completion":
+            bound = f" (this model reads at most {self._bound})" if self._bound else ""
+            self.notices.append(UNKNOWN_CONTEXT.format(model=self.options.model, bound=bound))
 
     model_id = property(lambda self: self.options.model)
     template = property(lambda self: self.options.template)
     precision = property(lambda self: "remote")
     revision = property(lambda self: str(self.client.base_url))
-    context_length = property(lambda self: self._context)
+    # Sizes the answer-length sliders; the fit rule reads ``context_limit`` (unknown stays unknown there).
+    context_length = property(lambda self: self._context or self._bound or 4096)
+    context_limit = property(lambda self: self._context if self.context_known else self._bound)
+
+    def learn_context(self, n: int) -> None:
+        """Keep the context the server stated (it wins over a guess or a wrong --context-length)."""
+        self._context, self.context_known = int(n), True
+        self.notices = [m for m in self.notices if not m.startswith(("The server does not say", "The server reads"))]
+        self.notices.append(LEARNED_CONTEXT.format(n=n))
+
+    def probe_context(self, prompt: str) -> int | None:
+        """Ask for one token, not streamed, with ``prompt``: a server refuses a prompt over its context with its
+        limit (llama-cpp-python's streamed answers just end). The limit, if it stated one; learned."""
+        import openai
+
+        try:
+            self._request(prompt, GenerationSettings(max_new_tokens=1), stream=False)
+        except openai.APIStatusError as exc:
+            n = context_in_refusal(str(exc))
+            if n:
+                self.learn_context(n)
+            return n
+        except openai.OpenAIError:
+            return None
+        return None
+
+    def refused(self, n_prompt: int, settings: GenerationSettings) -> GenerationError:
+        """The error for a prompt the server refused as over its context ``self.context_length``, in plain words."""
+        return GenerationError(
+            f"The model's server can read at most {self._context:,} tokens at once, and this note with the question "
+            f"is {n_prompt:,} tokens{f' (plus up to {settings.max_new_tokens:,} for the answer)' if n_prompt else ''}"
+            ": it was not answered. Shorten the note (“Truncate note to fit” keeps the part you choose) or lower "
+            "max new tokens, then ask again. The token budget now counts against the server's limit.")
 
     def encode(self, prompt: str) -> list[int]:
         """Prompt ids as the server sees them (its tokenize endpoint), else from the local tokenizer."""
@@ -276,9 +328,14 @@ class RemoteEngine(Engine):
                         last = now
                         yield StreamUpdate(text, pieces, now - start, prompt_tokens=n_prompt, first_token_s=first)
         except openai.APIError as exc:
+            if n := context_in_refusal(str(exc)):
+                self.learn_context(n)
+                raise self.refused(n_prompt, settings) from exc
             raise GenerationError(f"The endpoint answered with an error: {exc}") from exc
         except openai.OpenAIError as exc:
             raise GenerationError(f"Could not reach the endpoint: {exc}") from exc
+        if not finished and not stop_event.is_set() and self.options.probe and self.probe_context(prompt):
+            raise self.refused(n_prompt, settings)
         if not finished and not stop_event.is_set():
             # A server that fails after it started streaming (llama-cpp-python on a prompt over its context) just
             # ends the stream: never pass that off as a finished answer.

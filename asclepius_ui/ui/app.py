@@ -106,9 +106,9 @@ def build_app(ctx: AppContext) -> gr.Blocks:
     # importing spaCy at once can fail half-initialised, so it is imported here first, once.
     import spacy  # noqa: F401
     with gr.Blocks(title="Asclepius Studio", analytics_enabled=False) as demo:
-        gr.Markdown("# Asclepius Studio")
+        gr.Markdown("# Asclepius Studio", elem_id="app-title")
         tabs = []
-        with gr.Tabs():
+        with gr.Tabs(elem_id="pages") as page_tabs:
             for page in pages.PAGES:
                 if page.needs_db and ctx.storage is None:
                     continue
@@ -126,11 +126,16 @@ def build_app(ctx: AppContext) -> gr.Blocks:
                 tabs.append((tab, key, audience))
 
         def shape(request: gr.Request):
+            """Each tab shown to whoever may use it, and the first of them open: a rater with only the Study page
+            lands on it (hidden tabs start unselected, so without this the page would be blank)."""
             user = current_user(request)
-            return [gr.update(visible=may_use(ctx, user, key, audience)) for _, key, audience in tabs]
+            allowed = [may_use(ctx, user, key, audience) for _, key, audience in tabs]
+            first = next((key for (_, key, _), ok in zip(tabs, allowed, strict=True) if ok), None)
+            return [gr.update(selected=first) if first else gr.update(),
+                    *[gr.update(visible=ok) for ok in allowed]]
 
         if ctx.users is not None:
-            demo.load(shape, None, [t for t, _, _ in tabs], show_progress="hidden")
+            demo.load(shape, None, [page_tabs, *[t for t, _, _ in tabs]], show_progress="hidden")
     hide_internal_events(demo)
     return demo
 

@@ -18,7 +18,7 @@ from .context import AppContext
 HOW = ("Upload a **CSV or JSONL** file with a `note` column. Pick tasks to ask of every note (tasks that need a "
        "specific argument, such as an abbreviation, go in a question column), and/or a column holding a question "
        "per row. Answers use the same engine and code as `python -m eval.generate`, one prompt at a time.")
-PREVIEW = ["id", "task", "question", "answer", "check", "error"]
+PREVIEW = ["id", "task", "question", "answer", "check", "error", "truncated"]
 
 
 def build(ctx: AppContext) -> None:
@@ -39,6 +39,12 @@ def build(ctx: AppContext) -> None:
                                        allow_custom_value=False)
                 max_new = gr.Slider(1, max(1, engine.context_length), value=default_max_new(engine.context_length),
                                     step=1, label="Max new tokens", elem_id="batch-max-new")
+                with gr.Row():
+                    truncate = gr.Checkbox(False, label="Truncate notes to fit", elem_id="batch-truncate",
+                                           info="Notes too long for the model's context are cut instead of failing; "
+                                                "the answers say which in a “truncated” column.")
+                    keep = gr.Radio(logic.KEEP_CHOICES, value="start", label="When truncating",
+                                    elem_id="batch-keep")
                 guard = gr.Radio(GUARD_CHOICES, value=GUARD_HOLD, visible=remote,
                                  elem_id="batch-guard", label="Privacy guard: this model is remote. Send the notes?")
                 if remote:
@@ -58,9 +64,9 @@ def build(ctx: AppContext) -> None:
         guess = next((c for c in cols if c.lower() in ("question", "instruction")), None)
         return gr.update(choices=[""] + cols, value=guess), text, GUARD_HOLD
 
-    def on_run(r, path, picked, qcol, mx, choice, progress=gr.Progress()):  # noqa: B008 - Gradio's way
+    def on_run(r, path, picked, qcol, mx, choice, cut, kept, progress=gr.Progress()):  # noqa: B008 - Gradio's way
         for text, rows, files in logic.run_batch(ctx, r, path, picked, qcol, mx, choice,
-                                                 lambda f, d: progress(f, desc=d)):
+                                                 lambda f, d: progress(f, desc=d), truncate=kept if cut else None):
             table = [[str(row.get(k, ""))[:300] for k in PREVIEW] for row in rows] or None
             yield text, table, *(files.get(fmt) for fmt in FORMATS)
 
@@ -69,8 +75,14 @@ def build(ctx: AppContext) -> None:
     # when it will wait behind another generation.
     run.click(functools.partial(common.new_request, ctx), None, [rid, status], queue=False,
               show_progress="hidden", api_visibility="private").then(
-        on_run, [rid, upload, tasks, question, max_new, guard], [status, preview, *outs],
+        on_run, [rid, upload, tasks, question, max_new, guard, truncate, keep], [status, preview, *outs],
         concurrency_limit=max(1, ctx.max_concurrent), concurrency_id="generate", api_name="batch",
         show_progress_on=[status])
-    stop.click(lambda r: common.stop(ctx, r) or gr.update(), rid, status, queue=False, show_progress="hidden",
-               api_visibility="private")
+    def on_stop(r):
+        """A run waiting in the queue is cancelled and says so; a running one ends after its current row and says
+        "Stopped: k of N" itself (a "Stopping…" written here could land after that and hide it)."""
+        running = ctx.is_running(r)
+        said = common.stop(ctx, r)
+        return gr.update() if running or said is None else said
+
+    stop.click(on_stop, rid, status, queue=False, show_progress="hidden", api_visibility="private")

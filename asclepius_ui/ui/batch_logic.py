@@ -23,13 +23,20 @@ def columns(path: str | None) -> tuple[list[str], str]:
     return cols, f"{len(rows)} rows; columns: {', '.join(cols)}"
 
 
+KEEP_CHOICES = [("Keep the start", "start"), ("Keep the end", "end")]
+
+
 def run_batch(ctx, rid: str | None, path: str | None, task_labels: list[str] | None, question_column: str | None,
               max_new, guard_choice: str | None, progress: Callable[[float, str], None] | None = None,
-              ) -> Iterator[tuple[str, list[dict], dict[str, str]]]:
-    """Answer every job of the file; yields (status, rows so far, {export format: file path} once done)."""
+              truncate: str | None = None) -> Iterator[tuple[str, list[dict], dict[str, str]]]:
+    """Answer every job of the file; yields (status, rows so far, {export format: file path} once done).
+
+    ``truncate`` ("start" or "end": the part to keep) cuts notes too long for the context instead of failing them.
+    """
     rid, event = ctx.claim(rid)
     try:
-        yield from _run(ctx.engine, event, path, task_labels, question_column, max_new, guard_choice, progress)
+        yield from _run(ctx.engine, event, path, task_labels, question_column, max_new, guard_choice, progress,
+                        truncate)
     except Exception as exc:  # a UserError's own text; anything else is a bug: say so, log it, keep the page working
         yield user_message(exc, "batch"), [], {}
     finally:
@@ -37,7 +44,7 @@ def run_batch(ctx, rid: str | None, path: str | None, task_labels: list[str] | N
         ctx.finish(rid)
 
 
-def _run(engine, event, path, task_labels, question_column, max_new, guard_choice, progress):
+def _run(engine, event, path, task_labels, question_column, max_new, guard_choice, progress, truncate):
     if event.is_set():
         yield "Stopped while waiting in the queue: nothing was run.", [], {}
         return
@@ -49,20 +56,28 @@ def _run(engine, event, path, task_labels, question_column, max_new, guard_choic
         yield error_box(f"Nothing was sent: these {len(jobs)} prompts would go to a remote model. Confirm under "
                         "“Privacy guard” (send as they are, or redacted copies)."), [], {}
         return
+    if truncate and not engine.capabilities.tokenizer:
+        yield error_box(f"Notes cannot be truncated: {engine.model_id} is served by a backend that cannot count "
+                        "tokens here (pass --tokenizer DIR). Untick “Truncate notes to fit” to run them as they "
+                        "are."), [], {}
+        return
     settings = GenerationSettings(max_new_tokens=max_new)
     rows: list[dict] = []
     total = len(jobs)
     if progress:
         progress(0.0, f"0 of {total}")
     yield f"Answering {total} prompts…", rows, {}
-    for row in batch.run_jobs(engine, jobs, settings, event, guard=guard_choice or GUARD_SEND):
+    for row in batch.run_jobs(engine, jobs, settings, event, guard=guard_choice or GUARD_SEND,
+                              truncate=truncate or None):
         rows.append(row)
         if progress:
             progress(len(rows) / total, f"{len(rows)} of {total}")
         yield f"Answered {len(rows)} of {total}…", rows, {}
     failed = sum(bool(r.get("error")) for r in rows)
+    cut = sum(bool(r.get("truncated")) for r in rows)
     head = "Stopped" if event.is_set() and len(rows) < total else "Done"
-    text = f"{head}: {len(rows)} of {total} answered" + (f", {failed} could not be answered" if failed else "") + "."
+    text = (f"{head}: {len(rows)} of {total} answered" + (f", {failed} could not be answered" if failed else "")
+            + (f", {cut} from truncated notes (see the “truncated” column)" if cut else "") + ".")
     if not rows:
         yield text, rows, {}
         return

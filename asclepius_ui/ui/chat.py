@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import functools
+import html
 
 import gradio as gr
 
 from .. import claims, phi_guard
 from ..examples import example_label, example_notes
+from ..registry import resolve
 from ..tokenization import default_max_new
 from . import chat_logic as logic
 from . import common, rating_widget
@@ -35,14 +37,31 @@ if (!window.__askKeys) {
 """
 
 
+# The answers fill the window under the question at any height (all of it in view after Ask at 1366x768).
+ANSWERS_HEIGHT = "max(240px, calc(100vh - 500px))"
+NOT_CLINICAL = ("**Not for clinical use.** {name} is not a model this app knows (not a published Asclepius "
+                "model): its answers have not been checked and are not medical advice.")
+
+
 def model_info(ctx: AppContext) -> str:
     """The model line: every value comes from a flag or a file name, so each is escaped where it enters HTML."""
     e = ctx.engine
+    context = e.context_length if getattr(e, "context_known", True) else "unknown"
     lines = [f"**Model** <code>{escape_html(e.model_id)}</code> · {escape_html(e.precision_label)} · template "
-             f"<code>{escape_html(e.template)}</code> · context {escape_html(e.context_length)} tokens · revision "
+             f"<code>{escape_html(e.template)}</code> · context {escape_html(context)} tokens · revision "
              f"<code>{escape_html(e.revision)}</code>"]
     lines += [f'<div class="notice">{escape_html(n)}</div>' for n in e.notices]
     return "\n\n".join(lines)
+
+
+def notice_banner(engine) -> dict:
+    """The model's notices where they are read, above the note: "not for clinical use" for a model the registry
+    does not know (the demo has its own banner), then each of the engine's notices (template, context...)."""
+    parts = []
+    if not engine.is_demo and not resolve(engine.model_id).known:
+        parts.append(NOT_CLINICAL.format(name=f"`{html.escape(engine.model_id)}`"))
+    parts += [f'<div class="notice">{html.escape(n)}</div>' for n in engine.notices]
+    return gr.update(value="\n\n".join(parts), visible=bool(parts))
 
 
 def demo_text(engine) -> str:
@@ -75,12 +94,17 @@ def build(ctx: AppContext) -> None:
         phi_guard.warm_up()
     claims.warm_up()  # the answer check's rules and drug list, loaded while the clinician reads
     with gr.Column(elem_id="chat-page"):
-        if engine.is_demo:
-            gr.Markdown(demo_text(engine), elem_classes="demo-banner", elem_id="demo-banner")
-        with gr.Accordion("Model", open=False):
-            gr.Markdown(model_info(ctx), elem_id="model-info")
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=5, min_width=320):
+        # The note on the left (the model's banners above it); on the right the question and the answers, a column
+        # that stays in view while the note side scrolls (theme.LAYOUT_CSS).
+        with gr.Row(equal_height=False, elem_id="chat-work"):
+            with gr.Column(scale=5, min_width=320, elem_id="chat-note-side"):
+                if engine.is_demo:
+                    gr.Markdown(demo_text(engine), elem_classes="demo-banner", elem_id="demo-banner")
+                first = notice_banner(engine)
+                banner = gr.Markdown(first["value"], visible=first["visible"], elem_id="model-notices",
+                                     elem_classes="notice-banner")
+                with gr.Accordion("Model", open=False):
+                    info = gr.Markdown(model_info(ctx), elem_id="model-info")
                 with gr.Row():
                     example = gr.Dropdown([(example_label(n, engine), n) for n in examples], label="Example note",
                                           value=None, scale=3, elem_id="chat-example")
@@ -97,7 +121,7 @@ def build(ctx: AppContext) -> None:
                     cut_text = gr.Textbox(label="Text removed from the note", lines=6, interactive=False)
                 with gr.Accordion("Where in the note (latest answer)", open=True, elem_id="chat-evidence-box"):
                     evidence = gr.HTML(elem_id="chat-evidence")
-            with gr.Column(scale=6, min_width=380):
+            with gr.Column(scale=6, min_width=380, elem_id="chat-side"):
                 task, _arg, instruction = task_picker("chat-")
                 with gr.Row():
                     ask = gr.Button("Ask", variant="primary", elem_id="chat-ask", scale=2, min_width=60)
@@ -110,7 +134,8 @@ def build(ctx: AppContext) -> None:
                                  label="Privacy guard: this model is remote. Send this note?")
                 if remote:
                     gr.Markdown(phi_guard.about_markdown(), elem_id="chat-guard-about")
-                chatbot = gr.Chatbot(label="Answers", height=340, elem_id="answers", buttons=["copy", "copy_all"])
+                chatbot = gr.Chatbot(label="Answers", height=ANSWERS_HEIGHT, elem_id="answers",
+                                     buttons=["copy", "copy_all"])
                 if ctx.storage is not None:
                     rating_widget.build(ctx, turns := gr.State([]), chatbot)
                 else:
@@ -148,8 +173,18 @@ def build(ctx: AppContext) -> None:
         visibility = {"api_name": api_name} if api_name else private
         made.then(_handler(fn, ctx, form_fields), gen_inputs, gen_outputs, concurrency_limit=limit,
                   concurrency_id="generate", trigger_mode="multiple", **visibility).then(
-            lambda: "", None, queued, queue=False, **private)
+            lambda: "", None, queued, queue=False, **private).then(
+            after_answer, [note, instruction, max_new], [budget, banner, info], queue=False, show_progress="hidden",
+            **private)
 
+    def after_answer(n, i, m):
+        """What an answer may have taught the engine (a server's context learned from its refusal): the budget,
+        the notices and the model line again."""
+        return logic.budget_text(engine, n, i, m), notice_banner(engine), model_info(ctx)
+
+    # On every page load too: what the engine learned since start-up (a server's context) is shown after a reload.
+    gr.on(triggers=None, fn=lambda: (notice_banner(engine), model_info(ctx)), outputs=[banner, info],
+          show_progress="hidden", **private)
     wire(ask.click, logic.ask, "ask")
     wire(instruction.submit, logic.ask, None)
     wire(regen.click, logic.regenerate, None)

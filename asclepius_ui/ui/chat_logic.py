@@ -74,9 +74,11 @@ def budget_text(engine, note: str, instruction: str, max_new: float) -> str:
     b = engine.budget(engine.prompt(note or "", instruction or ""), int(max_new))
     if b is None:
         return (f"Token budget unknown: {engine.model_id} is served by a backend that cannot count tokens here "
-                f"(context {engine.context_length}). Pass --tokenizer DIR to count them.")
+                f"(context {engine.context_length if engine.context_known else 'unknown'}). Pass --tokenizer DIR to "
+                "count them.")
     if not b.fits:
-        return error_box(b.describe() + ". Lower max new tokens, shorten the note, or use “Truncate note to fit”.")
+        return error_box(b.describe().rstrip(".") + ". Lower max new tokens, shorten the note, or use “Truncate note "
+                         "to fit”.")
     return b.describe()
 
 

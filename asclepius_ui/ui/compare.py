@@ -25,37 +25,45 @@ def build(ctx: AppContext) -> None:
         if len(engines) < 2:
             gr.Markdown(NEED_TWO, elem_id="compare-need-two")
             return
-        gr.Markdown(logic.HOW)
-        with gr.Row():
-            with gr.Column(scale=5):
-                note = gr.Textbox(label="Discharge summary", lines=8, max_lines=16, elem_id="cmp-note")
-            with gr.Column(scale=4):
+        # What is asked on the left (note, task, Run); what comes back on the right (both answers, the scores and
+        # the vote), so the vote is in view at laptop size (1366x768) once the answers are in.
+        with gr.Row(equal_height=False, elem_id="cmp-work"):
+            with gr.Column(scale=5, min_width=360):
+                note = gr.Textbox(label="Discharge summary", lines=8, max_lines=12, elem_id="cmp-note")
                 task, _arg, instruction = task_picker("cmp-")
                 shortest = min(e.context_length for e in engines.values())
-                max_new = gr.Slider(1, shortest, value=default_max_new(shortest), step=1, label="Max new tokens",
-                                    elem_id="cmp-max-new")
+                with gr.Row(equal_height=True):
+                    max_new = gr.Slider(1, shortest, value=default_max_new(shortest), step=1,
+                                        label="Max new tokens", elem_id="cmp-max-new", scale=3)
+                    run = gr.Button("Answer with both", variant="primary", elem_id="cmp-run", scale=1)
                 guard = gr.Radio(GUARD_CHOICES, value=GUARD_HOLD, visible=remote,
                                  elem_id="cmp-guard", label="Privacy guard: a contender is remote. Send this note?")
                 if remote:
                     gr.Markdown(phi_guard.about_markdown(), elem_id="cmp-guard-about")
-                run = gr.Button("Answer with both", variant="primary", elem_id="cmp-run")
-        status = gr.Markdown(elem_id="cmp-status")
-        with gr.Row():
-            with gr.Column():
-                ans_a = gr.Textbox(label="Model A", lines=8, interactive=False, elem_id="cmp-answer-a")
-                score_a = gr.Radio(score_choices(), label="Rate Model A (optional)", elem_id="cmp-score-a")
-                with gr.Accordion("Where in the note (Model A)", open=False):
-                    ev_a = gr.HTML(elem_id="cmp-evidence-a")
-            with gr.Column():
-                ans_b = gr.Textbox(label="Model B", lines=8, interactive=False, elem_id="cmp-answer-b")
-                score_b = gr.Radio(score_choices(), label="Rate Model B (optional)", elem_id="cmp-score-b")
-                with gr.Accordion("Where in the note (Model B)", open=False):
-                    ev_b = gr.HTML(elem_id="cmp-evidence-b")
-        with gr.Row():
-            votes = [gr.Button(text, interactive=False, elem_id=f"cmp-vote-{key}") for key, text in WINNERS.items()]
-        reveal = gr.Markdown(elem_id="cmp-reveal")
-        with gr.Accordion("Rubric", open=False):
-            gr.Markdown(rubric_markdown())
+            with gr.Column(scale=6, min_width=480):
+                with gr.Accordion("How the blind comparison works", open=False):
+                    gr.Markdown(logic.HOW)
+                status = gr.Markdown(elem_id="cmp-status")
+                with gr.Row(equal_height=False):
+                    with gr.Column(min_width=220):
+                        ans_a = gr.Textbox(label="Model A", lines=8, max_lines=14, interactive=False,
+                                           elem_id="cmp-answer-a")
+                        score_a = gr.Radio(score_choices(), label="Rate Model A (optional)", elem_id="cmp-score-a")
+                    with gr.Column(min_width=220):
+                        ans_b = gr.Textbox(label="Model B", lines=8, max_lines=14, interactive=False,
+                                           elem_id="cmp-answer-b")
+                        score_b = gr.Radio(score_choices(), label="Rate Model B (optional)", elem_id="cmp-score-b")
+                with gr.Row():
+                    votes = [gr.Button(text, interactive=False, elem_id=f"cmp-vote-{key}", min_width=80)
+                             for key, text in WINNERS.items()]
+                reveal = gr.Markdown(elem_id="cmp-reveal")
+                with gr.Row():
+                    with gr.Accordion("Where in the note (Model A)", open=False):
+                        ev_a = gr.HTML(elem_id="cmp-evidence-a")
+                    with gr.Accordion("Where in the note (Model B)", open=False):
+                        ev_b = gr.HTML(elem_id="cmp-evidence-b")
+                with gr.Accordion("Rubric", open=False):
+                    gr.Markdown(rubric_markdown())
     trial = gr.State(None)  # server-side only: the names never reach the browser before the vote
 
     def on_run(note_text, task_label, instr, mx, choice):

@@ -110,26 +110,34 @@ def build(ctx: AppContext) -> None:
         progress = gr.HTML(elem_id="study-progress")
         gr.HTML(f'<div id="study-session" data-message="{escape_html(SESSION_ENDED)}"></div>', js_on_load=DRAFTS,
                 elem_id="study-drafts", padding=False)
+        # The item: the note on one side; the question, the rubric, the answers with their scores and Submit on the
+        # other; each side scrolls on its own at laptop size (theme.LAYOUT_CSS), so no score needs the note
+        # scrolled away and the rubric is above Submit.
         with gr.Column(visible=False) as item_box:
-            header = gr.Markdown(elem_id="study-question")
-            note = gr.Textbox(label="Discharge summary", lines=10, max_lines=30, interactive=False,
-                              elem_id="study-note")
-            slots = []
-            for lab in LABELS:
-                with gr.Group(visible=False) as group:
-                    text = gr.Textbox(label=f"Answer {lab}", lines=3, max_lines=20, interactive=False,
-                                      elem_id=f"study-answer-{lab}")
-                    score = gr.Radio(score_choices(), label=f"Score for answer {lab}", elem_id=f"study-score-{lab}")
-                    comment = gr.Textbox(label=f"Comment on answer {lab} (optional)", elem_id=f"study-comment-{lab}")
-                    with gr.Accordion(f"Where in the note (answer {lab})", open=False):
-                        evidence = gr.HTML(elem_id=f"study-evidence-{lab}")
-                slots.append((group, text, score, comment, evidence))
-            with gr.Row():
-                submit = gr.Button("Submit ratings", variant="primary", elem_id="study-submit")
-                skip = gr.Button("Skip this item", elem_id="study-skip")
+            with gr.Row(equal_height=False, elem_id="study-item"):
+                with gr.Column(scale=1, min_width=320, elem_id="study-note-side"):
+                    note = gr.Textbox(label="Discharge summary", lines=10, max_lines=200, interactive=False,
+                                      elem_id="study-note")
+                with gr.Column(scale=1, min_width=320, elem_id="study-answers-side"):
+                    header = gr.Markdown(elem_id="study-question")
+                    with gr.Accordion("Rubric", open=False, elem_id="study-rubric"):
+                        gr.Markdown(rubric_markdown())
+                    slots = []
+                    for lab in LABELS:
+                        with gr.Group(visible=False) as group:
+                            text = gr.Textbox(label=f"Answer {lab}", lines=3, max_lines=20, interactive=False,
+                                              elem_id=f"study-answer-{lab}")
+                            score = gr.Radio(score_choices(), label=f"Score for answer {lab}",
+                                             elem_id=f"study-score-{lab}")
+                            comment = gr.Textbox(label=f"Comment on answer {lab} (optional)",
+                                                 elem_id=f"study-comment-{lab}")
+                            with gr.Accordion(f"Where in the note (answer {lab})", open=False):
+                                evidence = gr.HTML(elem_id=f"study-evidence-{lab}")
+                        slots.append((group, text, score, comment, evidence))
+                    with gr.Row():
+                        submit = gr.Button("Submit ratings", variant="primary", elem_id="study-submit")
+                        skip = gr.Button("Skip this item", elem_id="study-skip")
         status = gr.Markdown(elem_id="study-status")
-        with gr.Accordion("Rubric", open=True):
-            gr.Markdown(rubric_markdown())
     current = gr.State(None)  # {"view": assignment, "shown": monotonic seconds, "uid": idempotency key}
     n = len(slots)
     outputs = [item_box, header, note, *[c for slot in slots for c in slot], current, progress, status]

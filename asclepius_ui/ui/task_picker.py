@@ -21,16 +21,18 @@ class PickerState:
     instruction_placeholder: str
 
 
-def on_task_pick(label: str, arg_value: str | None) -> PickerState:
+def on_task_pick(label: str) -> PickerState:
     """The widget's state for task ``label``: every task leaves a ready instruction or an obvious box to fill.
 
-    A task with an argument shows its box and an instruction with the placeholder to fill; a task with no
+    Picking a task starts its argument afresh (the previous task's is never carried over: an entity type is
+    no abbreviation): empty, or the task's ``default_arg``. A task with an argument shows its box
+    and an instruction with the placeholder to fill (or its default filled in); a task with no
     argument (summarization) gets its whole instruction; question answering and free questions clear the
     instruction and say what to type there.
     """
     t = by_label(label)
     if t.has_argument_box:
-        value = arg_value or ""
+        value = t.default_arg or ""
         return PickerState(True, t.arg_label or "Argument", t.arg_placeholder, value, fill_instruction(t, value), "")
     if not t.needs_arg():
         return PickerState(False, "Argument", "", "", fill_instruction(t), "")
@@ -45,8 +47,8 @@ def task_picker(prefix: str) -> tuple[gr.Dropdown, gr.Textbox, gr.Textbox]:
     instruction = gr.Textbox(label="Instruction", lines=2, max_lines=8, placeholder=TASKS[FREE].arg_placeholder,
                              elem_id=f"{prefix}instruction")
 
-    def on_task(label: str, value: str | None):
-        s = on_task_pick(label, value)
+    def on_task(label: str):
+        s = on_task_pick(label)
         return (gr.update(label=s.arg_label, placeholder=s.arg_placeholder, visible=s.arg_visible, value=s.arg_value),
                 gr.update(value=s.instruction, placeholder=s.instruction_placeholder))
 
@@ -54,6 +56,6 @@ def task_picker(prefix: str) -> tuple[gr.Dropdown, gr.Textbox, gr.Textbox]:
         t = by_label(label)
         return fill_instruction(t, value) if t.has_argument_box else gr.update()
 
-    task.change(on_task, [task, arg], [arg, instruction], show_progress="hidden", api_visibility="private")
+    task.change(on_task, task, [arg, instruction], show_progress="hidden", api_visibility="private")
     arg.change(on_arg, [task, arg], instruction, show_progress="hidden", api_visibility="private")
     return task, arg, instruction

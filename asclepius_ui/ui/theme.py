@@ -21,6 +21,26 @@ CSS = """
 #answers button[aria-label="Clear"] {display: none;}
 """
 
+# ----- Layout for the work at laptop size (1366x768 and up); colours and contrast live in CSS above -------------
+# Chat: the answers column stays in view (sticky, scrolling on its own) beside a long note. Study: the note on one
+# side, answers and scores on the other, each side scrolling on its own. Compare: answers and the vote in view.
+LAYOUT_CSS = """
+#app-title h1 {font-size: 1.5rem; margin: 0;}
+/* Clips as Gradio's "overflow: hidden" does, without making the page's container a scroller (sticky needs that).
+   Top level on purpose: Gradio keeps a top-level rule's own selector (it scopes rules under .contain). */
+.gradio-container {overflow: clip !important;}
+@media (min-width: 1000px) {
+  #chat-side {position: sticky; top: 0; align-self: flex-start; max-height: 100vh; overflow-y: auto;
+              flex-wrap: nowrap;}
+  #chat-side > * {flex-shrink: 0;}
+  #study-item > .column {max-height: calc(100vh - 1rem); overflow-y: auto; align-self: flex-start;
+                          flex-wrap: nowrap;}
+  #study-item > .column > * {flex-shrink: 0;}  /* a side scrolls; its blocks keep their height */
+  #study-item {position: sticky; top: 0;}
+}
+"""
+CSS += LAYOUT_CSS
+
 
 # Gradio's empty file box is a plain <div> with an aria-label (axe: aria-prohibited-attr), its gallery's icon-only
 # buttons can lack a name (button-name), and its login page has no <title> (document-title). This script, loaded
