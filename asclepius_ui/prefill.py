@@ -95,10 +95,11 @@ class Prefiller:
         self.preemptions = self.completed = 0
 
     def submit(self, prefix: str, session: str) -> Job:
-        """Queue ``prefix`` for ``session`` (replacing its older job); the same note again returns the same job."""
+        """Queue ``prefix`` for ``session`` (replacing its older job); the same note while it is being read returns
+        that job (a note read before is checked again: the cache may have let it go, and a kept one costs nothing)."""
         with self._cv:
             old = self._last.get(session)
-            if old is not None and old.prefix == prefix and old.state in (QUEUED, READING, READY):
+            if old is not None and old.prefix == prefix and old.state in (QUEUED, READING):
                 return old
             if old is not None and not old.finished:
                 old.cancel.set()

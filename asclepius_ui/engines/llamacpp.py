@@ -131,10 +131,10 @@ class Options:
     threads: int | None = field(default=None, metadata={
         "help": "CPU threads for llama.cpp (default: the physical cores)"})
     n_batch: int = field(default=N_BATCH, metadata={
-        "metavar": "N", "help": f"prompt tokens per llama.cpp step (default {N_BATCH}, measured: README); a note "
-                                "read ahead of the question yields to an Ask between steps"})
+        "metavar": "N", "help": f"prompt tokens per llama.cpp call (default {N_BATCH}, measured: README)"})
     n_ubatch: int = field(default=N_UBATCH, metadata={
-        "metavar": "N", "help": f"llama.cpp's physical batch (default {N_UBATCH}, measured: README)"})
+        "metavar": "N", "help": f"llama.cpp's physical batch (default {N_UBATCH}, measured: README); a note read "
+                                 "ahead of the question yields to an Ask after each"})
     flash_attn: str = field(default=FLASH_ATTN, metadata={
         "choices": ("on", "off"), "help": f"llama.cpp flash attention (default {FLASH_ATTN}, measured on a CPU: "
                                           "README)"})
@@ -355,8 +355,9 @@ class LlamaCppEngine(Engine):
         return common_prefix(self.encode(prompt.prefix), prompt.ids, len(prompt.ids) - 1)
 
     def prefill(self, prefix: str, stop: Stop | None = None, progress: Progress | None = None) -> Prefilled:
-        """Evaluate ``prefix`` ``n_batch`` tokens at a time into the context, continuing from what is kept, and save
-        the state; ``stop`` is checked between steps and the steps done are kept (see ``Engine.prefill``)."""
+        """Evaluate ``prefix`` ``n_ubatch`` tokens (llama.cpp's own step) at a time into the context, continuing
+        from what is kept, and save the state; ``stop`` is checked between steps and the steps done are kept (see
+        ``Engine.prefill``)."""
         ids = self.encode(prefix)
         stop = stop if stop is not None else threading.Event()
         with self._turn(stop) as ready:
@@ -367,7 +368,7 @@ class LlamaCppEngine(Engine):
             llm = self.llm
             done = self._restore(ids, len(ids))
             llm.n_tokens = done  # eval drops the context's cells after this
-            step = max(1, int(llm.n_batch))
+            step = max(1, int(llm.context_params.n_ubatch))
             try:
                 while done < len(ids) and not stop.is_set():
                     chunk = ids[done:done + step]
