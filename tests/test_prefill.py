@@ -123,3 +123,14 @@ def test_a_newer_note_cancels_the_older_read_of_the_same_session(tiny_bin_model)
     assert prefill.prefiller(engine).wait(second, timeout=120) and second.state == prefill.READY
     assert "Note ready" in second.describe()
     assert ask.read_ahead(engine, "  ", "s") is None
+
+
+def test_the_admin_sees_what_the_kept_notes_take(torch_engine, gguf_engine):
+    from asclepius_ui.ui.admin_logic import note_memory
+    from asclepius_ui.ui.context import AppContext
+
+    torch_engine.prefix_cache.clear()
+    torch_engine.prefill(torch_engine.make_prompt(_note(8), QUESTION).prefix)
+    text = note_memory(AppContext(engine=torch_engine, contenders={"gguf": gguf_engine}))
+    assert f"Notes kept by {torch_engine.model_id}: 1 of 4" in text and "MiB of 2048 MiB" in text
+    assert "Notes kept by gguf:" in text
