@@ -605,7 +605,7 @@ def main() -> None:
         args.hidden, args.layers, args.new_tokens, args.rounds, args.ttft_rounds = 512, 8, 16, 5, 2
         args.note_tokens, args.lookup_tokens, args.lookup_notes = 1500, 24, 1
     if args.think_time is not None and args.quick:
-        args.ttft_rounds, args.rounds, args.note_tokens, args.decode_tokens = 3, 2, 1000, 32
+        args.ttft_rounds, args.rounds, args.note_tokens, args.decode_tokens = 3, 2, 1700, 32
     if args.cpu_settings:
         args.configs = [TARGET]
     if args.think_time is not None and not args.configs:  # the laptop pair: full-precision torch, q4_k_m GGUF

@@ -93,7 +93,7 @@ def test_an_ask_preempts_a_prefill_and_continues_from_its_chunks(tiny_bin_model,
     started = threading.Event()
     job = ask.read_ahead(engine, note, "clinician-a")
     assert job is not None
-    while job.done < 20 and not job.finished:
+    while job.done < 200 and not job.finished:  # into the note itself, past the template's opening
         started.wait(0.005)
     assert job.state == prefill.READING and job.done < job.total  # reading, two tokens at a time
     # Another clinician asks about another note: the read stops at its next chunk and waits for the answer.
@@ -104,7 +104,7 @@ def test_an_ask_preempts_a_prefill_and_continues_from_its_chunks(tiny_bin_model,
         assert job.state != prefill.READING
     assert len(seen) == 1 and reader.preemptions >= 1
     paused_at = seen.pop()
-    assert 20 <= paused_at < job.total
+    assert 200 <= paused_at < job.total
     # The same clinician asks mid-read: the Ask continues from the chunks already read, and the answer is the same.
     reused = engine.prefix_cache.reused_tokens
     prepared = ask.prepare(engine, ask.Request(note, QUESTION, settings=SETTINGS))

@@ -379,6 +379,17 @@ class CacheUsage:
     max_bytes: int
 
 
+BOUNDARY_TOKENS = 4  # a kept note serves a prompt that shares all of it but its last few tokens (see ``reusable``)
+
+
+def reusable(key: Sequence[int], ids: Sequence[int], limit: int) -> int:
+    """How many tokens of a kept prefix ``key`` a prompt ``ids`` can reuse (at most ``limit``): 0 unless the prompt
+    shares all of ``key`` but its last ``BOUNDARY_TOKENS`` (the note part tokenised alone may end in a token the
+    question merges with); another note sharing only the template's opening is no match."""
+    n = common_prefix(key, ids, limit)
+    return n if n >= min(len(key), limit) - BOUNDARY_TOKENS else 0
+
+
 def common_prefix(a: Sequence[int], b: Sequence[int], limit: int | None = None) -> int:
     """How many leading items ``a`` and ``b`` share (at most ``limit``)."""
     n = min(len(a), len(b), len(a) + len(b) if limit is None else limit)

@@ -41,6 +41,7 @@ from .base import (
     Stop,
     StreamUpdate,
     common_prefix,
+    reusable,
 )
 
 if TYPE_CHECKING:  # llama_cpp loads with the first GGUF (flags and ``--help`` work without it)
@@ -89,11 +90,11 @@ class StateCache:
             return sum(len(b) for b in self._entries.values())
 
     def best(self, ids: list[int], limit: int) -> tuple[tuple[int, ...] | None, ctypes.Array | None, int]:
-        """(key, state, shared tokens) of the entry sharing the longest prefix with ``ids`` (at most ``limit``)."""
+        """(key, state, shared tokens) of the entry ``ids`` can reuse most of (at most ``limit``; ``reusable``)."""
         with self._lock:
             key, n = None, 0
             for k in self._entries:
-                if (c := common_prefix(k, ids, limit)) > n:
+                if (c := reusable(k, ids, limit)) > n:
                     key, n = k, c
             if key is None or n < MIN_STATE_TOKENS:
                 return None, None, 0
@@ -343,10 +344,11 @@ class LlamaCppEngine(Engine):
         return own
 
     def _keep_note(self, prompt: str | Prompt, ids: list[int]) -> None:
-        """Save the context's state after an answer when its note is not kept yet (follow-ups restore it)."""
+        """Save the context's state after an answer when its note is not kept yet (follow-ups restore it). It is
+        keyed by the note part: the question and answer in it are dropped when it is restored."""
         keep = self._prefix_length(prompt) if isinstance(prompt, Prompt) else 0
         if keep >= MIN_STATE_TOKENS and self.states.max_entries > 0 and not self.states.covers(ids[:keep]):
-            self.states.store(self.llm.input_ids[:self.llm.n_tokens].tolist(), self._save())
+            self.states.store(ids[:keep], self._save())
 
     def _prefix_length(self, prompt: Prompt) -> int:
         """How many leading ids of ``prompt`` are its note part (as the note part tokenises alone)."""

@@ -46,7 +46,7 @@ from .base import (
     Prompt,
     Stop,
     StreamUpdate,
-    common_prefix,
+    reusable,
 )
 
 if TYPE_CHECKING:  # torch and transformers load with the first model (flags and ``--help`` stay fast)
@@ -155,18 +155,18 @@ class PrefixCache:
             return sum(n for _, n in self._entries.values())
 
     def lookup(self, ids: list[int], limit: int | None = None) -> tuple[DynamicCache | None, int]:
-        """A private copy of the cache of the longest prefix ``ids`` shares with an entry (at most ``limit``
-        tokens, default ``len(ids) - 1``: generate needs one new token), cropped to it, and its length.
+        """A private copy of the entry ``ids`` can reuse most of (at most ``limit`` tokens, default ``len(ids) - 1``:
+        generate needs one new token), cropped to what they share, and that length.
 
         An entry of a note read ahead (``prefill``), whole or in part, serves a prompt that starts with it, even when
-        the last token of the note part alone tokenises differently inside the prompt."""
+        the last token of the note part alone tokenises differently inside the prompt (``reusable``)."""
         if not self.enabled:
             return None, 0
         limit = len(ids) - 1 if limit is None else limit
         with self._lock:
             best, n = None, 0
             for k in self._entries:
-                if (c := common_prefix(k, ids, limit)) > n:
+                if (c := reusable(k, ids, limit)) > n:
                     best, n = k, c
             if best is None or n < MIN_PREFIX_TOKENS:
                 self.misses += 1
