@@ -134,3 +134,20 @@ def test_the_admin_sees_what_the_kept_notes_take(torch_engine, gguf_engine):
     text = note_memory(AppContext(engine=torch_engine, contenders={"gguf": gguf_engine}))
     assert f"Notes kept by {torch_engine.model_id}: 1 of 4" in text and "MiB of 2048 MiB" in text
     assert "Notes kept by gguf:" in text
+
+
+def test_a_remote_server_reads_the_note_only_when_asked_to_and_after_the_guard():
+    from .openai_server import OpenAIServer
+
+    note = _note(9, days=3)
+    with OpenAIServer() as srv:
+        plain = load_engine(LoadOptions("served", base_url=srv.base_url, api_mode="chat"))
+        assert not plain.capabilities.prefill and ask.read_ahead(plain, note, "s", ask.GUARD_SEND) is None
+        engine = load_engine(LoadOptions("served", base_url=srv.base_url, api_mode="chat", remote_prefill=True))
+        assert ask.read_ahead(engine, note, "s") is None  # the privacy guard has not passed this note
+        assert ask.read_ahead(engine, note, "s", ask.GUARD_HOLD) is None and srv.requests == []
+        job = ask.read_ahead(engine, note, "s", ask.GUARD_REDACT)
+        assert prefill.prefiller(engine).wait(job, timeout=60) and job.state == prefill.READY, job
+        sent = srv.requests[-1]
+        assert sent["max_tokens"] == 1 and "[Instruction Begin]" in sent["messages"][0]["content"]
+        assert "COPD" in sent["messages"][0]["content"]
