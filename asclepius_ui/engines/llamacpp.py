@@ -186,6 +186,7 @@ class LlamaCppEngine(Engine):
         import llama_cpp
 
         self._lock = threading.Lock()
+        self._closed = False
         self._vocab = self.llm._model.vocab
         self._spm = llama_cpp.llama_vocab_type(self._vocab) == llama_cpp.LLAMA_VOCAB_TYPE_SPM
         self.last_prefix_hit = 0  # prompt tokens the last request found already in the KV cache
@@ -360,10 +361,12 @@ class LlamaCppEngine(Engine):
         """Evaluate ``prefix`` ``n_ubatch`` tokens (llama.cpp's own step) at a time into the context, continuing
         from what is kept, and save the state; ``stop`` is checked between steps and the steps done are kept (see
         ``Engine.prefill``)."""
-        ids = self.encode(prefix)
         stop = stop if stop is not None else threading.Event()
         with self._turn(stop) as ready:
-            if not ready or len(ids) < MIN_STATE_TOKENS:
+            if not ready or self._closed:  # tokenising needs the model: only under the lock, never after close
+                return Prefilled(0, 1)
+            ids = self.encode(prefix)
+            if len(ids) < MIN_STATE_TOKENS:
                 return Prefilled(0, len(ids))
             if self.states.covers(ids):
                 return Prefilled(len(ids), len(ids))
@@ -390,6 +393,7 @@ class LlamaCppEngine(Engine):
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             self.llm.close()
 
 
