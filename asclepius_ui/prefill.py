@@ -209,6 +209,9 @@ class Prefiller:
             job.state = READY
             self.completed += 1
             return False
+        if not self._preempt.is_set():  # stopped by nothing: this backend cannot read this note (never retried)
+            job.state, job.error = FAILED, "nothing could be read"
+            return False
         return True
 
 

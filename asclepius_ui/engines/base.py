@@ -339,6 +339,12 @@ class Engine(ABC):
         """
         raise UnsupportedError(f"The {self.backend} backend cannot read a note ahead of the question.")
 
+    def check_prefix(self, n_tokens: int) -> None:
+        """Raise ``GenerationError`` for a note part that leaves no room in the context (nothing to read ahead)."""
+        if n_tokens >= self.context_length:
+            raise GenerationError(f"The note is {n_tokens} tokens with the prompt's opening, over the model's context "
+                                  f"of {self.context_length}: truncate it first.")
+
     def cache_usage(self) -> CacheUsage | None:
         """What the notes kept for reuse take now (``None``: this backend keeps none here)."""
         return None

@@ -366,6 +366,7 @@ class LlamaCppEngine(Engine):
             if not ready or self._closed:  # tokenising needs the model: only under the lock, never after close
                 return Prefilled(0, 1)
             ids = self.encode(prefix)
+            self.check_prefix(len(ids))
             if len(ids) < MIN_STATE_TOKENS:
                 return Prefilled(0, len(ids))
             if self.states.covers(ids):

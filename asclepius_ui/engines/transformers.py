@@ -396,6 +396,7 @@ class TransformersEngine(Engine):
         from transformers import DynamicCache
 
         ids = self.encode(prefix)
+        self.check_prefix(len(ids))
         if not self.prefix_cache.enabled or len(ids) < MIN_PREFIX_TOKENS:
             return Prefilled(0, len(ids))
         if self.prefix_cache.covers(ids):
