@@ -8,20 +8,24 @@ benches): a ``Request`` built once from named fields, then small pure steps::
     answered = record(prepared, update, started_at)  # the rating snapshot, where in the note, the claim check
 
 ``prepare`` raises a ``UserError`` (``Refused`` or the engine's ``GenerationError``) whose text the page shows.
+``read_ahead(engine, note, session)`` reads a note into the engine's cache while the question is chosen (``prefill``);
+``stream`` and ``generate`` pause those reads while they answer.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from . import phi_guard
+from . import phi_guard, prefill
 from .claims import Check, check_answer
 from .conversation import now_iso, snapshot, with_history
 from .engines.base import Engine, GenerationSettings, Prompt, StreamUpdate
 from .errors import GenerationError, UserError
 from .evidence import Evidence, find_evidence
+from .prompts import prompt_parts
 from .tasks import FREE, TASKS, missing_argument, task_key
 
 # The privacy guard's choices for a note that would leave the machine.
@@ -143,13 +147,39 @@ def prepare(engine: Engine, request: Request, guarded: Guarded | None = None) ->
 
 def stream(prepared: Prepared, stop_event: threading.Event | None = None,
            min_interval: float = 0.05) -> Iterator[StreamUpdate]:
-    """The growing answer to ``prepared`` (the engine's one streaming generator); the last update is ``done``."""
-    return prepared.engine.stream(prepared.prompt, prepared.request.settings, stop_event, min_interval)
+    """The growing answer to ``prepared`` (the engine's one streaming generator); the last update is ``done``.
+
+    Notes being read ahead on this engine pause first (at their next chunk boundary); the times in the updates count
+    from the call, that wait included."""
+    t0 = time.perf_counter()
+    with prefill.answering(prepared.engine):
+        waited = time.perf_counter() - t0
+        for u in prepared.engine.stream(prepared.prompt, prepared.request.settings, stop_event, min_interval):
+            yield replace(u, seconds=u.seconds + waited,
+                          first_token_s=None if u.first_token_s is None else u.first_token_s + waited)
 
 
 def generate(prepared: Prepared, stop_event: threading.Event | None = None) -> StreamUpdate:
     """The whole answer to ``prepared`` at once."""
-    return prepared.engine.generate(prepared.prompt, prepared.request.settings, stop_event)
+    *_, last = stream(prepared, stop_event, min_interval=float("inf"))
+    return last
+
+
+def read_ahead(engine: Engine, note: str, session: str, choice: str | None = None,
+               template: str | None = None) -> prefill.Job | None:
+    """Start reading ``note`` into ``engine``'s cache for ``session`` (a newer note of the session replaces it).
+
+    ``None`` when there is nothing to read: an empty note, a backend without ``capabilities.prefill``, a template that
+    asks before the note, or a remote engine whose privacy guard has not passed this note (``choice``: the user's
+    guard choice; the redacted copy is what is read, as Ask would send it).
+    """
+    if not note.strip() or not engine.capabilities.prefill:
+        return None
+    guarded = guard([engine], note, choice)
+    if guarded.note is None:
+        return None
+    _, prefix = prompt_parts(guarded.note, "", template or engine.template)
+    return prefill.submit(engine, prefix, session) if prefix else None
 
 
 def record(prepared: Prepared, result: StreamUpdate, started_at: str, model_id: str | None = None) -> Answered:

@@ -19,6 +19,14 @@ RSS is its own and nothing it leaves behind (threads, allocator state) touches t
 * **prompt lookup**: each Asclepius task on real-style notes (``--notes``, public clinical text), drafting on
   and off alternated; decode tok/s after the first token and whether the greedy tokens agree.
 
+* **prefill on paste** (``--think-time [S]``, this section alone): per backend, the time from Ask to the first token
+  when the note was pasted S seconds earlier (read ahead in the background, as the chat page does), against a cold
+  Ask on the same note: once with S past the measured prefill time (``ttft_ready``) and once at half of it
+  (``ttft_half``); S given: that S as well. Then the decode speed of a session generating while another note is
+  being read, over its solo speed (``concurrent_decode``), and whether the answers' tokens are identical with and
+  without the read-ahead. Last line: ``prefill_on_paste ttft_ready=… ttft_half=… concurrent_decode=…`` (the
+  backend measured last). ``python -m bench.generation --think-time --quick`` builds its own small model.
+
 Figures are medians with their range (min-max). The machine this runs on may be shared: compare within one run.
 The last line is ``llamacpp_q4_k_m_vs_transformers_fp32 decode=X.XX ttft=Y.YY rss=Z.ZZ`` (q4_k_m over fp32: decode
 speed, first-question time to first token, peak RSS).
@@ -227,6 +235,143 @@ def measure(args: argparse.Namespace) -> dict:
                 follow_over_first=_stats([b / a for a, b in zip(first, follow, strict=True)]))
 
 
+def _forget(engine) -> None:
+    """Empty every cache the engine keeps, so the next Ask on a note is cold."""
+    if engine.backend == "transformers":
+        engine.prefix_cache.clear()
+    else:
+        engine.states.clear()
+        _llama_object(engine).reset()
+
+
+def think(args: argparse.Namespace) -> dict:
+    """Prefill on paste: Ask-to-first-token after S seconds of reading ahead vs cold, decode beside a prefill."""
+    from asclepius_ui import ask, prefill
+    from asclepius_ui.engines import GenerationSettings
+
+    engine = _load(args.config, args.model, args.gguf, args.threads)
+    settings = GenerationSettings(max_new_tokens=args.new_tokens, prompt_lookup=0)
+    long_note = _synthetic_text(engine, args.note_tokens, seed=23)
+    question = QUESTIONS[1]
+    reader = prefill.prefiller(engine)
+
+    def read(note: str, session: str) -> prefill.Job:
+        return ask.read_ahead(engine, note, session, ask.GUARD_SEND)
+
+    def prefill_seconds(note: str) -> float:
+        _forget(engine)
+        job = read(note, "timing")
+        reader.wait(job)
+        assert job.state == prefill.READY, job
+        return job.seconds
+
+    _app(engine, (_fresh(long_note, 9999), question), settings)  # warm-up: both paths
+    prefill_seconds(_fresh(long_note, 9998))
+    t_prefill = statistics.median(prefill_seconds(_fresh(long_note, 8000 + i)) for i in range(2))
+    waits = {"ready": max(1.2 * t_prefill, t_prefill + 0.5), "half": t_prefill / 2}
+    if args.think_time and args.think_time > 0:
+        waits["given"] = args.think_time
+    cold, after, same = [], {k: [] for k in waits}, True
+    for i in range(args.ttft_rounds):
+        note = _fresh(long_note, 6000 + i)
+        _forget(engine)
+        base = _app(engine, (note, question), settings)
+        cold.append(base["ttft"])
+        for k, wait in waits.items():
+            _forget(engine)
+            read(note, f"paste-{k}-{i}")
+            time.sleep(wait)
+            r = _app(engine, (note, question), settings)
+            after[k].append(r["ttft"] / base["ttft"])
+            same &= r["text"] == base["text"] and r["tokens"] == base["tokens"]
+            reader.wait(reader.job(f"paste-{k}-{i}"), timeout=60)  # a preempted read finishes before the next run
+
+    # A second session decoding while a note is being read: solo and beside a prefill, alternated.
+    short = _fresh(_synthetic_text(engine, 200, seed=5), 1)
+    decode_settings = GenerationSettings(max_new_tokens=args.decode_tokens, prompt_lookup=0)
+
+    def decode_rate(beside: bool, i: int) -> float:
+        _forget(engine)
+        _app(engine, (short, question), GenerationSettings(max_new_tokens=1, prompt_lookup=0))  # its note is read
+        if beside:
+            job = read(_fresh(long_note, 4000 + i), f"other-{i}")
+            while job.state == prefill.QUEUED and not job.done:
+                time.sleep(0.01)  # the other note is being read when this session asks
+        r = _app(engine, (short, question), decode_settings)
+        return (r["tokens"] - 1) / (r["seconds"] - r["ttft"])
+
+    solo, beside, preempted = [], [], reader.preemptions
+    for i in range(args.rounds):
+        for b in ((False, True) if i % 2 == 0 else (True, False)):
+            (beside if b else solo).append(decode_rate(b, i))
+            if b:
+                reader.wait(reader.job(f"other-{i}"), timeout=300)  # nothing is read during the next run
+    return dict(config=args.config, label=engine.precision_label, prefill_s=t_prefill, waits=waits,
+                note_tokens=engine.count_tokens(engine.prompt(_fresh(long_note, 0), question)),
+                cold_ttft=_stats(cold), ratios={k: _stats(v) for k, v in after.items()}, same_tokens=same,
+                solo_decode=_stats(solo), beside_decode=_stats(beside),
+                concurrent=_stats([b / a for a, b in zip(solo, beside, strict=True)]),
+                preemptions=reader.preemptions - preempted)
+
+
+def report_think(results: dict[str, dict], args: argparse.Namespace, notes: list[str]) -> None:
+    print()
+    print(f"prefill on paste: Ask-to-first-token after reading the note ahead, over a cold Ask on the same note "
+          f"({args.ttft_rounds} rounds); decode of a session beside a prefill over solo ({args.rounds} rounds, "
+          f"{args.decode_tokens} tokens); {args.threads} threads")
+    print(f"{'configuration':<22}{'note tok':>9}{'prefill s':>10}{'cold TTFT s':>22}{'ready/cold':>20}"
+          f"{'half/cold':>20}{'given/cold':>20}{'decode beside/solo':>22}{'same':>6}")
+    last = None
+    for name, r in results.items():
+        if "error" in r:
+            print(f"{name:<22}skipped: {r['error']}")
+            continue
+        last = r
+        print(f"{name:<22}{r['note_tokens']:>9}{r['prefill_s']:>10.2f}{_fmt(r['cold_ttft']):>22}"
+              f"{_fmt(r['ratios']['ready'], '.3f'):>20}{_fmt(r['ratios']['half'], '.3f'):>20}"
+              f"{_fmt(r['ratios'].get('given', {}), '.3f'):>20}{_fmt(r['concurrent'], '.3f'):>22}"
+              f"{'yes' if r['same_tokens'] else 'NO':>6}")
+        print(f"{'':<22}waits: " + ", ".join(f"{k} {v:.2f} s" for k, v in r["waits"].items())
+              + f"; solo decode {_fmt(r['solo_decode'], '.1f')} tok/s, beside a prefill "
+              f"{_fmt(r['beside_decode'], '.1f')} tok/s; {r['preemptions']} prefill(s) preempted by those Asks")
+    for note in notes:
+        print(note)
+    print("targets: ready/cold <= 0.1, half/cold <= 0.6, decode beside/solo >= 0.9, same tokens")
+    print()
+    if last is None:
+        print("prefill_on_paste ttft_ready=nan ttft_half=nan concurrent_decode=nan")
+        return
+    print(f"prefill_on_paste ttft_ready={last['ratios']['ready']['median']:.3f} "
+          f"ttft_half={last['ratios']['half']['median']:.3f} concurrent_decode={last['concurrent']['median']:.3f}")
+
+
+def cpu_settings(args: argparse.Namespace) -> dict:
+    """llama.cpp prompt evaluation (prefill) tok/s per n_batch (= n_ubatch), flash attention on/off and threads."""
+    from asclepius_ui.engines import LoadOptions, load_engine
+    from asclepius_ui.engines.llamacpp import physical_cores
+
+    rows = []
+    ids = None
+    for threads in sorted({physical_cores(), os.cpu_count() or 1}):
+        for flash in ("off", "on"):
+            for batch in (64, 128, 256, 512):
+                engine = load_engine(LoadOptions(args.gguf, backend="llamacpp", threads=threads, n_batch=batch,
+                                                 n_ubatch=batch, flash_attn=flash, kv_states=0))
+                llm = _llama_object(engine)
+                if ids is None:
+                    ids = engine.encode(_synthetic_text(engine, args.note_tokens, seed=31))
+                rates = []
+                for _ in range(args.rounds):
+                    llm.reset()
+                    t = time.perf_counter()
+                    llm.eval(ids)
+                    rates.append(len(ids) / (time.perf_counter() - t))
+                engine.close()
+                rows.append(dict(threads=threads, flash_attn=flash, n_batch=batch, tok_s=_stats(rates)))
+                print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    return dict(tokens=len(ids), rows=rows)
+
+
 def real_notes(engine, count: int, tokens: int, path: Path | None) -> list[str]:
     """Public clinical notes (``--notes``: Synthea jsonl or ACI-Bench csv) cut to about ``tokens`` tokens."""
     texts: list[str] = []
@@ -308,8 +453,10 @@ def child(mode: str, args: argparse.Namespace, config: str | None = None, gguf: 
     cmd = [sys.executable, "-m", "bench.generation", "--child", mode, "--model", args.model, "--threads",
            str(args.threads)]
     for flag in ("new_tokens", "rounds", "ttft_rounds", "placement_rounds", "note_tokens", "decode_prompt_tokens",
-                 "hidden", "layers", "vocab", "draft", "lookup_tokens", "lookup_notes", "lookup_note_tokens"):
-        cmd += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
+                 "hidden", "layers", "vocab", "draft", "lookup_tokens", "lookup_notes", "lookup_note_tokens",
+                 "decode_tokens", "think_time"):
+        if getattr(args, flag) is not None:
+            cmd += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
     if args.notes:
         cmd += ["--notes", args.notes]
     if config:
@@ -439,16 +586,30 @@ def main() -> None:
     p.add_argument("--lookup-notes", type=int, default=2)
     p.add_argument("--lookup-note-tokens", type=int, default=300)
     p.add_argument("--notes", help="a .jsonl (text) or .csv (note) of real-style notes (default: /work/shared/data)")
+    p.add_argument("--think-time", type=float, nargs="?", const=-1.0, metavar="S",
+                   help="prefill on paste only: Ask S seconds after the paste against a cold Ask (without S: after "
+                        "the measured prefill time and after half of it)")
+    p.add_argument("--decode-tokens", type=int, default=48, help="--think-time: tokens of the decoding session")
+    p.add_argument("--cpu-settings", action="store_true",
+                   help="only llama.cpp prefill tok/s per n_batch (= n_ubatch), flash attention and threads, on the "
+                        "q4_k_m GGUF (how the llama.cpp defaults were chosen)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--config", help=argparse.SUPPRESS)
     p.add_argument("--gguf", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        print(json.dumps({"build": build, "measure": measure, "lookup": lookup}[args.child](args)))
+        print(json.dumps({"build": build, "measure": measure, "lookup": lookup, "think": think,
+                          "settings": cpu_settings}[args.child](args)))
         return
     if args.quick:
         args.hidden, args.layers, args.new_tokens, args.rounds, args.ttft_rounds = 512, 8, 16, 5, 2
         args.note_tokens, args.lookup_tokens, args.lookup_notes = 1500, 24, 1
+    if args.think_time is not None and args.quick:
+        args.ttft_rounds, args.rounds, args.note_tokens, args.decode_tokens = 3, 2, 1700, 32
+    if args.cpu_settings:
+        args.configs = [TARGET]
+    if args.think_time is not None and not args.configs:  # the laptop pair: full-precision torch, q4_k_m GGUF
+        args.configs = [c for c in (REFERENCE, TARGET) if c.split(":")[0] in args.backends]
     configs = args.configs or [f"transformers:{v}" for v in TRANSFORMERS if "transformers" in args.backends] + [
         f"llamacpp:{v}" for v in GGUF if "llamacpp" in args.backends]
     started = time.perf_counter()
@@ -478,14 +639,32 @@ def main() -> None:
             err = convert(args, variant, out)
             ggufs[c] = {"error": f"conversion failed: {err}"} if err else str(out)
         results: dict[str, dict] = {}
+        mode = "settings" if args.cpu_settings else "measure" if args.think_time is None else "think"
         for c in configs:
             gguf = ggufs.get(c)
             if isinstance(gguf, dict):
                 results[c] = gguf
                 continue
             print(f"measuring {c} ...", flush=True)
-            results[c] = child("measure", args, c, gguf)
+            results[c] = child(mode, args, c, gguf)
             print(f"  {json.dumps(results[c])}", flush=True)  # kept in the log if a long run is cut short
+        if mode == "settings":
+            r = next(iter(results.values()))
+            print() if "error" not in r else sys.exit(f"llama.cpp settings: {r['error']}")
+            print(f"llama.cpp prefill tok/s on a {r['tokens']}-token prompt ({args.rounds} rounds, median [range])")
+            for row in r["rows"]:
+                print(f"threads {row['threads']}  flash_attn {row['flash_attn']:<3}  n_batch=n_ubatch "
+                      f"{row['n_batch']:>4}  {_fmt(row['tok_s'], '.1f')}")
+            best = max(r["rows"], key=lambda row: row["tok_s"]["median"])
+            print(f"cpu_settings best: threads={best['threads']} flash_attn={best['flash_attn']} "
+                  f"n_batch={best['n_batch']}")
+            return
+        if mode == "think":
+            if missing:
+                notes.append(f"llama.cpp rows skipped: {missing}.")
+            notes.append(f"total run time {time.perf_counter() - started:.0f} s")
+            report_think(results, args, notes)
+            return
         lookups = {}
         for c in args.lookup_configs:
             if c not in configs or "error" in results.get(c, {"error": ""}):

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, fields, replace
+from typing import Protocol
 
 from ..errors import GenerationError, UnsupportedError
 from ..prompts import build_prompt, prompt_parts
@@ -40,6 +41,7 @@ class Capabilities:
     prefix_cache: bool = False  # follow-up questions on one note reuse the note's KV cache
     prompt_lookup: bool = False  # prompt-lookup decoding (drafts copied spans of the note)
     remote: bool = False  # the prompt is sent to another host (the privacy guard asks before a note leaves)
+    prefill: bool = False  # ``prefill`` reads a note ahead of the question into the prefix cache
 
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "8bit", "4bit")  # the shared --precision (8bit/4bit: bitsandbytes)
@@ -339,5 +341,76 @@ class Engine(ABC):
         """Answer several prompts; backends with ``capabilities.batch`` run them as one padded batch."""
         return [self.generate(p, settings) for p in prompts]
 
+    def prefill(self, prefix: str, stop: Stop | None = None, progress: Progress | None = None) -> Prefilled:
+        """Process ``prefix`` (a ``Prompt.prefix``: the prompt up to the question) into the prefix cache, in chunks,
+        so the first question on the note starts at once (``capabilities.prefill``).
+
+        ``stop.is_set()`` is checked between chunks: the chunks done so far are kept, and a later ``prefill`` or an
+        Ask on the note continues from them. ``progress(done, total)`` is called after each chunk (tokens).
+        """
+        raise UnsupportedError(f"The {self.backend} backend cannot read a note ahead of the question.")
+
+    def check_prefix(self, n_tokens: int) -> None:
+        """Raise ``GenerationError`` for a note part that leaves no room in the context (nothing to read ahead)."""
+        if n_tokens >= self.context_length:
+            raise GenerationError(f"The note is {n_tokens} tokens with the prompt's opening, over the model's context "
+                                  f"of {self.context_length}: truncate it first.")
+
+    def cache_usage(self) -> CacheUsage | None:
+        """What the notes kept for reuse take now (``None``: this backend keeps none here)."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - optional for backends
         """Free what the engine holds (weights, a server connection)."""
+
+
+class Stop(Protocol):
+    """Anything with ``is_set()`` (a ``threading.Event``): checked between prefill chunks."""
+
+    def is_set(self) -> bool: ...
+
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Prefilled:
+    """What a ``prefill`` left in the cache: ``done`` of the prefix's ``total`` tokens (``done == total``: all of it;
+    ``total`` 0 where the backend cannot count, e.g. a server)."""
+
+    done: int
+    total: int
+
+    @property
+    def complete(self) -> bool:
+        return self.done >= self.total
+
+
+@dataclass(frozen=True)
+class CacheUsage:
+    """The notes an engine keeps for reuse: how many and how many bytes, against their bounds."""
+
+    entries: int
+    max_entries: int
+    nbytes: int
+    max_bytes: int
+
+
+BOUNDARY_TOKENS = 4  # a kept note serves a prompt that shares all of it but its last few tokens (see ``reusable``)
+
+
+def reusable(key: Sequence[int], ids: Sequence[int], limit: int) -> int:
+    """How many tokens of a kept prefix ``key`` a prompt ``ids`` can reuse (at most ``limit``): 0 unless the prompt
+    shares all of ``key`` but its last ``BOUNDARY_TOKENS`` (the note part tokenised alone may end in a token the
+    question merges with); another note sharing only the template's opening is no match."""
+    n = common_prefix(key, ids, limit)
+    return n if n >= min(len(key), limit) - BOUNDARY_TOKENS else 0
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int], limit: int | None = None) -> int:
+    """How many leading items ``a`` and ``b`` share (at most ``limit``)."""
+    n = min(len(a), len(b), len(a) + len(b) if limit is None else limit)
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n

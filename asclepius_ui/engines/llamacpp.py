@@ -5,7 +5,9 @@ folder with ``--gguf-file NAME``. The prompt is tokenised here with the GGUF's o
 tokens *not* parsed (a note that contains ``<s>`` or ``</s>`` stays text), and the ids are passed to llama.cpp.
 A ``Llama`` object holds one KV cache, so requests take turns (a lock); llama.cpp reuses the KV cache of the
 longest common prefix with the previous request, so a follow-up question on the same note only evaluates the
-question (``capabilities.prefix_cache``).
+question (``capabilities.prefix_cache``). More notes are kept as saved KV states (``StateCache``, keyed by the exact
+token ids, bounded by ``--kv-states`` and ``--kv-states-bytes``): a note read ahead of the question (``prefill``)
+or asked about earlier is restored instead of evaluated again, so two clinicians' notes do not evict each other.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import json
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,10 +29,99 @@ from typing import TYPE_CHECKING
 from ..demo import model_name
 from ..errors import GenerationError, ModelLoadError
 from ..registry import DEMO_NAME, REGISTRY, ModelSpec, lookup, resolve
-from .base import DEMO_MARKER, Capabilities, Engine, GenerationSettings, LoadOptions, Prompt, StreamUpdate
+from .base import (
+    DEMO_MARKER,
+    CacheUsage,
+    Capabilities,
+    Engine,
+    GenerationSettings,
+    LoadOptions,
+    Prefilled,
+    Progress,
+    Prompt,
+    Stop,
+    StreamUpdate,
+    common_prefix,
+    reusable,
+)
 
 if TYPE_CHECKING:  # llama_cpp loads with the first GGUF (flags and ``--help`` work without it)
     import llama_cpp
+
+
+# Prompt evaluation settings chosen by measurement on a 2-core CPU (README, "On a laptop").
+N_BATCH, N_UBATCH, FLASH_ATTN = 512, 512, "off"
+MIN_STATE_TOKENS = 16  # shorter shared prefixes are not worth a saved state
+
+
+def physical_cores() -> int:
+    """CPU cores this process may use, counting each physical core once (hyper-threads share one core's units)."""
+    try:
+        allowed = os.sched_getaffinity(0)
+    except AttributeError:  # not Linux
+        allowed = set(range(os.cpu_count() or 1))
+    cores = set()
+    for cpu in allowed:
+        topology = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        try:
+            cores.add(((topology / "physical_package_id").read_text().strip(),
+                       (topology / "core_id").read_text().strip()))
+        except OSError:
+            cores.add(("cpu", str(cpu)))
+    return max(1, len(cores))
+
+
+class StateCache:
+    """Saved llama.cpp KV states (``llama_state_get_data``), keyed by the exact token ids they hold: a small
+    thread-safe LRU bounded by entries and bytes. ``best`` finds the one sharing the longest prefix with a prompt.
+    """
+
+    def __init__(self, max_entries: int = 4, max_bytes: int = 2 * 2**30):
+        self.max_entries, self.max_bytes = max_entries, max_bytes
+        self._entries: OrderedDict[tuple[int, ...], ctypes.Array] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def nbytes(self) -> int:
+        with self._lock:
+            return sum(len(b) for b in self._entries.values())
+
+    def best(self, ids: list[int], limit: int) -> tuple[tuple[int, ...] | None, ctypes.Array | None, int]:
+        """(key, state, shared tokens) of the entry ``ids`` can reuse most of (at most ``limit``; ``reusable``)."""
+        with self._lock:
+            key, n = None, 0
+            for k in self._entries:
+                if (c := reusable(k, ids, limit)) > n:
+                    key, n = k, c
+            if key is None or n < MIN_STATE_TOKENS:
+                return None, None, 0
+            self._entries.move_to_end(key)
+            return key, self._entries[key], n
+
+    def covers(self, ids: list[int]) -> bool:
+        with self._lock:
+            return any(len(k) >= len(ids) and k[:len(ids)] == tuple(ids) for k in self._entries)
+
+    def store(self, ids: list[int], state: ctypes.Array) -> bool:
+        key = tuple(ids)
+        if self.max_entries <= 0 or len(state) > self.max_bytes:
+            return False
+        with self._lock:
+            for k in [k for k in self._entries if len(k) < len(key) and key[:len(k)] == k]:
+                del self._entries[k]  # a part of the same note: this state holds all of it
+            self._entries[key] = state
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries or sum(len(b) for b in self._entries.values()) > self.max_bytes:
+                self._entries.popitem(last=False)
+        return True
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
 
 
 @dataclass
@@ -38,7 +130,20 @@ class Options:
 
     gguf_file: str | None = field(default=None, metadata={
         "help": "the .gguf file inside a hub repo or folder given with --model"})
-    threads: int | None = field(default=None, metadata={"help": "CPU threads for llama.cpp (default: its own choice)"})
+    threads: int | None = field(default=None, metadata={
+        "help": "CPU threads for llama.cpp (default: the physical cores)"})
+    n_batch: int = field(default=N_BATCH, metadata={
+        "metavar": "N", "help": f"prompt tokens per llama.cpp call (default {N_BATCH}, measured: README)"})
+    n_ubatch: int = field(default=N_UBATCH, metadata={
+        "metavar": "N", "help": f"llama.cpp's physical batch (default {N_UBATCH}, measured: README); a note read "
+                                 "ahead of the question yields to an Ask after each"})
+    flash_attn: str = field(default=FLASH_ATTN, metadata={
+        "choices": ("on", "off"), "help": f"llama.cpp flash attention (default {FLASH_ATTN}, measured on a CPU: "
+                                          "README)"})
+    kv_states: int = field(default=4, metadata={
+        "metavar": "N", "help": "notes whose llama.cpp KV state is kept for reuse (0: only the last one)"})
+    kv_states_bytes: int = field(default=2 * 2**30, metadata={
+        "metavar": "BYTES", "help": "memory those states may take, in bytes (default 2 GiB)"})
     n_gpu_layers: int = field(default=0, metadata={"help": "layers to offload to a GPU (-1: all)"})
     draft_prompt_lookup: int = field(default=0, metadata={
         "metavar": "N",
@@ -74,19 +179,21 @@ class LlamaCppEngine(Engine):
     revision: str
     is_demo: bool = False
     notices: list[str] = field(default_factory=list)
-    capabilities: Capabilities = Capabilities(beams=False, prefix_cache=True)
+    capabilities: Capabilities = Capabilities(beams=False, prefix_cache=True, prefill=True)
+    states: StateCache = field(default_factory=StateCache)
     backend = "llamacpp"
 
     def __post_init__(self) -> None:
         import llama_cpp
 
         self._lock = threading.Lock()
+        self._closed = False
         self._vocab = self.llm._model.vocab
         self._spm = llama_cpp.llama_vocab_type(self._vocab) == llama_cpp.LLAMA_VOCAB_TYPE_SPM
         self.last_prefix_hit = 0  # prompt tokens the last request found already in the KV cache
         self._draft = self.llm.draft_model  # prompt-lookup drafting, when loaded with --draft-prompt-lookup N
         if self._draft is not None:
-            self.capabilities = Capabilities(beams=False, prefix_cache=True, prompt_lookup=True)
+            self.capabilities = Capabilities(beams=False, prefix_cache=True, prompt_lookup=True, prefill=True)
 
     @property
     def model_id(self) -> str:
@@ -178,8 +285,7 @@ class LlamaCppEngine(Engine):
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         with self._turn(stop_event) as ready:
             if ready:
-                self.last_prefix_hit = llama_cpp.Llama.longest_token_prefix(self.llm.input_ids[:self.llm.n_tokens],
-                                                                            ids)
+                self.last_prefix_hit = self._restore(ids, len(ids) - 1)
                 # Draft from the prompt only for greedy answers that ask for it (the same tokens, sooner).
                 greedy = not settings.do_sample and settings.prompt_lookup > 0
                 self.llm.draft_model = self._draft if greedy else None
@@ -206,12 +312,90 @@ class LlamaCppEngine(Engine):
                     raise _generation_error(exc) from exc
                 finally:
                     tokens.close()
+                self._keep_note(prompt, ids)
         text += decoder.decode(b"", final=True)
         yield StreamUpdate(text, len(new), time.perf_counter() - start, done=True, stopped=stop_event.is_set(),
                            prompt_tokens=len(ids), first_token_s=first)
 
+    # Notes kept for reuse -----------------------------------------------------------------------------------------
+    def _save(self) -> ctypes.Array:
+        """The context's state now (its KV cache), as llama.cpp serialises it."""
+        import llama_cpp
+
+        ctx = self.llm._ctx.ctx
+        size = llama_cpp.llama_state_get_size(ctx)
+        buf = (ctypes.c_uint8 * size)()
+        n = llama_cpp.llama_state_get_data(ctx, buf, size)
+        return (ctypes.c_uint8 * n).from_buffer_copy(buf) if n < size else buf
+
+    def _restore(self, ids: list[int], limit: int) -> int:
+        """Bring the longest known prefix of ``ids`` (at most ``limit`` tokens) into the context: what it holds
+        already, or a saved state that shares more. Returns that prefix's length (the tokens not to evaluate)."""
+        import llama_cpp
+
+        llm = self.llm
+        own = common_prefix(llm.input_ids[:llm.n_tokens].tolist(), ids, limit)
+        key, state, n = self.states.best(ids, limit)
+        if state is not None and n > own:
+            if llama_cpp.llama_state_set_data(llm._ctx.ctx, state, len(state)) != len(state):
+                raise GenerationError("llama.cpp could not restore a saved note state.")
+            llm.input_ids[:len(key)] = key
+            llm.n_tokens = len(key)
+            self.states.hits += 1
+            return n
+        return own
+
+    def _keep_note(self, prompt: str | Prompt, ids: list[int]) -> None:
+        """Save the context's state after an answer when its note is not kept yet (follow-ups restore it). It is
+        keyed by the note part: the question and answer in it are dropped when it is restored."""
+        keep = self._prefix_length(prompt) if isinstance(prompt, Prompt) else 0
+        if keep >= MIN_STATE_TOKENS and self.states.max_entries > 0 and not self.states.covers(ids[:keep]):
+            self.states.store(ids[:keep], self._save())
+
+    def _prefix_length(self, prompt: Prompt) -> int:
+        """How many leading ids of ``prompt`` are its note part (as the note part tokenises alone)."""
+        if prompt.prefix is None or prompt.ids is None:
+            return 0
+        return common_prefix(self.encode(prompt.prefix), prompt.ids, len(prompt.ids) - 1)
+
+    def prefill(self, prefix: str, stop: Stop | None = None, progress: Progress | None = None) -> Prefilled:
+        """Evaluate ``prefix`` ``n_ubatch`` tokens (llama.cpp's own step) at a time into the context, continuing
+        from what is kept, and save the state; ``stop`` is checked between steps and the steps done are kept (see
+        ``Engine.prefill``)."""
+        stop = stop if stop is not None else threading.Event()
+        with self._turn(stop) as ready:
+            if not ready or self._closed:  # tokenising needs the model: only under the lock, never after close
+                return Prefilled(0, 1)
+            ids = self.encode(prefix)
+            self.check_prefix(len(ids))
+            if len(ids) < MIN_STATE_TOKENS:
+                return Prefilled(0, len(ids))
+            if self.states.covers(ids):
+                return Prefilled(len(ids), len(ids))
+            llm = self.llm
+            done = self._restore(ids, len(ids))
+            llm.n_tokens = done  # eval drops the context's cells after this
+            step = max(1, int(llm.context_params.n_ubatch))
+            try:
+                while done < len(ids) and not stop.is_set():
+                    chunk = ids[done:done + step]
+                    llm.eval(chunk)
+                    done += len(chunk)
+                    if progress is not None:
+                        progress(done, len(ids))
+            except Exception as exc:
+                raise _generation_error(exc) from exc
+            if done >= MIN_STATE_TOKENS and not self.states.covers(ids[:done]):
+                self.states.store(ids[:done], self._save())
+        return Prefilled(done, len(ids))
+
+    def cache_usage(self) -> CacheUsage:
+        s = self.states
+        return CacheUsage(len(s), s.max_entries, s.nbytes, s.max_bytes)
+
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             self.llm.close()
 
 
@@ -299,12 +483,24 @@ def _read_demo(path: Path) -> bool:
         return True
 
 
+def quiet_openmp() -> None:
+    """Let llama.cpp's idle OpenMP threads sleep instead of spinning (unless ``OMP_WAIT_POLICY`` is set already).
+
+    Requests reach the model from different threads (the page's workers, the note reader), and each calling thread
+    gets its own OpenMP team; a spinning idle team took the cores from the next one. Measured on this 2-core machine
+    (515M q4_k_m, 24 greedy tokens right after another thread evaluated a prompt): 0.9-1.9 tok/s against 2.2-15.6
+    solo; with passive waiting 10.4-14.3 against 13.2-28.6. It takes effect before llama.cpp's library loads.
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def load(options: LoadOptions) -> LlamaCppEngine:
     """Load the GGUF ``options`` name; every failure becomes a ``ModelLoadError``.
 
     ``options.extra["llama_cpp"]`` holds further ``llama_cpp.Llama`` arguments (e.g. ``flash_attn``, ``type_k``,
     ``kv_overrides``) for programmatic use.
     """
+    quiet_openmp()
     import llama_cpp
     from llama_cpp._internals import LlamaModel
 
@@ -345,9 +541,11 @@ def load(options: LoadOptions) -> LlamaCppEngine:
         draft = dict(draft_model=LlamaPromptLookupDecoding(num_pred_tokens=int(own.draft_prompt_lookup)),
                      logits_all=True)
     try:
-        llm = llama_cpp.Llama(str(path), n_ctx=context, n_batch=min(512, context), n_threads=own.threads,
-                              n_threads_batch=own.threads, n_gpu_layers=int(own.n_gpu_layers or 0),
-                              last_n_tokens_size=context, verbose=False, **draft,
+        threads = int(own.threads or physical_cores())
+        llm = llama_cpp.Llama(str(path), n_ctx=context, n_batch=min(int(own.n_batch), context),
+                              n_ubatch=min(int(own.n_ubatch), int(own.n_batch), context), n_threads=threads,
+                              n_threads_batch=threads, n_gpu_layers=int(own.n_gpu_layers or 0),
+                              flash_attn=own.flash_attn == "on", last_n_tokens_size=context, verbose=False, **draft,
                               **options.extra.get("llama_cpp", {}))
     except (ValueError, RuntimeError, OSError, MemoryError) as exc:
         raise ModelLoadError(f"llama.cpp could not load {path}: {exc}. Not enough memory? Try a smaller "
@@ -363,4 +561,4 @@ def load(options: LoadOptions) -> LlamaCppEngine:
     return LlamaCppEngine(llm=llm, path=path, spec=spec, options=options,
                           template=options.template or spec.template, context_length=int(context),
                           precision=f"gguf-{file_type}", revision=commit or _fingerprint(path), is_demo=is_demo,
-                          notices=notices)
+                          notices=notices, states=StateCache(int(own.kv_states), int(own.kv_states_bytes)))

@@ -30,7 +30,7 @@ from ..endpoints import EndpointSettings, limiter_for, make_client
 from ..errors import GenerationError, ModelLoadError
 from ..registry import resolve
 from ..tokenization import encode_prompt, tokenizer_spans
-from .base import Capabilities, Engine, GenerationSettings, LoadOptions, Prompt, StreamUpdate
+from .base import Capabilities, Engine, GenerationSettings, LoadOptions, Prefilled, Progress, Prompt, Stop, StreamUpdate
 
 
 @dataclass
@@ -43,6 +43,9 @@ class RemoteOptions(EndpointSettings):
         "help": "completion: the exact prompt bytes (right for Asclepius); chat: one user message"})
     tokenizer: str | None = field(default=None, metadata={
         "help": "local tokenizer folder to count tokens when the server cannot"})
+    remote_prefill: bool = field(default=False, metadata={
+        "help": "send each note to the server (a one-token request) once the privacy guard has passed it, before "
+                "the question, so the server's prefix cache (vLLM, llama.cpp's server) has read it when Ask comes"})
     template: str = "asclepius"
     context_length: int | None = None  # None: the server's if it says it, else unknown until its refusal tells it
     probe: bool = True  # ask the server once for its tokenize endpoint and context length
@@ -171,7 +174,8 @@ class RemoteEngine(Engine):
             except (OSError, ValueError) as exc:
                 raise ModelLoadError(f"Could not load the tokenizer in {self.options.tokenizer}: {exc}") from exc
         counts = self.server.tokenize is not None or self._tokenizer is not None
-        self.capabilities = Capabilities(tokenizer=counts, beams=False, concurrent=True, remote=True)
+        self.capabilities = Capabilities(tokenizer=counts, beams=False, concurrent=True, remote=True,
+                                         prefill=bool(self.options.remote_prefill))
         self.notices = []
         if not counts:
             self.notices.append(
@@ -270,6 +274,25 @@ class RemoteEngine(Engine):
     def close(self) -> None:
         if self._http is not None:
             self._http.close()
+
+    def prefill(self, prefix: str, stop: Stop | None = None, progress: Progress | None = None) -> Prefilled:
+        """A one-token completion over ``prefix`` (only with ``--remote-prefill``; the caller has passed the note
+        through the privacy guard): a server with prefix caching then has the note's KV when the question comes."""
+        import openai
+
+        if not self.options.remote_prefill:
+            return super().prefill(prefix, stop, progress)
+        if stop is not None and stop.is_set():
+            return Prefilled(0, 1)
+        if self._limiter is not None:
+            self._limiter.acquire_blocking(len(prefix) // 4 + 1)
+        try:
+            self._request(prefix, GenerationSettings(max_new_tokens=1), stream=False)
+        except openai.OpenAIError as exc:
+            raise GenerationError(f"Reading the note ahead on the server failed: {exc}") from exc
+        if progress is not None:
+            progress(1, 1)
+        return Prefilled(1, 1)
 
     def _request(self, prompt: str, settings: GenerationSettings, stream: bool):
         self.check_settings(settings)

@@ -106,3 +106,16 @@ def build(ctx: AppContext) -> None:
     study.input(report_for, study, [overall, raters, means, chat])
     for what, button in buttons.items():
         button.click(on_export(what), fmt, [download, export_status])
+    with body:
+        memory_block(ctx, refresh, allowed)
+
+
+def memory_block(ctx: AppContext, refresh: gr.Button, allowed) -> None:
+    """What the engines keep of notes read ahead or asked about (entries and memory against their bounds)."""
+    line = gr.Markdown(elem_id="admin-note-memory")
+
+    def show(request: gr.Request):
+        return logic.note_memory(ctx) if allowed(request) else ""
+
+    gr.on(triggers=None, fn=show, inputs=None, outputs=line, show_progress="hidden")
+    refresh.click(show, None, line, show_progress="hidden")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from .. import private_files
+from .. import prefill, private_files
 from ..errors import UserError
 from ..export import export
 from ..studies import StudyFileError, parse_study_file
@@ -88,3 +88,9 @@ def export_file(storage, what: str, fmt: str) -> tuple[str | None, str]:
         private_files.release(out)
         return None, user_message(exc, "export")
     return str(out), f"Exported {n} rows to `{out.name}`."
+
+
+def note_memory(ctx) -> str:
+    """The engines' kept notes (read ahead of the question or asked about), for the admin: one line each."""
+    text = prefill.usage_line(ctx.all_engines())
+    return f"### Notes kept for quick answers\n{text}" if text else ""

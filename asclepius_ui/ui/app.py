@@ -16,7 +16,8 @@ from .common import current_user, is_admin
 from .context import AppContext
 
 # What a researcher scripts with gradio_client; every other event is hidden from the API.
-API_NAMES = frozenset({"ask", "compare", "vote", "batch", "rate", "study_next", "study_submit", "study_skip"})
+API_NAMES = frozenset({"ask", "compare", "vote", "batch", "rate", "study_next", "study_submit", "study_skip",
+                       "prepare"})
 NOT_ALLOWED = "This page is not available to your account: ask an administrator."
 
 

@@ -1,0 +1,153 @@
+"""Reading the note ahead of the question (prefill on paste), on real tiny models: the answer's tokens are the same
+with and without it, in whole or in part, and an Ask preempts a running prefill and continues from its chunks."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from asclepius_ui import ask, prefill
+from asclepius_ui.engines import GenerationSettings, LoadOptions, load_engine
+
+SETTINGS = GenerationSettings(max_new_tokens=12, prompt_lookup=0)
+QUESTION = "What medications was the patient discharged on?"
+
+
+def _note(seed: int, days: int = 10) -> str:
+    return (f"DISCHARGE SUMMARY {seed}\nPatient: {50 + seed}-year-old with COPD and CHF.\nHospital Course:\n"
+            + "\n".join(f"Day {i}: ceftriaxone {seed} mg given, oxygen weaned, walked {i * seed} m in the hall."
+                        for i in range(1, days)) + "\nDischarge medications: furosemide, metoprolol.\n")
+
+
+@pytest.fixture(scope="module")
+def torch_engine(tiny_bin_model):
+    return load_engine(LoadOptions(str(tiny_bin_model), precision="fp32", device="cpu", prefill_chunk=16))
+
+
+@pytest.fixture(scope="module")
+def cold_engine(tiny_bin_model):
+    return load_engine(LoadOptions(str(tiny_bin_model), precision="fp32", device="cpu", prefix_cache_entries=0))
+
+
+def _stop_after(tokens: int) -> tuple[threading.Event, callable]:
+    event = threading.Event()
+    return event, lambda done, total: event.set() if done >= tokens else None
+
+
+def test_transformers_prefill_whole_or_in_part_gives_the_same_tokens(torch_engine, cold_engine):
+    note = _note(1)
+    prompt = torch_engine.make_prompt(note, QUESTION)
+    expected = cold_engine.generate(cold_engine.make_prompt(note, QUESTION), SETTINGS)
+    torch_engine.prefix_cache.clear()
+    stop, progress = _stop_after(40)
+    part = torch_engine.prefill(prompt.prefix, stop, progress)
+    assert 40 <= part.done < part.total and not part.complete  # stopped at a chunk boundary, chunks kept
+    reused = torch_engine.prefix_cache.reused_tokens
+    assert torch_engine.generate(prompt, SETTINGS).text == expected.text
+    assert torch_engine.prefix_cache.reused_tokens - reused == part.done  # the Ask continued from those chunks
+    torch_engine.prefix_cache.clear()
+    whole = torch_engine.prefill(prompt.prefix)
+    assert whole.complete and torch_engine.prefill(prompt.prefix).complete  # a kept note is not read again
+    assert len(torch_engine.prefix_cache) == 1
+    reused = torch_engine.prefix_cache.reused_tokens
+    assert torch_engine.generate(prompt, SETTINGS).text == expected.text
+    assert torch_engine.prefix_cache.reused_tokens - reused >= whole.total - 2  # all but the boundary token(s)
+    usage = torch_engine.cache_usage()
+    assert usage.entries == 1 and 0 < usage.nbytes <= usage.max_bytes
+
+
+def test_llamacpp_keeps_two_notes_and_gives_the_same_tokens(gguf_engine):
+    notes = [_note(2), _note(3)]
+    prompts = [gguf_engine.make_prompt(n, QUESTION) for n in notes]
+    cold = []
+    for p in prompts:
+        gguf_engine.states.clear()
+        gguf_engine.llm.reset()
+        cold.append(gguf_engine.generate(p, SETTINGS).text)
+    gguf_engine.states.clear()
+    gguf_engine.llm.reset()
+    for p in prompts:  # two clinicians paste two notes: both are kept
+        assert gguf_engine.prefill(p.prefix).complete
+    assert len(gguf_engine.states) == 2
+    hits = gguf_engine.states.hits
+    assert gguf_engine.generate(prompts[0], SETTINGS).text == cold[0]  # restored, not evaluated again
+    assert gguf_engine.states.hits == hits + 1
+    assert gguf_engine.last_prefix_hit >= len(gguf_engine.encode(prompts[0].prefix)) - 2
+    assert gguf_engine.generate(prompts[1], SETTINGS).text == cold[1]
+    # in part: a stopped read keeps its steps and the Ask continues from them
+    gguf_engine.states.clear()
+    gguf_engine.llm.reset()
+    stop, progress = _stop_after(1)
+    part = gguf_engine.prefill(prompts[0].prefix, stop, progress)
+    assert 0 < part.done < part.total
+    gguf_engine.llm.reset()  # another request used the context meanwhile: the saved state is what remains
+    assert gguf_engine.generate(prompts[0], SETTINGS).text == cold[0]
+    assert gguf_engine.last_prefix_hit == part.done
+
+
+def test_an_ask_preempts_a_prefill_and_continues_from_its_chunks(tiny_bin_model, cold_engine):
+    engine = load_engine(LoadOptions(str(tiny_bin_model), precision="fp32", device="cpu", prefill_chunk=2))
+    note, other = _note(4, days=13), _note(5, days=3)
+    reader = prefill.prefiller(engine)
+    started = threading.Event()
+    job = ask.read_ahead(engine, note, "clinician-a")
+    assert job is not None
+    while job.done < 200 and not job.finished:  # into the note itself, past the template's opening
+        started.wait(0.005)
+    assert job.state == prefill.READING and job.done < job.total  # reading, two tokens at a time
+    # Another clinician asks about another note: the read stops at its next chunk and waits for the answer.
+    prepared = ask.prepare(engine, ask.Request(other, QUESTION, settings=SETTINGS))
+    seen = set()
+    for _ in ask.stream(prepared):
+        seen.add(job.done)
+        assert job.state != prefill.READING
+    assert len(seen) == 1 and reader.preemptions >= 1
+    paused_at = seen.pop()
+    assert 200 <= paused_at < job.total
+    # The same clinician asks mid-read: the Ask continues from the chunks already read, and the answer is the same.
+    reused = engine.prefix_cache.reused_tokens
+    prepared = ask.prepare(engine, ask.Request(note, QUESTION, settings=SETTINGS))
+    answer = ask.generate(prepared)
+    assert engine.prefix_cache.reused_tokens - reused >= paused_at
+    assert answer.text == cold_engine.generate(cold_engine.make_prompt(note, QUESTION), SETTINGS).text
+    assert reader.wait(job, timeout=120) and job.state == prefill.READY  # then the read resumes and finishes
+
+
+def test_a_newer_note_cancels_the_older_read_of_the_same_session(tiny_bin_model):
+    engine = load_engine(LoadOptions(str(tiny_bin_model), precision="fp32", device="cpu", prefill_chunk=2))
+    first = ask.read_ahead(engine, _note(6), "s")
+    second = ask.read_ahead(engine, _note(7), "s")
+    assert first.state == prefill.CANCELLED and first.cancel.is_set()
+    assert ask.read_ahead(engine, _note(7), "s") is second  # the same note while it is read: the same job
+    assert prefill.prefiller(engine).wait(second, timeout=120) and second.state == prefill.READY
+    assert "Note ready" in second.describe()
+    assert ask.read_ahead(engine, "  ", "s") is None
+
+
+def test_the_admin_sees_what_the_kept_notes_take(torch_engine, gguf_engine):
+    from asclepius_ui.ui.admin_logic import note_memory
+    from asclepius_ui.ui.context import AppContext
+
+    torch_engine.prefix_cache.clear()
+    torch_engine.prefill(torch_engine.make_prompt(_note(8), QUESTION).prefix)
+    text = note_memory(AppContext(engine=torch_engine, contenders={"gguf": gguf_engine}))
+    assert f"Notes kept by {torch_engine.model_id}: 1 of 4" in text and "MiB of 2048 MiB" in text
+    assert "Notes kept by gguf:" in text
+
+
+def test_a_remote_server_reads_the_note_only_when_asked_to_and_after_the_guard():
+    from .openai_server import OpenAIServer
+
+    note = _note(9, days=3)
+    with OpenAIServer() as srv:
+        plain = load_engine(LoadOptions("served", base_url=srv.base_url, api_mode="chat"))
+        assert not plain.capabilities.prefill and ask.read_ahead(plain, note, "s", ask.GUARD_SEND) is None
+        engine = load_engine(LoadOptions("served", base_url=srv.base_url, api_mode="chat", remote_prefill=True))
+        assert ask.read_ahead(engine, note, "s") is None  # the privacy guard has not passed this note
+        assert ask.read_ahead(engine, note, "s", ask.GUARD_HOLD) is None and srv.requests == []
+        job = ask.read_ahead(engine, note, "s", ask.GUARD_REDACT)
+        assert prefill.prefiller(engine).wait(job, timeout=60) and job.state == prefill.READY, job
+        sent = srv.requests[-1]
+        assert sent["max_tokens"] == 1 and "[Instruction Begin]" in sent["messages"][0]["content"]
+        assert "COPD" in sent["messages"][0]["content"]
