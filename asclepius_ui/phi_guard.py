@@ -116,7 +116,8 @@ def _recognizers() -> list:
         CreditCardRecognizer(), UsNpiRecognizer(), MedicalLicenseRecognizer(), UsHealthInsuranceMemberIdRecognizer(),
         UuidRecognizer(),
         pattern("PERSON_LABELLED", r"(?:\b(?:Mr|Mrs|Ms|Miss|Dr)\.?\s+(?:\p{Lu}[\p{L}'\-]*\d*\s?){1,3}"
-                                   r"|(?:\b(?:Patient|Name|Patient name)\s*:\s*)(?:\p{Lu}[\p{L}'\-]*\d*[ \t]?){1,3})"),
+                                   r"|(?:\b(?:Patient|Name|Patient name)\s*:\s*)(?:(?:Mr|Mrs|Ms|Miss|Dr)\.?\s+)?"
+                                   r"(?:\p{Lu}[\p{L}'\-]*\d*[ \t]?){1,3})"),
         pattern("MRN", r"(?i)\b(?:MRN|medical record(?: number| no\.?)?|record (?:number|no\.?)|account(?: number| "
                        r"no\.?)?|acct)\s*[:#]?\s*[A-Z0-9\-]{5,}"),
         pattern("US_HEALTH_INSURANCE_MEMBER_ID", r"(?i)\b(?:member|insurance|policy|subscriber)\s*(?:id|number|no\.?|"

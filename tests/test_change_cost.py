@@ -121,7 +121,8 @@ def test_a_task_is_one_table_entry(monkeypatch):
     monkeypatch.setitem(tasks.TASKS, "medrec", new)  # the one change
     assert "Medication reconciliation" in tasks.task_labels() and "Medication reconciliation" in batch_tasks()
     assert tasks.task_key("medication  RECONCILIATION") == "medrec"
-    assert on_task_pick("Medication reconciliation", "").arg_label == "Medication group"
+    picked = on_task_pick("Medication reconciliation")
+    assert picked.arg_label == "Medication group" and picked.arg_value == "medications"  # its default
     [job] = make_jobs([{"note": NOTE}], ["Medication reconciliation"], None)
     assert job["question"].startswith("List the medications the patient takes")
     refused = ask.Request(NOTE, new.instruction.replace("{arg}", "<medication group>"), task="medrec")

@@ -136,3 +136,8 @@ def test_the_redacted_copy_is_shown_diff_style_as_escaped_html():
            "[PERSON_LABELLED]</ins>" in shown
     assert ">(413) 555-0123</del>" in shown
     assert phi_guard.diff_html("No identifiers here.", []).endswith(">No identifiers here.</pre>")
+
+
+def test_a_titled_name_after_a_patient_label_is_found_whole():
+    found = phi_guard.scan("Patient: Mrs. Maria Gonzalez, MRN: 4455667")
+    assert any(f.text == "Mrs. Maria Gonzalez" for f in found)

@@ -11,7 +11,8 @@ from asclepius_ui.engines.openai import RemoteEngine, RemoteOptions
 from asclepius_ui.ui.context import AppContext
 from tests.openai_server import OpenAIServer, instruction_of, prompt_of
 
-NOTE = ("DISCHARGE SUMMARY\nHospital Course: The patient was admitted with decompensated heart failure. "
+NOTE = ("DISCHARGE SUMMARY\nPatient: Mrs. Maria Gonzalez, MRN: 4455667\n"
+        "Hospital Course: The patient was admitted with decompensated heart failure. "
         "Furosemide 40 mg IV twice daily was started and her weight fell by 3 kg.\n"
         "Discharge Medications: furosemide 40 mg by mouth daily, metoprolol 25 mg twice daily.\n")
 ANSWERS = {"What was started?": "Furosemide 40 mg IV twice daily was started.",
@@ -38,6 +39,10 @@ def test_a_wrong_dose_is_marked_inline_and_the_right_one_is_not(launch_app, serv
     page.goto(launch_app(AppContext(engine=engine)))
     page.get_by_label("Discharge summary").fill(NOTE)
     expect(page.locator("#chat-guard")).to_contain_text("fingerprint")
+    # the redacted copy is shown, diff-style, before anything is sent
+    page.get_by_text("What “Send a redacted copy” sends").click()
+    expect(page.locator("#chat-guard-preview del", has_text="Maria Gonzalez").first).to_be_visible(timeout=30_000)
+    expect(page.locator("#chat-guard-preview ins").first).to_be_visible()
     page.locator("#chat-guard").get_by_text("Send this note as it is").click()
 
     ask(page, "What was started?")

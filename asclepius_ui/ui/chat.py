@@ -135,6 +135,8 @@ def build(ctx: AppContext) -> None:
                                  label="Privacy guard: this model is remote. Send this note?")
                 if remote:
                     gr.Markdown(phi_guard.about_markdown(), elem_id="chat-guard-about")
+                    with gr.Accordion("What “Send a redacted copy” sends", open=False):
+                        preview = gr.HTML(elem_id="chat-guard-preview")
                 chatbot = gr.Chatbot(label="Answers", height=ANSWERS_HEIGHT, elem_id="answers",
                                      buttons=["copy", "copy_all"])
                 if ctx.storage is not None:
@@ -195,6 +197,9 @@ def build(ctx: AppContext) -> None:
                 **private)
     load_example.click(lambda name: examples.get(name, ""), example, note, **private)
     note.change(common.guard_reset, note, guard, show_progress="hidden", **private)  # confirm each note
+    if remote:  # the redacted copy, diff-style, before anything is sent
+        note.change(lambda n: phi_guard.diff_html(n or "", phi_guard.scan(n or "")), note, preview,
+                    show_progress="hidden", trigger_mode="always_last", **private)
     for comp in (note, instruction, max_new):
         comp.change(functools.partial(logic.budget_text, engine), [note, instruction, max_new], budget,
                     show_progress="hidden", trigger_mode="always_last", **private)
