@@ -58,3 +58,28 @@ def test_a_wrong_dose_is_marked_inline_and_the_right_one_is_not(launch_app, serv
     assert "40 mg" in (mark.get_attribute("title") or "")  # the closest note sentence, on hover or focus
     assert "not in the note" in wrong.locator(".claims-verdict").inner_text()
     assert wrong.locator("mark.claim .claim-sr").first.inner_text().strip()  # the kind in words for screen readers
+
+
+SHAPES = {"date": "January 15, 2019", "birth date": "March 14, 1956", "ssn": "123-45-6789",
+          "relative": "Jose Gonzalez", "title": "Mrs. Gonzalez", "mrn": "4455667"}
+
+
+def test_the_guard_shows_each_identifier_shape_its_help_names(launch_app, served, page):
+    """The issue's misses, on the page: each is struck out in the redacted copy before anything is sent."""
+    engine = RemoteEngine(RemoteOptions(model="remote-gpt", base_url=served.base_url, api_key="sk-test",
+                                        api_mode="chat"))
+    page.goto(launch_app(AppContext(engine=engine)))
+    note = (f"Admitted {SHAPES['date']}. Born {SHAPES['birth date']}. SSN {SHAPES['ssn']}. MRN: {SHAPES['mrn']}.\n"
+            f"{SHAPES['title']} was seen with her husband {SHAPES['relative']}.")
+    page.get_by_label("Discharge summary").fill(note)
+    expect(page.locator("#chat-guard")).to_contain_text("fingerprint", timeout=30_000)
+    page.get_by_text("What “Send a redacted copy” sends").click()
+    removed = page.locator("#chat-guard-preview del")
+    expect(removed.first).to_be_visible(timeout=30_000)
+    struck = " ".join(removed.all_inner_texts())
+    for kind, text in SHAPES.items():
+        assert text.split()[-1] in struck, f"{kind}: {text!r} not redacted ({struck!r})"
+    page.get_by_label("Instruction", exact=True).fill("What was started?")
+    page.get_by_role("button", name="Ask").click()  # not confirmed: nothing is sent
+    expect(page.locator("#chat-status")).to_contain_text("Nothing was sent", timeout=30_000)
+    assert not any("Born" in str(r) for r in served.requests)
