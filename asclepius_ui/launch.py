@@ -9,11 +9,10 @@ import sys
 import warnings
 from pathlib import Path
 
-from .endpoints import API_KEY_REFUSED, add_endpoint_arguments, check_values
+from .endpoints import API_KEY_REFUSED
 from .engines import LoadOptions, add_engine_arguments, load_engine, options_from_args
-from .engines.openai import RemoteOptions
+from .engines import openai as served  # the backend of a model behind an OpenAI-compatible API
 from .errors import UserError
-from .flags import values_from_args
 from .ui.pages import grantable, rater_pages
 
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
@@ -26,8 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="another model (folder, hub id or .gguf) for blind side-by-side comparison (repeatable)")
     # A served contender: the engine's own endpoint flags again, with the prefix --remote- (chat by default: a
     # contender is often a chat model).
-    add_endpoint_arguments(p, prefix="remote-", cls=RemoteOptions, skip=("concurrency",), defaults={"api_mode": "chat"},
-                           title="compare mode contender: a model served over an OpenAI-compatible API")
+    served.add_arguments(p, "compare mode contender: a model served over an OpenAI-compatible API", prefix="remote-",
+                         defaults={"api_mode": "chat"}, model=True)
     s = p.add_argument_group("server")
     s.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1, this machine only)")
     s.add_argument("--port", type=int, default=7860)
@@ -82,9 +81,8 @@ def build_context(args: argparse.Namespace):
         e = load_engine(opts)
         contenders[e.model_id] = e
     if args.remote_model:
-        served = values_from_args(args, RemoteOptions, prefix="remote-", skip=("concurrency",))
-        check_values(served, "remote-")
-        remote = load_engine(LoadOptions(args.remote_model, backend="openai", template=args.template, **served))
+        remote = load_engine(LoadOptions(args.remote_model, backend="openai", template=args.template,
+                                         **served.options_from_args(args, prefix="remote-")))
         contenders[f"{args.remote_model} (remote)"] = remote
     if not args.model and not contenders:  # compare out of the box: the demo before instruction fine-tuning
         from .demo import base_model_path

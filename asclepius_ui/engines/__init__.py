@@ -3,15 +3,16 @@
 A new backend is one module and one line in ``BACKENDS``. The module has ``load(options) -> Engine``,
 ``claims(options) -> bool`` (does ``--backend auto`` pick it for these options?) and an ``Options`` dataclass of
 its own load options: each field with help becomes a command-line flag of every command that loads models
-(``add_engine_arguments``), and ``LoadOptions.options_for(Options)`` hands them back to it. Backend modules import
-their heavy library inside ``load`` (so flags and ``--help`` are fast, and llama.cpp never imports torch).
+(``add_engine_arguments``), and ``LoadOptions.options_for(Options)`` hands them back to it. A backend whose flags
+need more (the served model's endpoint flags) has ``add_arguments(parser, title)`` and ``options_from_args(args)``.
+Backend modules import their heavy library inside ``load`` (so flags and ``--help`` are fast, and llama.cpp never
+imports torch).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-from pathlib import Path
 from types import ModuleType
 
 from ..errors import GenerationError, ModelLoadError, UnsupportedError
@@ -119,15 +120,11 @@ def add_engine_arguments(p: argparse.ArgumentParser, title: str = "model") -> ar
                    help="cap the context: llama.cpp's KV cache, or a served model's context when the server does not "
                         "say it (default: the model's own)")
     for name in reversed(BACKENDS):  # transformers first, as before
-        cls = backend_module(name).Options
-        if flag_fields(cls):
-            if name == "openai":
-                from ..endpoints import add_endpoint_arguments
-
-                add_endpoint_arguments(p, model=False, cls=cls, skip=("concurrency",),
-                                       title=f"{title}: {BACKEND_TITLES[name]}")
-            else:
-                add_dataclass_arguments(p.add_argument_group(f"{title}: {BACKEND_TITLES.get(name, name)}"), cls)
+        module, group = backend_module(name), f"{title}: {BACKEND_TITLES.get(name, name)}"
+        if hasattr(module, "add_arguments"):  # a backend whose flags need more than its Options' fields
+            module.add_arguments(p, group)
+        elif flag_fields(module.Options):
+            add_dataclass_arguments(p.add_argument_group(group), module.Options)
     return p
 
 
@@ -136,20 +133,9 @@ def options_from_args(args: argparse.Namespace, model: str | None = None) -> Loa
     precision = "8bit" if args.load_in_8bit else "4bit" if args.load_in_4bit else args.precision
     backend = {}
     for name in BACKENDS:
-        cls = backend_module(name).Options
-        values = values_from_args(args, cls, skip=("concurrency",))
-        if name == "openai":
-            from ..endpoints import API_KEY_REFUSED, check_values
-            from ..errors import InputError
-
-            if getattr(args, "api_key", None):
-                raise InputError(API_KEY_REFUSED)
-            check_values(values)
-        backend.update(values)
+        module = backend_module(name)
+        backend.update(module.options_from_args(args) if hasattr(module, "options_from_args")
+                       else values_from_args(args, module.Options))
     return LoadOptions(model=model if model is not None else (args.model or ""), precision=precision,
                        device=args.device, template=args.template, revision=args.revision, backend=args.backend,
                        context_length=args.context_length, **backend)
-
-
-def is_gguf(path: str) -> bool:
-    return Path(path).suffix.lower() == ".gguf"

@@ -26,8 +26,16 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
-from ..endpoints import EndpointSettings, limiter_for, make_client
-from ..errors import GenerationError, ModelLoadError
+from ..endpoints import (
+    API_KEY_REFUSED,
+    EndpointSettings,
+    add_endpoint_arguments,
+    check_values,
+    limiter_for,
+    make_client,
+)
+from ..errors import GenerationError, InputError, ModelLoadError
+from ..flags import values_from_args
 from ..registry import resolve
 from ..tokenization import encode_prompt, tokenizer_spans
 from .base import Capabilities, Engine, GenerationSettings, LoadOptions, Prefilled, Progress, Prompt, Stop, StreamUpdate
@@ -57,6 +65,23 @@ Options = RemoteOptions
 def claims(options: LoadOptions) -> bool:
     """``--backend auto``: a base URL means a served model."""
     return bool(options.get("base_url"))
+
+
+def add_arguments(parser, title: str, prefix: str = "", defaults: dict | None = None, model: bool = False) -> None:
+    """This backend's flags: the endpoint's own (``add_endpoint_arguments``, one definition for every endpoint)
+    plus how the engine talks to it; ``prefix`` gives them again for a second endpoint (``--remote-``), with its own
+    ``--{prefix}model`` when ``model``."""
+    add_endpoint_arguments(parser, model=model, cls=RemoteOptions, skip=("concurrency",), title=title, prefix=prefix,
+                           defaults=defaults)
+
+
+def options_from_args(args, prefix: str = "") -> dict:
+    """The values of ``add_arguments``' flags by field name, checked (a key on the command line is refused)."""
+    if getattr(args, prefix.replace("-", "_") + "api_key", None):
+        raise InputError(API_KEY_REFUSED.replace("--api-key is", f"--{prefix}api-key is"))
+    values = values_from_args(args, RemoteOptions, prefix=prefix, skip=("concurrency",))
+    check_values(values, prefix)
+    return values
 
 
 # Tokenize endpoints, tried in this order: (style, path from the server root, request body for ``text``).
