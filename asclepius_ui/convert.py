@@ -28,6 +28,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from .engines.base import hub_offline
 from .errors import InputError, ModelLoadError, UserError
 
 QUANTS = ("f16", "q8_0", "q4_k_m")
@@ -119,8 +120,7 @@ def resolve_checkpoint(model: str, revision: str | None = None) -> Path:
         folder = snapshot_download(repo, revision=revision, allow_patterns=[
             "*.json", "*.model", "*.safetensors", "*.bin", "tokenizer*"])
     except Exception as exc:  # offline, unknown repo, no access: all end here with the fix
-        offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
-        why = "you are offline (HF_HUB_OFFLINE=1) and it is not in the local cache" if offline else \
+        why = "you are offline (HF_HUB_OFFLINE=1) and it is not in the local cache" if hub_offline() else \
             f"it could not be downloaded ({type(exc).__name__}: {exc})"
         raise ModelLoadError(f"Cannot get {repo!r} from the Hugging Face hub: {why}. Download it on a connected "
                              "machine and pass the folder with --model DIR.") from exc

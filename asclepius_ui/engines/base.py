@@ -16,10 +16,13 @@ and asking for it raises ``UnsupportedError``: callers check the capability, nev
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
 from typing import Protocol
 
 from ..errors import GenerationError, UnsupportedError
@@ -27,6 +30,22 @@ from ..prompts import build_prompt, prompt_parts
 from ..tokenization import Budget, Truncation, truncate_to_fit
 
 DEMO_MARKER = "asclepius_demo.json"  # a file in a model folder that marks the project's own demo model
+
+
+def marks_demo(folder: Path | None) -> bool:
+    """Whether ``folder`` holds the project's demo model (its ``DEMO_MARKER`` file; an unreadable one counts)."""
+    marker = None if folder is None else folder / DEMO_MARKER
+    if marker is None or not marker.exists():
+        return False
+    try:
+        return bool(json.loads(marker.read_text()).get("demo", True))
+    except (OSError, json.JSONDecodeError):
+        return True
+
+
+def hub_offline() -> bool:
+    """``HF_HUB_OFFLINE`` is set: the hub is not asked, only its local cache."""
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import codecs
 import ctypes
 import hashlib
-import json
 import os
 import threading
 import time
@@ -30,7 +29,6 @@ from ..demo import model_name
 from ..errors import GenerationError, ModelLoadError
 from ..registry import DEMO_NAME, REGISTRY, ModelSpec, lookup, resolve
 from .base import (
-    DEMO_MARKER,
     CacheUsage,
     Capabilities,
     Engine,
@@ -42,6 +40,8 @@ from .base import (
     Stop,
     StreamUpdate,
     common_prefix,
+    hub_offline,
+    marks_demo,
     reusable,
 )
 
@@ -409,9 +409,6 @@ def _generation_error(exc: BaseException) -> GenerationError:
 
 
 # Loading ---------------------------------------------------------------------------------------------------------
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
-
 
 def gguf_path(model: str, gguf_file: str | None = None, revision: str | None = None) -> tuple[Path, str | None]:
     """The .gguf file named by ``model`` (a file, a folder + ``gguf_file``, or a hub repo + ``gguf_file``,
@@ -444,7 +441,7 @@ def gguf_path(model: str, gguf_file: str | None = None, revision: str | None = N
 
         local = hf_hub_download(model, gguf_file, revision=revision)
     except Exception as exc:  # offline, missing file, no access
-        why = ("you are offline (HF_HUB_OFFLINE=1) and it is not in the local cache" if _offline() else
+        why = ("you are offline (HF_HUB_OFFLINE=1) and it is not in the local cache" if hub_offline() else
                f"it could not be downloaded ({type(exc).__name__}: {exc})")
         raise ModelLoadError(f"Cannot get {gguf_file} from {model} on the Hugging Face hub: {why}. "
                              "Download it on a connected machine and pass the file with --model FILE.gguf.") from exc
@@ -472,15 +469,6 @@ def _spec_for(options: LoadOptions, path: Path, metadata: dict[str, str]) -> Mod
             return spec
     return resolve(stem)
 
-
-def _read_demo(path: Path) -> bool:
-    marker = path.parent / DEMO_MARKER
-    if not marker.exists():
-        return False
-    try:
-        return bool(json.loads(marker.read_text()).get("demo", True))
-    except (OSError, json.JSONDecodeError):
-        return True
 
 
 def quiet_openmp() -> None:
@@ -520,7 +508,7 @@ def load(options: LoadOptions) -> LlamaCppEngine:
     except (ValueError, RuntimeError, OSError, KeyError) as exc:
         raise ModelLoadError(f"llama.cpp could not read {path}: {exc}. Is it a GGUF file (made by "
                              "`python -m asclepius_ui.convert` or published as .gguf)?") from exc
-    is_demo = _read_demo(path)
+    is_demo = marks_demo(path.parent)
     spec = REGISTRY[DEMO_NAME] if is_demo else _spec_for(options, path, metadata)
     context = trained
     if spec.known:

@@ -17,8 +17,6 @@ from __future__ import annotations
 import copy
 import functools
 import hashlib
-import json
-import os
 import queue
 import threading
 import time
@@ -33,7 +31,6 @@ from ..errors import GenerationError, ModelLoadError
 from ..registry import DEMO_NAME, REGISTRY, ModelSpec, resolve
 from ..tokenization import encode_prompt, pad_token_id, tokenizer_spans
 from .base import (
-    DEMO_MARKER,
     DEVICES,
     PRECISIONS,
     CacheUsage,
@@ -47,6 +44,8 @@ from .base import (
     Prompt,
     Stop,
     StreamUpdate,
+    hub_offline,
+    marks_demo,
     reusable,
 )
 
@@ -226,9 +225,6 @@ def _is_local(model: str) -> bool:
     p = Path(model).expanduser()
     return p.exists() or model.startswith((".", "/", "~")) or model.count("/") > 1
 
-
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
 
 
 def _check_folder(path: Path) -> None:
@@ -584,14 +580,6 @@ def _generation_error(exc: BaseException) -> GenerationError:
     return GenerationError(f"Generation failed: {type(exc).__name__}: {text}")
 
 
-def _read_demo_marker(path: Path | None) -> bool:
-    if path is None or not (path / DEMO_MARKER).exists():
-        return False
-    try:
-        return bool(json.loads((path / DEMO_MARKER).read_text()).get("demo", True))
-    except (OSError, json.JSONDecodeError):
-        return True
-
 
 def load(options: LoadOptions) -> TransformersEngine:
     """Load model and tokenizer as ``options`` say; every failure becomes a ``ModelLoadError``."""
@@ -608,7 +596,7 @@ def load(options: LoadOptions) -> TransformersEngine:
     path = Path(model).expanduser() if local else None
     if path is not None:
         _check_folder(path)
-    is_demo = _read_demo_marker(path)
+    is_demo = marks_demo(path)
     spec = REGISTRY[DEMO_NAME] if is_demo else resolve(model)
     if spec.local_only and not local and spec.hub_id is None:
         raise ModelLoadError(f"{spec.name} is not on the Hugging Face hub: {spec.note}")
@@ -630,7 +618,7 @@ def load(options: LoadOptions) -> TransformersEngine:
     except OSError as exc:
         if local:
             raise ModelLoadError(f"Could not load the model in {source}: {exc}") from exc
-        hint = ("You are offline (HF_HUB_OFFLINE=1) and it is not in the local cache. " if _offline() else
+        hint = ("You are offline (HF_HUB_OFFLINE=1) and it is not in the local cache. " if hub_offline() else
                 "It could not be downloaded (no network?) and is not in the local cache. ")
         raise ModelLoadError(f"Cannot load {source!r} from the Hugging Face hub. {hint}"
                              "Download it on a connected machine and pass the folder with --model DIR.") from exc
