@@ -151,6 +151,21 @@ def _gradio_caller(app: str):
     return call
 
 
+def _timed_save(st, call, started_at: str, score: int, errors: list[str]) -> tuple[str, float]:
+    """One rater's save of a fresh answer's rating through ``call``: (the reply, seconds it took). A call that
+    raises (a timeout) is a result here: not acknowledged, its error's name kept in ``errors``."""
+    from asclepius_ui.ui.rating_widget import keep_state
+
+    kept = keep_state(st, [dict(SNAPSHOT, started_at=started_at)], new_uid(), {})
+    t = time.perf_counter()
+    try:
+        msg = call(score, kept)
+    except Exception as exc:  # noqa: BLE001
+        errors.append(type(exc).__name__)
+        msg = ""
+    return msg, time.perf_counter() - t
+
+
 def run_http(url: str, raters: int, interval: float, seconds: float, client: str = "http") -> Result:
     """``raters`` closed-loop raters against a real ``python app.py``, each saving a rating of an answer every
     ``interval`` seconds through the ``rate`` API for ``seconds``: plain HTTP as the page sends it
@@ -174,17 +189,11 @@ def run_http(url: str, raters: int, interval: float, seconds: float, client: str
             time.sleep(interval * i / raters)  # raters spread over the interval, as people are
             k = 0
             while time.perf_counter() < stop:
-                kept = keep_state(st, [dict(SNAPSHOT, started_at=f"r{i}-{k}")], new_uid(), {})
-                t = time.perf_counter()
-                try:
-                    msg = callers[i](1 + k % 4, kept)
-                except Exception as exc:  # noqa: BLE001 - a timeout is a result here: not acknowledged
-                    errors.append(type(exc).__name__)
-                    msg = ""
-                lat[i].append(time.perf_counter() - t)
+                msg, took = _timed_save(st, callers[i], f"r{i}-{k}", 1 + k % 4, errors)
+                lat[i].append(took)
                 acked[i] += msg.startswith("Saved rating")
                 k += 1
-                time.sleep(max(0.0, interval - lat[i][-1]))
+                time.sleep(max(0.0, interval - took))
 
         threads = [threading.Thread(target=rater, args=(i,)) for i in range(raters)]
         start = time.perf_counter()
@@ -268,7 +277,8 @@ def _import_caller(app: str, path: Path, name: str):
 
     def call() -> str:
         session = uuid.uuid4().hex
-        data = [{"path": server_path, "orig_name": path.name, "meta": {"_type": "gradio.FileData"}}, name, 2, False]
+        upload = {"path": server_path, "orig_name": path.name, "meta": {"_type": "gradio.FileData"}}
+        data = [upload, name, 2, False, False]  # file, name, overlap, import even if identical, show raters findings
         http.post("gradio_api/queue/join", json={"data": data, "fn_index": fn_index, "session_hash": session,
                                                  "trigger_id": button, "event_data": None}).raise_for_status()
         with http.stream("GET", f"gradio_api/queue/data?session_hash={session}") as stream:
@@ -309,15 +319,8 @@ def run_http_import(url: str, items: int, raters: int, interval: float, baseline
             time.sleep(interval * i / raters)
             k = 0
             while not stop.is_set():
-                kept = keep_state(st, [dict(SNAPSHOT, started_at=f"r{i}-{k}")], new_uid(), {})
                 now = phase[0]
-                t = time.perf_counter()
-                try:
-                    msg = callers[i](1 + k % 4, kept)
-                except Exception as exc:  # noqa: BLE001 - a timeout is a result here: not acknowledged
-                    errors.append(type(exc).__name__)
-                    msg = ""
-                took = time.perf_counter() - t
+                msg, took = _timed_save(st, callers[i], f"r{i}-{k}", 1 + k % 4, errors)
                 if phase[0] == now:  # a save that straddles the start of the import counts for neither
                     lat[now].append(took)
                 acked[i] += msg.startswith("Saved rating")
