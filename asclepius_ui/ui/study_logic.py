@@ -75,13 +75,16 @@ def show(st, view: dict | None, study_id, user: str, n_slots: int, message: str 
         done = "Nothing left for you in this study: thank you!" if study_id is not None else ""
         return Shown(visible=False, header="", note="", slots=[Slot(False)] * n_slots, state=None,
                      progress=progress_html(prog), status=" ".join(x for x in (message, done) if x))
-    answers = view["answers"]
-    slots = [Slot(True, a["text"], (render_answer_html(check_answer(view["note"], a["text"]))
-                                    if view.get("show_findings") else "")
+    answers = view["answers"][:n_slots]
+    checks = {a["answer_id"]: check_answer(view["note"], a["text"]) for a in answers} if view.get("show_findings") \
+        else {}
+    slots = [Slot(True, a["text"], (render_answer_html(checks[a["answer_id"]]) if checks else "")
                   + render_html(view["note"], find_evidence(view["note"], a["text"])))
-             for a in answers[:n_slots]]
+             for a in answers]
     slots += [Slot(False)] * (n_slots - len(slots))
-    state = {"view": view, "shown": time.monotonic(), "uid": new_uid()}
+    # what the rater is shown of the answer check, kept with the ratings when they submit
+    state = {"view": view, "shown": time.monotonic(), "uid": new_uid(),
+             "findings": {aid: c.as_dict() for aid, c in checks.items()} or None}
     return Shown(visible=True, header=header_markdown(view), note=view["note"], slots=slots, state=state,
                  progress=progress_html(prog, draft_key(study_id, user, view)), status=message)
 
@@ -123,11 +126,9 @@ def submit(st, state: dict | None, study_id, user: str, values: list, n_slots: i
     if missing:
         return Shown(status=error_box(f"Rate every answer before submitting (missing: {', '.join(missing)}), "
                                       "or skip."))
-    findings = ({a["answer_id"]: check_answer(view["note"], a["text"]).as_dict() for a in view["answers"]}
-                if view.get("show_findings") else None)  # what the rater was shown, kept with the ratings
     try:
         st.submit_item(assignment_id=view["assignment_id"], rater=user, uid=state["uid"], scores=scores,
-                       seconds=clock() - state["shown"], findings=findings)
+                       seconds=clock() - state["shown"], findings=state.get("findings"))
     except UserError as exc:  # keep the form as it is, to retry
         return Shown(status=error_box(f"Not saved: {exc}"))
     except Exception as exc:  # noqa: BLE001
