@@ -380,7 +380,12 @@ class Concept:
 
 
 def warm_up() -> threading.Thread:
-    """Load the rules and the drug list in the background (seconds), so the first checked answer need not wait."""
+    """Load the rules and the drug list in the background (seconds), so the first checked answer need not wait.
+
+    spaCy itself is imported here, in the calling thread: two threads importing it at once (this one and the
+    privacy guard's) can leave it half-initialised."""
+    import spacy  # noqa: F401
+
     t = threading.Thread(target=lambda: (_pipeline(), drug_lexicon()), daemon=True)
     t.start()
     return t

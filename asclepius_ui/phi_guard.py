@@ -194,7 +194,12 @@ def scan(note: str, min_score: float = 0.3) -> list[Finding]:
 
 
 def warm_up() -> threading.Thread:
-    """Import Presidio in the background (it takes seconds) so the first scan is quick."""
+    """Import Presidio in the background (it takes seconds) so the first scan is quick.
+
+    spaCy, which Presidio imports, is imported here in the calling thread: two threads importing it at once (this
+    one and the answer check's) can leave it half-initialised."""
+    import spacy  # noqa: F401
+
     t = threading.Thread(target=_recognizers, daemon=True)
     t.start()
     return t

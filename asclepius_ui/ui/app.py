@@ -103,9 +103,6 @@ def _boundary(fn, ctx: AppContext, key: str, audience: str, on_load: bool, n_out
 
 def build_app(ctx: AppContext) -> gr.Blocks:
     """The whole app: one tab per page (rating pages only with a database), each shown to the roles that may use it."""
-    # The pages warm up spaCy-based checkers (privacy guard, answer check) in background threads; two threads
-    # importing spaCy at once can fail half-initialised, so it is imported here first, once.
-    import spacy  # noqa: F401
     with gr.Blocks(title="Asclepius Studio", analytics_enabled=False) as demo:
         gr.Markdown("# Asclepius Studio", elem_id="app-title")
         tabs = []
