@@ -306,8 +306,8 @@ class Engine(ABC):
         return None if n is None else Budget(n, int(max_new_tokens), self.context_limit, self.context_known)
 
     def check_settings(self, settings: GenerationSettings) -> None:
-        """Raise ``GenerationError`` for invalid settings and ``UnsupportedError`` for what this backend lacks."""
-        settings.validate()
+        """Raise ``UnsupportedError`` for what this backend lacks (the values themselves were checked when the
+        settings were made)."""
         if settings.num_beams > 1 and not self.capabilities.beams:
             raise UnsupportedError(
                 f"The {self.backend} backend has no beam search: {self.model_id} answers with Beams = 1 only. Set "
