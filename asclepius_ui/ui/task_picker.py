@@ -56,6 +56,8 @@ def task_picker(prefix: str) -> tuple[gr.Dropdown, gr.Textbox, gr.Textbox]:
         t = by_label(label)
         return fill_instruction(t, value) if t.has_argument_box else gr.update()
 
-    task.change(on_task, task, [arg, instruction], show_progress="hidden", api_visibility="private")
-    arg.change(on_arg, [task, arg], instruction, show_progress="hidden", api_visibility="private")
+    # Page state only, answered at once (not queued behind a generation): a reply that came late would overwrite
+    # what the clinician typed meanwhile.
+    task.change(on_task, task, [arg, instruction], show_progress="hidden", api_visibility="private", queue=False)
+    arg.change(on_arg, [task, arg], instruction, show_progress="hidden", api_visibility="private", queue=False)
     return task, arg, instruction
