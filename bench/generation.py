@@ -21,9 +21,11 @@ RSS is its own and nothing it leaves behind (threads, allocator state) touches t
 
 * **prefill on paste** (``--think-time [S]``, this section alone): per backend, the time from Ask to the first token
   when the note was pasted S seconds earlier (read ahead in the background, as the chat page does), against a cold
-  Ask on the same note: once with S past the measured prefill time (``ttft_ready``) and once at half of it
-  (``ttft_half``); S given: that S as well. Then the decode speed of a session generating while another note is
-  being read, over its solo speed (``concurrent_decode``), and whether the answers' tokens are identical with and
+  Ask on the same note (both timed from the call into the ask flow, so its checks and the wait for a running read
+  to stop at a chunk boundary are counted): once with S past the measured prefill time (``ttft_ready``) and once
+  at half of it (``ttft_half``); S given: that S as well. Then the decode speed (first token to last) of a session that asks while
+  another note is being read, over its solo speed (``concurrent_decode``; its extra wait for the first token is
+  printed beside it), and whether the answers' tokens are identical with and
   without the read-ahead. Last line: ``prefill_on_paste ttft_ready=… ttft_half=… concurrent_decode=…`` (the
   backend measured last). ``python -m bench.generation --think-time --quick`` builds its own small model.
 
@@ -109,13 +111,22 @@ def _load(config: str, model: str, gguf: str | None, threads: int, draft: int = 
 
 
 def _app(engine, asked: tuple[str, str], settings) -> dict:
-    """The app path: the ask flow the chat page runs for (note, question), streamed (its default 50 ms updates)."""
+    """The app path: the ask flow the chat page runs for (note, question), streamed (its default 50 ms updates).
+
+    ``seconds`` is the whole call; ``ttft`` the engine's own time to the first token; ``ask_ttft`` the time from the
+    call (the Ask) to the first token, including checks and any wait for a read-ahead to stop; ``decode_s`` the
+    engine's time from the first token to the last (what decode speed is computed from)."""
     from asclepius_ui import ask
 
     t = time.perf_counter()
     prepared = ask.prepare(engine, ask.Request(*asked, settings=settings, guard=ask.GUARD_SEND))
-    *_, last = ask.stream(prepared)
-    return dict(seconds=time.perf_counter() - t, tokens=last.new_tokens, text=last.text, ttft=last.first_token_s)
+    shown = None  # when the first piece of the answer reached the caller (the first update is sent at once)
+    for last in ask.stream(prepared):
+        if shown is None and last.new_tokens:
+            shown = time.perf_counter() - t
+    first = last.first_token_s
+    return dict(seconds=time.perf_counter() - t, tokens=last.new_tokens, text=last.text, ttft=first,
+                ask_ttft=shown, decode_s=None if first is None else last.seconds - first)
 
 
 def _in_worker(fn):
@@ -203,8 +214,8 @@ def measure(args: argparse.Namespace) -> dict:
             pair[name] = path(asked)
         rows.append(pair)
     ratios = [(r["app"]["tokens"] / r["app"]["seconds"]) / (r["bare"]["tokens"] / r["bare"]["seconds"]) for r in rows]
-    decode = [(r["app"]["tokens"] - 1) / (r["app"]["seconds"] - r["app"]["ttft"]) for r in rows
-              if r["app"]["tokens"] > 1 and r["app"]["ttft"] is not None]
+    decode = [(r["app"]["tokens"] - 1) / r["app"]["decode_s"] for r in rows
+              if r["app"]["tokens"] > 1 and r["app"]["decode_s"]]
     same = all(r["app"]["tokens"] == r["bare"]["tokens"] and r["app"]["text"] == r["bare"]["text"] for r in rows)
     placement = []  # diagnostic: the bare call from the main thread against the same call from a worker thread
     if engine.backend == "transformers":
@@ -276,13 +287,13 @@ def think(args: argparse.Namespace) -> dict:
         note = _fresh(long_note, 6000 + i)
         _forget(engine)
         base = _app(engine, (note, question), settings)
-        cold.append(base["ttft"])
+        cold.append(base["ask_ttft"])
         for k, wait in waits.items():
             _forget(engine)
             read(note, f"paste-{k}-{i}")
             time.sleep(wait)
             r = _app(engine, (note, question), settings)
-            after[k].append(r["ttft"] / base["ttft"])
+            after[k].append(r["ask_ttft"] / base["ask_ttft"])
             same &= r["text"] == base["text"] and r["tokens"] == base["tokens"]
             reader.wait(reader.job(f"paste-{k}-{i}"), timeout=60)  # a preempted read finishes before the next run
 
@@ -290,7 +301,8 @@ def think(args: argparse.Namespace) -> dict:
     short = _fresh(_synthetic_text(engine, 200, seed=5), 1)
     decode_settings = GenerationSettings(max_new_tokens=args.decode_tokens, prompt_lookup=0)
 
-    def decode_rate(beside: bool, i: int) -> float:
+    def decode_rate(beside: bool, i: int) -> tuple[float, float]:
+        """(decode tok/s after the first token, Ask-to-first-token s) of the short note's session."""
         _forget(engine)
         _app(engine, (short, question), GenerationSettings(max_new_tokens=1, prompt_lookup=0))  # its note is read
         if beside:
@@ -298,7 +310,7 @@ def think(args: argparse.Namespace) -> dict:
             while job.state == prefill.QUEUED and not job.done:
                 time.sleep(0.01)  # the other note is being read when this session asks
         r = _app(engine, (short, question), decode_settings)
-        return (r["tokens"] - 1) / (r["seconds"] - r["ttft"])
+        return (r["tokens"] - 1) / r["decode_s"], r["ask_ttft"]
 
     solo, beside, preempted = [], [], reader.preemptions
     for i in range(args.rounds):
@@ -309,8 +321,9 @@ def think(args: argparse.Namespace) -> dict:
     return dict(config=args.config, label=engine.precision_label, prefill_s=t_prefill, waits=waits,
                 note_tokens=engine.count_tokens(engine.prompt(_fresh(long_note, 0), question)),
                 cold_ttft=_stats(cold), ratios={k: _stats(v) for k, v in after.items()}, same_tokens=same,
-                solo_decode=_stats(solo), beside_decode=_stats(beside),
-                concurrent=_stats([b / a for a, b in zip(solo, beside, strict=True)]),
+                solo_decode=_stats([a for a, _ in solo]), beside_decode=_stats([b for b, _ in beside]),
+                concurrent=_stats([b[0] / a[0] for a, b in zip(solo, beside, strict=True)]),
+                solo_first=_stats([a for _, a in solo]), beside_first=_stats([b for _, b in beside]),
                 preemptions=reader.preemptions - preempted)
 
 
@@ -334,6 +347,8 @@ def report_think(results: dict[str, dict], args: argparse.Namespace, notes: list
         print(f"{'':<22}waits: " + ", ".join(f"{k} {v:.2f} s" for k, v in r["waits"].items())
               + f"; solo decode {_fmt(r['solo_decode'], '.1f')} tok/s, beside a prefill "
               f"{_fmt(r['beside_decode'], '.1f')} tok/s; {r['preemptions']} prefill(s) preempted by those Asks")
+        print(f"{'':<22}that session's Ask to first token: solo {_fmt(r['solo_first'], '.3f')} s, beside a "
+              f"prefill {_fmt(r['beside_first'], '.3f')} s (the wait for the read to stop at a chunk boundary)")
     for note in notes:
         print(note)
     print("targets: ready/cold <= 0.1, half/cold <= 0.6, decode beside/solo >= 0.9, same tokens")
@@ -419,8 +434,8 @@ def lookup(args: argparse.Namespace) -> dict:
                 settings = GenerationSettings(max_new_tokens=args.lookup_tokens, prompt_lookup=n)
                 r = _app(engine, (note, instruction), settings)
                 results[n] = r
-                if r["tokens"] > 1 and r["ttft"] is not None:
-                    rates[n].append((r["tokens"] - 1) / (r["seconds"] - r["ttft"]))
+                if r["tokens"] > 1 and r["decode_s"]:
+                    rates[n].append((r["tokens"] - 1) / r["decode_s"])
             same &= results[0]["text"] == results[args.draft]["text"]
         out[key] = dict(off=_stats(rates[0]), on=_stats(rates[args.draft]), same=same,
                         speedup=_stats([b / a for a, b in zip(rates[0], rates[args.draft], strict=False)]))
@@ -605,7 +620,7 @@ def main() -> None:
         args.hidden, args.layers, args.new_tokens, args.rounds, args.ttft_rounds = 512, 8, 16, 5, 2
         args.note_tokens, args.lookup_tokens, args.lookup_notes = 1500, 24, 1
     if args.think_time is not None and args.quick:
-        args.ttft_rounds, args.rounds, args.note_tokens, args.decode_tokens = 3, 2, 1700, 32
+        args.ttft_rounds, args.rounds, args.note_tokens, args.decode_tokens = 3, 4, 1700, 96
     if args.cpu_settings:
         args.configs = [TARGET]
     if args.think_time is not None and not args.configs:  # the laptop pair: full-precision torch, q4_k_m GGUF
