@@ -52,6 +52,15 @@ if TYPE_CHECKING:  # llama_cpp loads with the first GGUF (flags and ``--help`` w
 # Prompt evaluation settings chosen by measurement on a 2-core CPU (README, "On a laptop").
 N_BATCH, N_UBATCH, FLASH_ATTN = 512, 512, "off"
 MIN_STATE_TOKENS = 16  # shorter shared prefixes are not worth a saved state
+YIELD_S = 0.2  # a note read ahead goes in pieces sized to take about this long: an Ask waits at most about one
+MIN_PIECE = 32
+
+
+def next_piece(tokens: int, seconds: float, largest: int) -> int:
+    """Tokens in the next read-ahead piece, after ``tokens`` took ``seconds``: about ``YIELD_S`` worth, a multiple
+    of ``MIN_PIECE`` between it and ``largest`` (the physical batch)."""
+    fit = int(tokens * YIELD_S / max(seconds, 1e-6)) // MIN_PIECE * MIN_PIECE
+    return max(min(MIN_PIECE, largest), min(largest, fit))
 
 
 def physical_cores() -> int:
@@ -136,7 +145,8 @@ class Options:
         "metavar": "N", "help": f"prompt tokens per llama.cpp call (default {N_BATCH}, measured: README)"})
     n_ubatch: int = field(default=N_UBATCH, metadata={
         "metavar": "N", "help": f"llama.cpp's physical batch (default {N_UBATCH}, measured: README); a note read "
-                                 "ahead of the question yields to an Ask after each"})
+                                 f"ahead goes in pieces of at most N tokens, sized to take about {YIELD_S} s, and "
+                                 "yields to an Ask after each"})
     flash_attn: str = field(default=FLASH_ATTN, metadata={
         "choices": ("on", "off"), "help": f"llama.cpp flash attention (default {FLASH_ATTN}, measured on a CPU: "
                                           "README)"})
@@ -359,9 +369,9 @@ class LlamaCppEngine(Engine):
         return common_prefix(self.encode(prompt.prefix), prompt.ids, len(prompt.ids) - 1)
 
     def prefill(self, prefix: str, stop: Stop | None = None, progress: Progress | None = None) -> Prefilled:
-        """Evaluate ``prefix`` ``n_ubatch`` tokens (llama.cpp's own step) at a time into the context, continuing
-        from what is kept, and save the state; ``stop`` is checked between steps and the steps done are kept (see
-        ``Engine.prefill``)."""
+        """Evaluate ``prefix`` into the context in pieces (``next_piece``: about ``YIELD_S`` each, at most
+        ``n_ubatch``), continuing from what is kept, and save the state; ``stop`` is checked between pieces and the
+        pieces done are kept (see ``Engine.prefill``)."""
         stop = stop if stop is not None else threading.Event()
         with self._turn(stop) as ready:
             if not ready or self._closed:  # tokenising needs the model: only under the lock, never after close
@@ -375,11 +385,14 @@ class LlamaCppEngine(Engine):
             llm = self.llm
             done = self._restore(ids, len(ids))
             llm.n_tokens = done  # eval drops the context's cells after this
-            step = max(1, int(llm.context_params.n_ubatch))
+            largest = max(1, int(llm.context_params.n_ubatch))
+            step = min(MIN_PIECE, largest)
             try:
                 while done < len(ids) and not stop.is_set():
                     chunk = ids[done:done + step]
+                    t = time.perf_counter()
                     llm.eval(chunk)
+                    step = next_piece(len(chunk), time.perf_counter() - t, largest)
                     done += len(chunk)
                     if progress is not None:
                         progress(done, len(ids))
