@@ -320,8 +320,8 @@ def greedy_reference(checkpoint: Path, n: int) -> list[tuple[str, list[int], lis
                 ids = encode_prompt(tok, prompt)
             past, step, new = None, torch.tensor([ids]), []
             for _ in range(n):
-                res = model(input_ids=step, past_key_values=past, use_cache=True)
-                past = res.past_key_values
+                res = model(input_ids=step, cache=past, use_cache=True)
+                past = res.cache
                 nxt = int(res.logits[0, -1].argmax())
                 new.append(nxt)
                 step = torch.tensor([[nxt]])

@@ -415,7 +415,7 @@ class TransformersEngine(Engine):
                     while box["done"] < len(ids) and not (stop is not None and stop.is_set()):
                         at = box["done"]
                         chunk = torch.tensor([ids[at:at + step]], device=self.model.device)
-                        self.model(input_ids=chunk, past_key_values=cache, use_cache=True, logits_to_keep=1)
+                        self.model(input_ids=chunk, cache=cache, use_cache=True, logits_to_keep=1)
                         box["done"] = at + chunk.shape[1]
                         if progress is not None:
                             progress(box["done"], len(ids))
