@@ -151,3 +151,33 @@ def test_a_remote_server_reads_the_note_only_when_asked_to_and_after_the_guard()
         sent = srv.requests[-1]
         assert sent["max_tokens"] == 1 and "[Instruction Begin]" in sent["messages"][0]["content"]
         assert "COPD" in sent["messages"][0]["content"]
+
+
+def test_llamacpp_reads_in_pieces_of_about_a_fifth_of_a_second():
+    from asclepius_ui.engines.llamacpp import MIN_PIECE, YIELD_S, next_piece
+
+    assert next_piece(32, YIELD_S / 100, 512) == 512  # fast: the physical batch, no more
+    assert next_piece(32, YIELD_S * 4, 512) == MIN_PIECE  # slow (a 7B on a laptop): the smallest piece
+    assert next_piece(64, YIELD_S / 2, 512) == 128  # otherwise about YIELD_S worth, in multiples of MIN_PIECE
+    assert next_piece(32, 0.0, 16) == 16  # never past a small physical batch
+
+
+def test_the_batch_page_reads_the_first_note_while_tasks_are_picked(torch_engine, tmp_path):
+    import csv
+
+    from asclepius_ui import batch
+    from asclepius_ui.ui.batch_logic import columns
+
+    path = tmp_path / "notes.csv"
+    with path.open("w", newline="") as f:
+        csv.DictWriter(f, ["id", "note"]).writerows([{"id": "id", "note": "note"}, {"id": "a", "note": _note(10)},
+                                                     {"id": "b", "note": _note(11)}])
+    torch_engine.prefix_cache.clear()
+    cols, text = columns(torch_engine, str(path), "s")
+    assert cols == ["id", "note"] and "Reading the first note ahead" in text
+    job = prefill.prefiller(torch_engine).job("batch:s")
+    assert prefill.prefiller(torch_engine).wait(job, timeout=120) and job.state == prefill.READY
+    reused = torch_engine.prefix_cache.reused_tokens
+    first = next(batch.answer_rows(torch_engine, batch.make_jobs(batch.read_table(path), ["Summarization"], None),
+                                   SETTINGS))
+    assert first.row["id"] == "a" and torch_engine.prefix_cache.reused_tokens - reused >= job.total - 2

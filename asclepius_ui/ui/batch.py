@@ -59,8 +59,8 @@ def build(ctx: AppContext) -> None:
                                max_height=320)
     rid = gr.State(None)
 
-    def on_upload(path):
-        cols, text = logic.columns(path)
+    def on_upload(path, request: gr.Request):
+        cols, text = logic.columns(engine, path, getattr(request, "session_hash", None) or "page")
         guess = next((c for c in cols if c.lower() in ("question", "instruction")), None)
         return gr.update(choices=[""] + cols, value=guess), text, GUARD_HOLD
 

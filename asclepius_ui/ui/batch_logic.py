@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from .. import batch, export, phi_guard
-from ..ask import GUARD_REDACT, GUARD_SEND
+from ..ask import GUARD_REDACT, GUARD_SEND, read_ahead
 from ..engines import GenerationSettings
 from ..errors import UserError
 from .common import error_box, user_message
 
 
-def columns(path: str | None) -> tuple[list[str], str]:
-    """The uploaded file's columns and a one-line description (or an error box)."""
+def columns(engine, path: str | None, session: str) -> tuple[list[str], str]:
+    """The uploaded file's columns and a one-line description (or an error box); its first note starts being read
+    ahead meanwhile (``read_first_note``)."""
     if not path:
         return [], ""
     try:
@@ -20,7 +21,18 @@ def columns(path: str | None) -> tuple[list[str], str]:
     except UserError as exc:
         return [], error_box(str(exc))
     cols = list(dict.fromkeys(k for r in rows[:200] for k in r))
-    return cols, f"{len(rows)} rows; columns: {', '.join(cols)}"
+    text = f"{len(rows)} rows; columns: {', '.join(cols)}"
+    ahead = read_first_note(engine, rows, session)
+    return cols, f"{text}\n\n{ahead}" if ahead else text
+
+
+def read_first_note(engine, rows: list[dict], session: str) -> str:
+    """Start reading the first row's note ahead (while the tasks are picked), so Run's first answer starts at once;
+    the sentence to show, or "" when nothing is read (no note, a backend that cannot, a remote model: notes leave
+    the machine only on Run)."""
+    note = str(rows[0].get("note") or "") if rows else ""
+    job = read_ahead(engine, note, "batch:" + session) if note.strip() else None
+    return "Reading the first note ahead, so the first answer starts at once." if job is not None else ""
 
 
 KEEP_CHOICES = [("Keep the start", "start"), ("Keep the end", "end")]
