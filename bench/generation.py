@@ -23,10 +23,10 @@ RSS is its own and nothing it leaves behind (threads, allocator state) touches t
   when the note was pasted S seconds earlier (read ahead in the background, as the chat page does), against a cold
   Ask on the same note (both timed from the call into the ask flow, so its checks and the wait for a running read
   to stop at a chunk boundary are counted): once with S past the measured prefill time (``ttft_ready``) and once
-  at half of it (``ttft_half``); S given: that S as well. Then the decode speed (first token to last) of a session that asks while
-  another note is being read, over its solo speed (``concurrent_decode``; its extra wait for the first token is
-  printed beside it), and whether the answers' tokens are identical with and
-  without the read-ahead. Last line: ``prefill_on_paste ttft_ready=… ttft_half=… concurrent_decode=…`` (the
+  at half of it (``ttft_half``); S given: that S as well. Then the decode speed (first token to last) of a
+  session that asks while another note is being read, over its solo speed (``concurrent_decode``; its extra wait
+  for the first token is printed beside it), and whether the answers' tokens are identical with and without the
+  read-ahead. Last line: ``prefill_on_paste ttft_ready=… ttft_half=… concurrent_decode=…`` (the
   backend measured last). ``python -m bench.generation --think-time --quick`` builds its own small model.
 
 Figures are medians with their range (min-max). The machine this runs on may be shared: compare within one run.
