@@ -69,6 +69,24 @@ class Job:
         return "Reading the note… (waiting for answers to finish)"
 
 
+def describe(jobs: list[Job]) -> str:
+    """One line for the same note read by several engines (Compare's contenders): ready when all are, a failure
+    when one fails, else how far they are together (never which engine: a comparison is blind)."""
+    live = [j for j in jobs if j.state != CANCELLED]
+    if not live:
+        return ""
+    if len(live) == 1:
+        return live[0].describe()
+    failed = next((j for j in live if j.state == FAILED), None)
+    if failed is not None:
+        return failed.describe()
+    if all(j.state == READY for j in live):
+        return live[0].describe()
+    if not any(j.state == READING or j.done for j in live):
+        return live[0].describe()
+    return f"Reading the note… {round(100 * sum(j.fraction for j in live) / len(live))}%"
+
+
 class _Either:
     """Set when either event is: a job's own cancel or the engine-wide preempt."""
 

@@ -181,3 +181,13 @@ def test_the_batch_page_reads_the_first_note_while_tasks_are_picked(torch_engine
     first = next(batch.answer_rows(torch_engine, batch.make_jobs(batch.read_table(path), ["Summarization"], None),
                                    SETTINGS))
     assert first.row["id"] == "a" and torch_engine.prefix_cache.reused_tokens - reused >= job.total - 2
+
+
+def test_one_line_for_a_note_read_by_several_engines():
+    a, b = prefill.Job("s", "note", state=prefill.READING, done=30, total=100), prefill.Job("s", "note")
+    assert prefill.describe([a, b]) == "Reading the note… 15%"  # together, never which engine
+    a.state, b.state = prefill.READY, prefill.READY
+    assert prefill.describe([a, b]).startswith("Note ready")
+    b.state, b.error = prefill.FAILED, "too long"
+    assert "too long" in prefill.describe([a, b])
+    assert prefill.describe([prefill.Job("s", "n", state=prefill.CANCELLED)]) == ""

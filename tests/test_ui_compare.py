@@ -66,6 +66,8 @@ def test_two_local_models_names_hidden_until_the_vote(two_locals, launch_app, pa
     page.get_by_role("tab", name="Compare").click()
     assert page.locator("#cmp-vote-A").is_disabled()  # no vote before both answers exist
     _trial(page, "Why was the patient admitted?")
+    # both contenders read the pasted note ahead of the question; the line names neither
+    expect(page.locator("#cmp-prefill")).to_contain_text("Note ready", timeout=60_000)
     before = page.locator("#compare-page").inner_text()
     assert not any(n in before or n.rsplit("/", 1)[-1] in before for n in names)
     assert page.locator("#cmp-vote-A").is_enabled() and page.locator("#cmp-vote-tie").is_enabled()

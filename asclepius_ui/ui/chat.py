@@ -12,7 +12,7 @@ from ..examples import example_label, example_notes
 from ..registry import resolve
 from ..tokenization import default_max_new
 from . import chat_logic as logic
-from . import common, rating_widget
+from . import common, rating_widget, read_ahead
 from .common import escape_html
 from .context import AppContext
 from .task_picker import task_picker
@@ -113,7 +113,7 @@ def build(ctx: AppContext) -> None:
                                   placeholder="Paste a discharge summary here.")
                 budget = gr.Markdown(logic.budget_text(engine, "", "", default_max_new(engine.context_length)),
                                      elem_id="token-budget")
-                reading = read_ahead_line()  # "Reading the note… 60%" (wired by wire_read_ahead)
+                reading = read_ahead.status_line("chat-prefill")  # "Reading the note… 60%"
                 with gr.Row():
                     keep = gr.Radio(["Keep the start", "Keep the end"], value="Keep the start",
                                     label="When truncating", scale=2)
@@ -209,53 +209,11 @@ def build(ctx: AppContext) -> None:
         return kept, cut, gr.update(open=open_box) if open_box else gr.update(), msg
 
     truncate.click(on_truncate, [note, instruction, max_new, keep], [note, cut_text, cut_box, status], **private)
-    wire_read_ahead(ctx, note, guard, reading)
+    read_ahead.wire([ctx.engine], note, guard, reading)
+    if ctx.engine.capabilities.prefill:
+        def prepare(note: str, template: str = "") -> str:
+            """Start reading a note ahead of a question (template: empty for the model's own); returns where the
+            reading is (call again to follow it). Ask later: the first answer starts at once."""
+            return read_ahead.prepare_note(ctx.engine, note, template)
 
-
-# ----- Reading the note ahead of the question (prefill on paste) -----------------------------------------------------
-# Its own block: the status line under the note, the debounced note change, the poll and the /prepare endpoint.
-def read_ahead_line() -> gr.Markdown:
-    """The status line of the note being read ahead (empty until a note is pasted)."""
-    return gr.Markdown("", elem_id="chat-prefill")
-
-
-def wire_read_ahead(ctx: AppContext, note, guard, line: gr.Markdown) -> None:
-    """A note pasted, typed or loaded from the examples (debounced) or confirmed for a remote model is read into
-    the engine's cache in the background; the line says how far, polled twice a second while it reads. Nothing
-    waits for it: Ask goes first."""
-    engine = ctx.engine
-    if not engine.capabilities.prefill:
-        return
-    poll = gr.Timer(0.5, active=False)
-    private = {"api_visibility": "private"}
-
-    def shown(text_and_more: tuple) -> tuple:
-        text, more = text_and_more
-        return text, gr.Timer(active=more)
-
-    def on_note(n, g, request: gr.Request):
-        return shown(logic.note_changed(engine, n, g, _session(request)))
-
-    def on_guard(n, g, request: gr.Request):
-        return shown(logic.read_ahead(engine, n, g, _session(request)))
-
-    def on_tick(request: gr.Request):
-        return shown(logic.read_status(engine, _session(request)))
-
-    # Every change starts its own short wait (the debounce), so none queues behind another.
-    note.change(on_note, [note, guard], [line, poll], show_progress="hidden", trigger_mode="multiple",
-                concurrency_limit=None, **private)
-    if phi_guard.leaves_machine(engine):
-        guard.input(on_guard, [note, guard], [line, poll], show_progress="hidden", concurrency_limit=None, **private)
-    poll.tick(on_tick, None, [line, poll], show_progress="hidden", concurrency_limit=None, **private)
-
-    def prepare(note: str, template: str = "") -> str:
-        """Start reading a note ahead of a question (template: empty for the model's own); returns where the reading
-        is (call again to follow it). Ask later: the first answer starts at once."""
-        return logic.prepare_note(engine, note, template)
-
-    gr.api(prepare, api_name="prepare", concurrency_limit=None)
-
-
-def _session(request: gr.Request | None) -> str:
-    return getattr(request, "session_hash", None) or "page"
+        gr.api(prepare, api_name="prepare", concurrency_limit=None)

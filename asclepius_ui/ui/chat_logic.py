@@ -12,14 +12,12 @@ from dataclasses import dataclass
 import gradio as gr
 
 from .. import ask as flow
-from .. import phi_guard, prefill
 from ..ask import GUARD_CHOICES, GUARD_HOLD, GUARD_REDACT, GUARD_SEND  # noqa: F401 - the page's choices
 from ..claims import render_answer_html
 from ..conversation import now_iso, stats_line
 from ..engines import GenerationSettings
 from ..errors import UserError
 from ..evidence import render_html
-from ..prompts import TEMPLATES
 from ..tasks import FREE, TASKS
 from .common import error_box, safe_markdown, user_message
 
@@ -193,61 +191,3 @@ def regenerate(ctx, rid, form: AskForm, chat, done) -> Iterator[tuple]:
     yield from ask(ctx, rid, again, list(chat)[:-2], done[:-1])
 
 
-# ----- Reading the note ahead of the question (prefill on paste): the status line, the debounce, /prepare -----------
-PREFILL_DEBOUNCE_S = 1.0  # a note is read once the clinician has stopped typing or pasting for this long
-_latest_edit: dict[str, float] = {}  # session -> when its note last changed (the debounce)
-_edits_lock = threading.Lock()
-
-
-def read_ahead(engine, note: str, guard: str | None, session: str) -> tuple[str, bool]:
-    """Start reading ``note`` for this session; (status line, keep polling). Nothing to read: ("", False)."""
-    try:
-        job = flow.read_ahead(engine, note or "", session, guard)
-    except UserError as exc:
-        return error_box(str(exc)), False
-    if job is None:
-        return "", False
-    return html.escape(job.describe()), True
-
-
-def note_changed(engine, note: str, guard: str | None, session: str,
-                 wait: float = PREFILL_DEBOUNCE_S) -> tuple[str | dict, bool]:
-    """The note changed: read it once no newer change came within ``wait`` seconds (older calls leave the page
-    as it is); (status line, keep polling)."""
-    stamp = time.monotonic()
-    with _edits_lock:
-        _latest_edit[session] = stamp
-    time.sleep(wait)
-    with _edits_lock:
-        if _latest_edit.get(session) != stamp:
-            return KEEP, False
-        _latest_edit.pop(session, None)
-    return read_ahead(engine, note, guard, session)
-
-
-def read_status(engine, session: str) -> tuple[str, bool]:
-    """The session's reading now; (status line, keep polling)."""
-    if not engine.capabilities.prefill:
-        return "", False
-    job = prefill.prefiller(engine).job(session)
-    if job is None:
-        return "", False
-    return html.escape(job.describe()), not job.finished
-
-
-def prepare_note(engine, note: str, template: str | None, wait: float = 0.5) -> str:
-    """``/prepare``: start reading ``note`` ahead of a question (each note its own session) and say where it is."""
-    template = (template or "").strip() or engine.template
-    if template not in TEMPLATES:
-        return f"Unknown template {template!r}; choose one of {', '.join(TEMPLATES)}."
-    if template != engine.template:
-        return f"Nothing read: this server asks {engine.model_id} with the {engine.template} template."
-    if not (note or "").strip():
-        return "The note is empty: nothing to read."
-    if phi_guard.leaves_machine(engine):
-        return "Nothing read: this model is remote, and a note leaves the machine only when a question is asked."
-    job = flow.read_ahead(engine, note, "api:" + phi_guard.note_key(note))
-    if job is None:
-        return f"The {engine.backend} backend cannot read a note ahead of the question (or the template asks first)."
-    prefill.prefiller(engine).wait(job, wait)
-    return job.describe()

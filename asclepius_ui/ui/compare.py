@@ -8,7 +8,7 @@ from .. import phi_guard
 from ..ask import GUARD_CHOICES, GUARD_HOLD
 from ..rating_logic import WINNERS
 from ..tokenization import default_max_new
-from . import common
+from . import common, read_ahead
 from . import compare_logic as logic
 from .common import current_user
 from .context import AppContext
@@ -30,6 +30,7 @@ def build(ctx: AppContext) -> None:
         with gr.Row(equal_height=False, elem_id="cmp-work"):
             with gr.Column(scale=5, min_width=360):
                 note = gr.Textbox(label="Discharge summary", lines=8, max_lines=12, elem_id="cmp-note")
+                reading = read_ahead.status_line("cmp-prefill")  # both contenders read the note meanwhile
                 task, _arg, instruction = task_picker("cmp-")
                 shortest = min(e.context_length for e in engines.values())
                 with gr.Row(equal_height=True):
@@ -80,6 +81,7 @@ def build(ctx: AppContext) -> None:
               [ans_a, ans_b, score_a, score_b, status, reveal, trial, ev_a, ev_b, *votes],
               concurrency_limit=max(1, ctx.max_concurrent), concurrency_id="generate", api_name="compare")
     note.change(common.guard_reset, note, guard, show_progress="hidden", api_visibility="private")
+    read_ahead.wire(list(engines.values()), note, guard, reading, page="compare:")
     winner = gr.Textbox(visible=False, label="Winner (A, B, tie or both_bad)")  # an input of the `vote` API
     for key, button in zip(WINNERS, votes, strict=True):
         button.click(lambda k=key: k, None, winner, queue=False, show_progress="hidden",
