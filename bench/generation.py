@@ -363,7 +363,7 @@ def report_think(results: dict[str, dict], args: argparse.Namespace, notes: list
 def cpu_settings(args: argparse.Namespace) -> dict:
     """llama.cpp prompt evaluation (prefill) tok/s per n_batch (= n_ubatch), flash attention on/off and threads."""
     from asclepius_ui.engines import LoadOptions, load_engine
-    from asclepius_ui.engines.llamacpp import physical_cores
+    from asclepius_ui.engines.llamacpp import YIELD_S, physical_cores
 
     rows = []
     ids = None
@@ -384,7 +384,21 @@ def cpu_settings(args: argparse.Namespace) -> dict:
                 engine.close()
                 rows.append(dict(threads=threads, flash_attn=flash, n_batch=batch, tok_s=_stats(rates)))
                 print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-    return dict(tokens=len(ids), rows=rows)
+    # The read-ahead path with the defaults: pieces sized to about YIELD_S each (an Ask waits at most one), against
+    # the same prompt in one call, alternated.
+    engine = load_engine(LoadOptions(args.gguf, backend="llamacpp", kv_states=1))
+    llm, text = _llama_object(engine), _synthetic_text(engine, args.note_tokens, seed=31)
+    pieces, whole = [], []
+    for i in range(args.rounds):
+        for in_pieces in ((True, False) if i % 2 == 0 else (False, True)):
+            engine.states.clear()
+            llm.reset()
+            t = time.perf_counter()
+            n = engine.prefill(text).done if in_pieces else (llm.eval(ids) or len(ids))
+            (pieces if in_pieces else whole).append(n / (time.perf_counter() - t))
+    engine.close()
+    return dict(tokens=len(ids), rows=rows, pieces=_stats(pieces), whole=_stats(whole), yield_s=YIELD_S,
+                ratio=_stats([p / w for p, w in zip(pieces, whole, strict=True)]))
 
 
 def real_notes(engine, count: int, tokens: int, path: Path | None) -> list[str]:
@@ -670,6 +684,8 @@ def main() -> None:
             for row in r["rows"]:
                 print(f"threads {row['threads']}  flash_attn {row['flash_attn']:<3}  n_batch=n_ubatch "
                       f"{row['n_batch']:>4}  {_fmt(row['tok_s'], '.1f')}")
+            print(f"read ahead in pieces of about {r['yield_s']} s (defaults): {_fmt(r['pieces'], '.1f')} tok/s "
+                  f"against {_fmt(r['whole'], '.1f')} in one call; ratio {_fmt(r['ratio'], '.2f')}")
             best = max(r["rows"], key=lambda row: row["tok_s"]["median"])
             print(f"cpu_settings best: threads={best['threads']} flash_attn={best['flash_attn']} "
                   f"n_batch={best['n_batch']}")
