@@ -58,6 +58,21 @@ def model_name(model: str | Path) -> str:
     return (path.name or text) if local else text
 
 
+def distinct_name(name: str, path: str, taken: set[str] | dict) -> str:
+    """``name`` (a model's shown name) made distinct from ``taken``: two folders both called ``model`` become
+    ``run1/model`` and ``run2/model`` (the folder above it, still no full path), then a number if that is taken too.
+    Ratings and votes are stored under this name, so two models must never share one."""
+    if name not in taken:
+        return name
+    parts = Path(path).parts
+    if len(parts) >= 2 and (longer := f"{parts[-2]}/{name}") not in taken:
+        return longer
+    n = 2
+    while f"{name} #{n}" in taken:
+        n += 1
+    return f"{name} #{n}"
+
+
 def model_path(engine) -> str:
     """Where ``engine``'s model was loaded from (its ``model_id`` is only the name)."""
     options = getattr(engine, "options", None)

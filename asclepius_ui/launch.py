@@ -74,12 +74,15 @@ def build_context(args: argparse.Namespace):
 
         model = str(demo_model_path(build=build_demo_model))
     engine = load_engine(options_from_args(args, model))
+    from .demo import distinct_name
+
     contenders = {}
     for other in args.compare_model:
         # A contender shares the precision and device flags; its backend follows from its own name.
         opts = options_from_args(args, other).replace(backend="auto", base_url=None, gguf_file=None)
         e = load_engine(opts)
-        contenders[e.model_id] = e
+        # Two folders of the same name (run1/model, run2/model) are two contenders, stored under two names.
+        contenders[distinct_name(e.model_id, other, {engine.model_id, *contenders})] = e
     if args.remote_model:
         remote = load_engine(LoadOptions(args.remote_model, backend="openai", template=args.template,
                                          **served.options_from_args(args, prefix="remote-")))

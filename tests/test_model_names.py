@@ -50,3 +50,24 @@ def test_analysis_names_models_stored_by_path_by_their_folder(tmp_path):
     report = analyse(Sources(scores={"app": src["app"]}, votes=src["votes"]), n_boot=100)
     assert all("/home/" not in m for r in report.results for m in r.models)
     st.close()
+
+
+def test_two_folders_of_the_same_name_are_two_contenders_under_two_names(tmp_path, tiny_bin_model,
+                                                                          tiny_safetensors_model):
+    import argparse
+    import shutil
+
+    from asclepius_ui.demo import distinct_name
+    from asclepius_ui.launch import add_arguments, build_context
+
+    assert distinct_name("model", "/a/run1/model", {"demo"}) == "model"
+    assert distinct_name("model", "/a/run2/model", {"model"}) == "run2/model"
+    assert distinct_name("model", "/a/run2/model", {"model", "run2/model"}) == "model #2"
+    first, second = tmp_path / "run1" / "model", tmp_path / "run2" / "model"
+    shutil.copytree(tiny_bin_model, first)
+    shutil.copytree(tiny_safetensors_model, second)
+    args = add_arguments(argparse.ArgumentParser()).parse_args(
+        ["--model", str(first), "--compare-model", str(second), "--no-db", "--device", "cpu"])
+    engines = build_context(args).all_engines()
+    assert list(engines) == ["model", "run2/model"]  # both stay: before, the second replaced the first
+    assert engines["model"] is not engines["run2/model"] and str(tmp_path) not in " ".join(engines)
