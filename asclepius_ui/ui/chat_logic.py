@@ -170,9 +170,16 @@ def _answer(engine, event, form: AskForm, chat, done) -> Iterator[tuple]:
     if update.first_token_s is not None:
         line += f" · first token after {update.first_token_s:.3f} s"
     answered = flow.record(prepared, update, started)
-    chat[-1] = {"role": "assistant", "content": f"{checked_html(answered.check)}\n\n<sub>{html.escape(line)}</sub>"}
+    chat[-1] = {"role": "assistant", "content": f"{checked_html(answered.check)}\n\n{notice_html(update.notice)}"
+                                                f"<sub>{html.escape(line)}</sub>"}
     done.append(answered.snapshot)
-    yield chat, done, ("Stopped. " if update.stopped else "") + line, render_html(prepared.note, answered.evidence)
+    status = ("Stopped. " if update.stopped else "") + (f"⚠ {update.notice} " if update.notice else "") + line
+    yield chat, done, status, render_html(prepared.note, answered.evidence)
+
+
+def notice_html(notice: str) -> str:
+    """What the engine said about an answer (e.g. the server cut it short), shown with it; "" when nothing."""
+    return f'<p class="answer-notice">⚠ {html.escape(notice)}</p>\n\n' if notice else ""
 
 
 def checked_html(check) -> str:

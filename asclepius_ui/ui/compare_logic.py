@@ -78,7 +78,8 @@ def _answer_both(ctx, request: flow.Request) -> Iterator[tuple]:
             event.set()
             ctx.finish(rid)
         answered = flow.record(prepared[side], update, started, model_id=name)
-        evs[side] = render_answer_html(answered.check) + render_html(prepared[side].note, answered.evidence)
+        cut = f'<p class="answer-notice">⚠ {html.escape(update.notice)}</p>' if update.notice else ""
+        evs[side] = cut + render_answer_html(answered.check) + render_html(prepared[side].note, answered.evidence)
         snaps[side] = answered.snapshot
     state = {"names": names, "swapped": sides.swapped, "snaps": snaps, "uid": new_uid(), "shown_at": shown,
              "task": request.task_label, "voted": None, "settings": request.settings.as_dict()}
