@@ -143,6 +143,8 @@ def test_an_answer_the_server_cuts_short_says_so_and_teaches_the_limit(server_ur
     """The prompt fits, prompt + max new tokens does not: llama-cpp-python's server answers what is left of its
     context and ends ("length") without an error. The answer says so in plain words and the limit is learned (the
     server refuses a filler prompt as long as prompt + answer asked, stating it), so the budget is right after."""
+    from asclepius_ui import batch
+
     asked = GREEDY.replace(max_new_tokens=64)
     for options in ({}, {"context_length": 8192}):  # the context unknown (the server does not say it), or wrong
         e = load_engine(LoadOptions(SERVED, base_url=server_url, **options))
@@ -150,11 +152,17 @@ def test_an_answer_the_server_cuts_short_says_so_and_teaches_the_limit(server_ur
         prompt = e.make_prompt(note, "Summarize.")
         n = e.count_tokens(prompt.text)
         assert e.budget(prompt, 64).fits  # nothing here knew better
-        *_, last = e.stream(e.prompt(note, "Summarize."), asked, min_interval=0.0)
-        assert last.done and not last.stopped and 0 < last.new_tokens <= 1024 - n < 64 and last.text
-        assert last.notice.startswith(f"The server stopped the answer after {1024 - n} tokens of the 64 asked: its "
-                                      "context is probably full (it reads at most 1,024 tokens at once, and this "
-                                      f"note with the question is {n:,} tokens)"), last.notice
+        if options:  # a Batch row carries the notice
+            row = batch.answer_job(e, {"note": note, "question": "Summarize."}, asked)
+            assert row["answer"] and not row["error"] and 0 < row["new_tokens"] <= 1024 - n < 64
+            notice = row["notice"]
+        else:
+            *_, last = e.stream(e.prompt(note, "Summarize."), asked, min_interval=0.0)
+            assert last.done and not last.stopped and 0 < last.new_tokens <= 1024 - n < 64 and last.text
+            notice = last.notice
+        assert notice.startswith(f"The server stopped the answer after {1024 - n} tokens of the 64 asked: its "
+                                 "context is probably full (it reads at most 1,024 tokens at once, and this note "
+                                 f"with the question is {n:,} tokens)"), notice
         assert e.context_known and e.context_limit == 1024
         budget = e.budget(prompt, 64)
         assert not budget.fits and budget.describe().endswith(f"of 1024 tokens (over by {budget.overflow} tokens)")
