@@ -231,6 +231,8 @@ def test_chat_page_on_the_served_model(served, launch_app, page):
     page.get_by_role("button", name="Ask").click()
     page.locator("#chat-status").get_by_text("tokens/s").wait_for(timeout=60000)
     assert "remote" in bot_text(page)
+    # all 24 tokens asked fit the context: not "cut short" (though fewer pieces came, the server dropping stray bytes)
+    assert "stopped the answer" not in page.locator("#chat-status").inner_text()
 
     # Notices where they are read: above the note, not only in the collapsed "Model" section.
     banner = page.locator("#model-notices")

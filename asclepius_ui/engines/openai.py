@@ -221,6 +221,7 @@ class RemoteEngine(Engine):
         self._context = int(self.options.context_length or self.server.context_length or 0) or None
         self.context_known = self._context is not None
         self._stated = bool(self.server.context_length) and not self.options.context_length  # said by the server
+        self._reads_at_least = 0  # a prompt this long was answered: the context is at least this
         if not self.context_known and self.options.api_mode == "completion":
             bound = f" (this model reads at most {self._bound})" if self._bound else ""
             self.notices.append(UNKNOWN_CONTEXT.format(model=self.options.model, bound=bound))
@@ -242,18 +243,21 @@ class RemoteEngine(Engine):
     def probe_context(self, prompt: str) -> int | None:
         """Ask for one token, not streamed, with ``prompt``: a server refuses a prompt over its context with its
         limit (llama-cpp-python's streamed answers just end). The limit, if it stated one; learned."""
+        return self._ask_one(prompt)[1]
+
+    def _ask_one(self, prompt: str) -> tuple[bool, int | None]:
+        """(whether the server answered ``prompt`` (one token, not streamed), the limit its refusal stated: learned)."""
         import openai
 
         try:
             self._request(prompt, GenerationSettings(max_new_tokens=1), stream=False)
         except openai.APIStatusError as exc:
-            n = context_in_refusal(str(exc))
-            if n:
+            if n := context_in_refusal(str(exc)):
                 self.learn_context(n)
-            return n
+            return False, n
         except openai.OpenAIError:
-            return None
-        return None
+            return False, None
+        return True, None
 
     def filler(self, n_tokens: int) -> str | None:
         """A prompt of at least ``n_tokens`` tokens as the server counts them, with nothing of any note in it
@@ -275,7 +279,8 @@ class RemoteEngine(Engine):
         context it filled. Without them (llama-cpp-python streams none) ``produced`` (the pieces streamed) can
         undercount (bytes of one character come as one piece): unless the server itself stated its limit, a filler
         prompt as long as prompt + answer asked makes it state it (llama-cpp-python shortens only when that is over
-        its context, so it refuses the filler at once), and the answer was cut short when that was over the limit.
+        its context, so it refuses the filler at once), and the answer was cut short when that was over the limit;
+        a filler it answers shows the context had room (it costs one read of that prompt, once per length).
         """
         asked = int(settings.max_new_tokens)
         if usage is not None and getattr(usage, "completion_tokens", None) is not None:
@@ -285,10 +290,12 @@ class RemoteEngine(Engine):
             if n_in and (not self._stated or n_in + got < self._context):
                 self.learn_context(n_in + got, "the usage figures of an answer it cut short")
             return self._cut_words(f"{got:,}", asked, n_in)
-        if produced >= asked:
+        if produced >= asked or (n_prompt and n_prompt + asked < self._reads_at_least):
             return ""
         if n_prompt and not self._stated and self.options.probe and (filler := self.filler(n_prompt + asked)):
-            self.probe_context(filler)
+            if self._ask_one(filler)[0]:  # the context had room for all that was asked: the pieces undercounted
+                self._reads_at_least = max(self._reads_at_least, n_prompt + asked + 1)
+                return ""
         if n_prompt and self.context_known:
             room = self._context - n_prompt
             return self._cut_words(f"{room:,}", asked, n_prompt) if room < asked else ""
