@@ -21,7 +21,7 @@ from ..errors import UserError
 from ..evidence import render_html
 from ..prompts import TEMPLATES
 from ..tasks import FREE, TASKS
-from .common import error_box, safe_markdown, user_message
+from .common import answer_notice, error_box, safe_markdown, user_message
 
 KEEP = gr.update()  # an output left as it is
 
@@ -170,16 +170,12 @@ def _answer(engine, event, form: AskForm, chat, done) -> Iterator[tuple]:
     if update.first_token_s is not None:
         line += f" · first token after {update.first_token_s:.3f} s"
     answered = flow.record(prepared, update, started)
-    chat[-1] = {"role": "assistant", "content": f"{checked_html(answered.check)}\n\n{notice_html(update.notice)}"
-                                                f"<sub>{html.escape(line)}</sub>"}
+    notice = f"{answer_notice(update.notice)}\n\n" if update.notice else ""
+    footer = f"{notice}<sub>{html.escape(line)}</sub>"
+    chat[-1] = {"role": "assistant", "content": f"{checked_html(answered.check)}\n\n{footer}"}
     done.append(answered.snapshot)
     status = ("Stopped. " if update.stopped else "") + (f"⚠ {update.notice} " if update.notice else "") + line
     yield chat, done, status, render_html(prepared.note, answered.evidence)
-
-
-def notice_html(notice: str) -> str:
-    """What the engine said about an answer (e.g. the server cut it short), shown with it; "" when nothing."""
-    return f'<p class="answer-notice">⚠ {html.escape(notice)}</p>\n\n' if notice else ""
 
 
 def checked_html(check) -> str:
