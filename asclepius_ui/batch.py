@@ -152,7 +152,8 @@ def job_row(engine, done: Answered) -> dict:
     r = done.result
     check = check_answer(str(done.row.get("note", "")), r.text)
     return {**out, "answer": r.text, "error": "", "check": check.verdict, "findings": len(check.findings),
-            "new_tokens": r.new_tokens, "seconds": round(r.seconds, 4), "stopped": r.stopped}
+            "new_tokens": r.new_tokens, "seconds": round(r.seconds, 4), "stopped": r.stopped,
+            **({"notice": r.notice} if r.notice else {})}
 
 
 def run_jobs(engine, jobs: list[dict], settings, stop_event: threading.Event,

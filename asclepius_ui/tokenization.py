@@ -66,7 +66,7 @@ class Budget:
         bound = f"; this model reads at most {self.context_length}" if self.context_length else ""
         over = "" if self.fits else f" ({state})"
         return (f"{head} tokens{over} · context unknown: the server does not say how many tokens it can read at "
-                f"once{bound}. Its first refusal will tell it.")
+                f"once{bound}. Its first refusal (or an answer it cuts short) will tell it.")
 
 
 @dataclass(frozen=True)

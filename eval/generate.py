@@ -123,6 +123,8 @@ def output_row(row: dict, engine, name: str, result, settings: GenerationSetting
     out.update(answer=result.text, model=name, template=engine.template, precision=engine.precision,
                backend=engine.backend, preset=settings.preset, new_tokens=result.new_tokens,
                seconds=round(result.seconds, 4))
+    if result.notice:  # e.g. the server cut the answer short
+        out["notice"] = result.notice
     return out
 
 

@@ -126,6 +126,99 @@ def test_truncation_with_server_counts_and_an_over_long_prompt_is_a_clear_error(
     e.close()
 
 
+def near_the_limit(engine, question: str, left: int) -> str:
+    """A note whose prompt fits the server's 1,024 tokens with at least ``left`` (and not many more) tokens to spare."""
+    lines = [f"Day {i}: stable, walked in the hall, ate well." for i in range(150)]
+    lo, hi = 0, len(lines)  # the most lines that leave ``left`` tokens
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if engine.count_tokens(engine.prompt(NOTE + "\n".join(lines[:mid]), question)) <= 1024 - left:
+            lo = mid
+        else:
+            hi = mid - 1
+    return NOTE + "\n".join(lines[:lo])
+
+
+def test_an_answer_the_server_cuts_short_says_so_and_teaches_the_limit(server_url):
+    """The prompt fits, prompt + max new tokens does not: llama-cpp-python's server answers what is left of its
+    context and ends ("length") without an error. The answer says so in plain words and the limit is learned (the
+    server refuses a filler prompt as long as prompt + answer asked, stating it), so the budget is right after."""
+    from asclepius_ui import batch
+
+    asked = GREEDY.replace(max_new_tokens=64)
+    for options in ({}, {"context_length": 8192}):  # the context unknown (the server does not say it), or wrong
+        e = load_engine(LoadOptions(SERVED, base_url=server_url, **options))
+        note = near_the_limit(e, "Summarize.", 12)
+        prompt = e.make_prompt(note, "Summarize.")
+        n = e.count_tokens(prompt.text)
+        assert e.budget(prompt, 64).fits  # nothing here knew better
+        if options:  # a Batch row carries the notice
+            row = batch.answer_job(e, {"note": note, "question": "Summarize."}, asked)
+            assert row["answer"] and not row["error"] and 0 < row["new_tokens"] <= 1024 - n < 64
+            notice = row["notice"]
+        else:
+            *_, last = e.stream(e.prompt(note, "Summarize."), asked, min_interval=0.0)
+            assert last.done and not last.stopped and 0 < last.new_tokens <= 1024 - n < 64 and last.text
+            notice = last.notice
+        assert notice.startswith(f"The server stopped the answer after {1024 - n} tokens of the 64 asked: its "
+                                 "context is probably full (it reads at most 1,024 tokens at once, and this note "
+                                 f"with the question is {n:,} tokens)"), notice
+        assert e.context_known and e.context_limit == 1024
+        budget = e.budget(prompt, 64)
+        assert not budget.fits and budget.describe().endswith(f"of 1024 tokens (over by {budget.overflow} tokens)")
+        assert any("reads at most 1024 tokens" in m for m in e.notices)
+        # an answer with room for all it asked is whole and says nothing (though the server streams fewer pieces
+        # than tokens: it drops the random model's stray bytes)
+        assert e.generate(e.prompt(note, "Summarize."), GREEDY.replace(max_new_tokens=8)).notice == ""
+        e.close()
+
+
+def test_usage_figures_of_an_answer_cut_short_tell_the_limit():
+    """A server that reports usage figures with its stream: the answer's tokens are counted there, and prompt +
+    answer is the context it filled (nothing is asked of the server: it is not reached here)."""
+    from openai.types import CompletionUsage
+
+    from asclepius_ui.engines.openai import RemoteEngine, RemoteOptions
+
+    e = RemoteEngine(RemoteOptions(model=SERVED, base_url=f"http://127.0.0.1:{free_port()}/v1", probe=False))
+    asked = GREEDY.replace(max_new_tokens=64)
+    whole = CompletionUsage(prompt_tokens=1000, completion_tokens=64, total_tokens=1064)
+    assert e.cut_short(1000, 60, whole, asked) == "" and not e.context_known  # all it asked: nothing to say
+    cut = CompletionUsage(prompt_tokens=1000, completion_tokens=24, total_tokens=1024)
+    notice = e.cut_short(1000, 20, cut, asked)
+    assert notice.startswith("The server stopped the answer after 24 tokens of the 64 asked: its context is probably "
+                             "full (it reads at most 1,024 tokens at once, and this note with the question is 1,000 "
+                             "tokens)."), notice
+    assert e.context_known and e.context_limit == 1024
+    assert any("learned from the usage figures of an answer it cut short" in m for m in e.notices)
+    e.close()
+
+
+def test_chat_page_says_when_the_server_cut_the_answer_short(server_url, launch_app, page):
+    """In the page: the answer the server shortened says so under it and in the status, and the budget line then
+    counts against the server's limit."""
+    e = load_engine(LoadOptions(SERVED, base_url=server_url))
+    note = near_the_limit(e, "What was the diagnosis?", 12)
+    open_page(page, launch_app(AppContext(engine=e)))
+    page.get_by_label("Discharge summary").fill(note)
+    page.get_by_label("Instruction", exact=True).fill("What was the diagnosis?")
+    budget = page.locator("#token-budget")
+    expect(budget).to_contain_text("context unknown", timeout=15000)
+    set_max_new(page, 64)
+    expect(page.locator("#chat-guard")).to_contain_text(f"fingerprint {note_key(note)[:8]}", timeout=30000)
+    page.locator("#chat-guard").get_by_text("Send this note as it is").click()
+    page.get_by_role("button", name="Ask").click()
+    status = page.locator("#chat-status")
+    expect(status).to_contain_text("tokens/s", timeout=60000)
+    expect(status).to_contain_text("The server stopped the answer after")
+    expect(status).to_contain_text("tokens of the 64 asked: its context is probably full (it reads at most 1,024")
+    expect(page.locator("#answers [data-testid='bot']").last.locator(".answer-notice")).to_contain_text(
+        "tokens of the 64 asked")
+    expect(budget).to_contain_text("of 1024 tokens (over by", timeout=15000)
+    expect(page.locator("#model-notices")).to_contain_text("reads at most 1024 tokens")
+    e.close()
+
+
 def test_chat_page_on_the_served_model(served, launch_app, page):
     open_page(page, launch_app(AppContext(engine=served)))
     page.get_by_label("Discharge summary").fill(NOTE)
@@ -138,6 +231,8 @@ def test_chat_page_on_the_served_model(served, launch_app, page):
     page.get_by_role("button", name="Ask").click()
     page.locator("#chat-status").get_by_text("tokens/s").wait_for(timeout=60000)
     assert "remote" in bot_text(page)
+    # all 24 tokens asked fit the context: not "cut short" (though fewer pieces came, the server dropping stray bytes)
+    assert "stopped the answer" not in page.locator("#chat-status").inner_text()
 
     # Notices where they are read: above the note, not only in the collapsed "Model" section.
     banner = page.locator("#model-notices")

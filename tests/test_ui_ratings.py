@@ -77,13 +77,16 @@ def _visible(page, label: str):
     return page.get_by_label(label, exact=True).filter(visible=True).first
 
 
-def test_rate_an_answer_in_the_chat(chat_app, page):
+def test_rate_an_answer_in_the_chat(chat_app, page, tiny_bin_model):
     app, storage, url = chat_app
     page.goto(app)
     _visible(page, "Discharge summary").fill(NOTE)
     _visible(page, "Instruction").fill("Why was the patient admitted?")
     page.get_by_role("button", name="Ask", exact=True).click()
     page.locator("#chat-status").get_by_text("tokens/s").wait_for(timeout=60_000)
+    # Honest model names: the answer's footer names the model's folder, never the path to it.
+    footer = page.locator("#answers [data-testid='bot']").last.inner_text()
+    assert f"{tiny_bin_model.name} · " in footer and str(tiny_bin_model.parent) not in footer, footer
     box = page.locator("#rate-box")
     box.locator("#rate-score").get_by_text("3 - Satisfactory").click()
     box.locator("#rate-tags").get_by_text("minor omission").click()
@@ -112,6 +115,15 @@ def test_rate_an_answer_in_the_chat(chat_app, page):
     current = storage.ratings()
     assert [(r["score"], r["comment"], r["supersedes_id"]) for r in current] == [(1, "Actually wrong.", row["id"])]
     assert len(storage.ratings(include_superseded=True)) == 2
+
+    # The export downloaded from the Admin page names the model by its folder too.
+    page.get_by_role("tab", name="Admin").click()
+    page.locator("#admin-export-ratings").click()
+    page.locator("#admin-export-status").get_by_text("Exported").wait_for(timeout=20_000)
+    link = page.locator("#admin-download a").first
+    link.wait_for(timeout=20_000)
+    exported = page.request.get(link.get_attribute("href")).text()
+    assert f",{tiny_bin_model.name}," in exported and str(tiny_bin_model.parent) not in exported, exported
 
 
 def test_a_signed_copy_survives_the_browsers_json():

@@ -169,6 +169,7 @@ class StreamUpdate:
     stopped: bool = False
     prompt_tokens: int = 0
     first_token_s: float | None = None
+    notice: str = ""  # what the reader must know about this answer in plain words (e.g. the server cut it short)
 
     @property
     def tokens_per_s(self) -> float:

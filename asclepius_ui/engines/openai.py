@@ -15,6 +15,12 @@ unknown (``context_known`` False; the registry's length, for a known model, is o
 line says so. The server's refusal tells it: when an answer ends without finishing, a non-streaming request for one
 token with the same prompt makes llama-cpp-python's server answer ``context_length_exceeded`` with its real limit;
 the engine keeps that limit (the budget is corrected) and says in plain words why the note was not answered.
+
+A prompt that fits while prompt + max new tokens does not is not refused by llama-cpp-python's server: it lowers
+max_tokens to what is left of its context and ends the answer early ("length"). An answer that ends so before the
+tokens asked for carries a notice in plain words (``StreamUpdate.notice``), and the engine learns the limit: from
+the usage figures when the server reports them (prompt + answer tokens filled the context), else from the refusal
+of a one-token request with a filler prompt as long as the prompt and the answer asked (no note text in it).
 """
 
 from __future__ import annotations
@@ -96,9 +102,13 @@ PROBE_TIMEOUT = 5.0
 CONTEXT_IN_REFUSAL = [re.compile(p, re.IGNORECASE) for p in (
     r"maximum context length is (\d+)", r"exceed context window of (\d+)", r"context size \((\d+)\)")]
 UNKNOWN_CONTEXT = ("The server does not say how many tokens {model} can read at once (its context), so the token "
-                   "budget cannot check it{bound}. The first note it refuses as too long tells the limit; or start "
-                   "the app with --context-length (the server's own setting, e.g. llama-cpp-python's --n_ctx).")
-LEARNED_CONTEXT = "The server reads at most {n} tokens at once (its context, learned from its refusal)."
+                   "budget cannot check it{bound}. The first note it refuses as too long (or answers only in part) "
+                   "tells the limit; or start the app with --context-length (the server's own setting, e.g. "
+                   "llama-cpp-python's --n_ctx).")
+LEARNED_CONTEXT = "The server reads at most {n} tokens at once (its context, learned from {source})."
+CUT_SHORT = ("The server stopped the answer after {got} tokens of the {asked:,} asked: its context is probably full "
+             "({why}). The answer may end mid-sentence. Shorten the note (“Truncate note to fit” keeps the part you "
+             "choose) or lower max new tokens, then ask again.")
 
 
 def context_in_refusal(text: str) -> int | None:
@@ -210,6 +220,8 @@ class RemoteEngine(Engine):
         self._bound = spec.context_length if spec.known else None  # the model's own: the server cannot give more
         self._context = int(self.options.context_length or self.server.context_length or 0) or None
         self.context_known = self._context is not None
+        self._stated = bool(self.server.context_length) and not self.options.context_length  # said by the server
+        self._reads_at_least = 0  # a prompt this long was answered: the context is at least this
         if not self.context_known and self.options.api_mode == "completion":
             bound = f" (this model reads at most {self._bound})" if self._bound else ""
             self.notices.append(UNKNOWN_CONTEXT.format(model=self.options.model, bound=bound))
@@ -222,27 +234,78 @@ class RemoteEngine(Engine):
     context_length = property(lambda self: self._context or self._bound or 4096)
     context_limit = property(lambda self: self._context if self.context_known else self._bound)
 
-    def learn_context(self, n: int) -> None:
+    def learn_context(self, n: int, source: str = "its refusal") -> None:
         """Keep the context the server stated (it wins over a guess or a wrong --context-length)."""
-        self._context, self.context_known = int(n), True
+        self._context, self.context_known, self._stated = int(n), True, True
         self.notices = [m for m in self.notices if not m.startswith(("The server does not say", "The server reads"))]
-        self.notices.append(LEARNED_CONTEXT.format(n=n))
+        self.notices.append(LEARNED_CONTEXT.format(n=n, source=source))
 
     def probe_context(self, prompt: str) -> int | None:
         """Ask for one token, not streamed, with ``prompt``: a server refuses a prompt over its context with its
         limit (llama-cpp-python's streamed answers just end). The limit, if it stated one; learned."""
+        return self._ask_one(prompt)[1]
+
+    def _ask_one(self, prompt: str) -> tuple[bool, int | None]:
+        """(whether the server answered ``prompt`` (one token, not streamed), the limit its refusal stated: learned)."""
         import openai
 
         try:
             self._request(prompt, GenerationSettings(max_new_tokens=1), stream=False)
         except openai.APIStatusError as exc:
-            n = context_in_refusal(str(exc))
-            if n:
+            if n := context_in_refusal(str(exc)):
                 self.learn_context(n)
-            return n
+            return False, n
         except openai.OpenAIError:
-            return None
+            return False, None
+        return True, None
+
+    def filler(self, n_tokens: int) -> str | None:
+        """A prompt of at least ``n_tokens`` tokens as the server counts them, with nothing of any note in it
+        (``None`` when nothing here counts tokens)."""
+        text = "0 " * n_tokens
+        for _ in range(3):
+            count = self.count_tokens(text)
+            if count is None:
+                return None
+            if count >= n_tokens:
+                return text
+            text += text
         return None
+
+    def cut_short(self, n_prompt: int, produced: int, usage, settings: GenerationSettings) -> str:
+        """The notice for an answer the server ended ("length") before ``settings.max_new_tokens``, else "".
+
+        With the server's ``usage`` figures the answer's tokens are counted there, and prompt + answer is the
+        context it filled. Without them (llama-cpp-python streams none) ``produced`` (the pieces streamed) can
+        undercount (bytes of one character come as one piece): unless the server itself stated its limit, a filler
+        prompt as long as prompt + answer asked makes it state it (llama-cpp-python shortens only when that is over
+        its context, so it refuses the filler at once), and the answer was cut short when that was over the limit;
+        a filler it answers shows the context had room (it costs one read of that prompt, once per length).
+        """
+        asked = int(settings.max_new_tokens)
+        if usage is not None and getattr(usage, "completion_tokens", None) is not None:
+            got, n_in = int(usage.completion_tokens), int(getattr(usage, "prompt_tokens", 0) or n_prompt)
+            if got >= asked:
+                return ""
+            if n_in and (not self._stated or n_in + got < self._context):
+                self.learn_context(n_in + got, "the usage figures of an answer it cut short")
+            return self._cut_words(f"{got:,}", asked, n_in)
+        if produced >= asked or (n_prompt and n_prompt + asked < self._reads_at_least):
+            return ""
+        if n_prompt and not self._stated and self.options.probe and (filler := self.filler(n_prompt + asked)):
+            if self._ask_one(filler)[0]:  # the context had room for all that was asked: the pieces undercounted
+                self._reads_at_least = max(self._reads_at_least, n_prompt + asked + 1)
+                return ""
+        if n_prompt and self.context_known:
+            room = self._context - n_prompt
+            return self._cut_words(f"{room:,}", asked, n_prompt) if room < asked else ""
+        return self._cut_words(f"about {produced:,}", asked, 0)  # nothing here tells: the pieces are a guess
+
+    def _cut_words(self, got: str, asked: int, n_prompt: int) -> str:
+        why = (f"it reads at most {self._context:,} tokens at once, and this note with the question is "
+               f"{n_prompt:,} tokens" if self.context_known and n_prompt
+               else "it does not say how many tokens it reads at once")
+        return CUT_SHORT.format(got=got, asked=asked, why=why)
 
     def refused(self, n_prompt: int, settings: GenerationSettings) -> GenerationError:
         """The error for a prompt the server refused as over its context ``self.context_length``, in plain words."""
@@ -357,12 +420,14 @@ class RemoteEngine(Engine):
         if self._limiter is not None:  # one limiter for every request of this engine, across threads
             self._limiter.acquire_blocking((n_prompt or len(prompt) // 4) + settings.max_new_tokens)
         start = time.perf_counter()
-        text, pieces, last, first, finished = "", 0, 0.0, None, False
+        text, pieces, last, first, finish, usage = "", 0, 0.0, None, None, None
         try:
             response = self._request(prompt, settings, stream=True)
             with response:
                 for chunk in response:
-                    finished = finished or any(getattr(c, "finish_reason", None) for c in chunk.choices or [])
+                    finish = next((c.finish_reason for c in chunk.choices or []
+                                   if getattr(c, "finish_reason", None)), finish)
+                    usage = getattr(chunk, "usage", None) or usage  # servers that report it (one chunk, at the end)
                     piece = self._piece(chunk)
                     if piece:
                         text += piece
@@ -382,6 +447,7 @@ class RemoteEngine(Engine):
             raise GenerationError(f"The endpoint answered with an error: {exc}") from exc
         except openai.OpenAIError as exc:
             raise GenerationError(f"Could not reach the endpoint: {exc}") from exc
+        finished = finish is not None
         if not finished and not stop_event.is_set() and self.options.probe and self.probe_context(prompt):
             raise self.refused(n_prompt, settings)
         if not finished and not stop_event.is_set():
@@ -391,8 +457,11 @@ class RemoteEngine(Engine):
                                   "server failed mid-answer (e.g. the prompt is over its context) or dropped it for "
                                   "another request (llama-cpp-python's server does unless started with "
                                   "--interrupt_requests False). See the server's log.")
-        yield StreamUpdate(text, pieces, time.perf_counter() - start, done=True, stopped=stop_event.is_set(),
-                           prompt_tokens=n_prompt, first_token_s=first)
+        seconds = time.perf_counter() - start
+        notice = self.cut_short(n_prompt, pieces, usage, settings) if finish == "length" and not stop_event.is_set() \
+            else ""
+        yield StreamUpdate(text, pieces, seconds, done=True, stopped=stop_event.is_set(), prompt_tokens=n_prompt,
+                           first_token_s=first, notice=notice)
 
 
 def load(options: LoadOptions) -> RemoteEngine:

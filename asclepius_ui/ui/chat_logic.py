@@ -19,7 +19,7 @@ from ..engines import GenerationSettings
 from ..errors import UserError
 from ..evidence import render_html
 from ..tasks import FREE, TASKS
-from .common import error_box, safe_markdown, user_message
+from .common import answer_notice, error_box, safe_markdown, user_message
 
 KEEP = gr.update()  # an output left as it is
 
@@ -168,9 +168,12 @@ def _answer(engine, event, form: AskForm, chat, done) -> Iterator[tuple]:
     if update.first_token_s is not None:
         line += f" · first token after {update.first_token_s:.3f} s"
     answered = flow.record(prepared, update, started)
-    chat[-1] = {"role": "assistant", "content": f"{checked_html(answered.check)}\n\n<sub>{html.escape(line)}</sub>"}
+    notice = f"{answer_notice(update.notice)}\n\n" if update.notice else ""
+    footer = f"{notice}<sub>{html.escape(line)}</sub>"
+    chat[-1] = {"role": "assistant", "content": f"{checked_html(answered.check)}\n\n{footer}"}
     done.append(answered.snapshot)
-    yield chat, done, ("Stopped. " if update.stopped else "") + line, render_html(prepared.note, answered.evidence)
+    status = ("Stopped. " if update.stopped else "") + (f"⚠ {update.notice} " if update.notice else "") + line
+    yield chat, done, status, render_html(prepared.note, answered.evidence)
 
 
 def checked_html(check) -> str:

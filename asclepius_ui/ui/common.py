@@ -47,6 +47,11 @@ def escape_html(value: object) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
 
+def answer_notice(notice: str) -> str:
+    """What the engine said about an answer (e.g. the server cut it short), to show with it; "" when nothing."""
+    return f'<p class="answer-notice">⚠ {html.escape(notice)}</p>' if notice else ""
+
+
 def error_box(text: str) -> str:
     """A red box around ``text`` (HTML-escaped: messages may quote user input)."""
     return f'<div class="error-box">{escape_html(text)}</div>' if text else ""

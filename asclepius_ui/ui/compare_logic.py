@@ -13,7 +13,7 @@ from ..engines import GenerationSettings
 from ..errors import UserError
 from ..evidence import render_html
 from ..rating_logic import WINNERS, assign_sides, draw_pair, new_uid
-from .common import error_box, user_message
+from .common import answer_notice, error_box, user_message
 
 NEED_TWO = (
     "Compare mode needs at least two contenders. Start the app with another local model "
@@ -78,7 +78,8 @@ def _answer_both(ctx, request: flow.Request) -> Iterator[tuple]:
             event.set()
             ctx.finish(rid)
         answered = flow.record(prepared[side], update, started, model_id=name)
-        evs[side] = render_answer_html(answered.check) + render_html(prepared[side].note, answered.evidence)
+        evs[side] = (answer_notice(update.notice) + render_answer_html(answered.check)
+                     + render_html(prepared[side].note, answered.evidence))
         snaps[side] = answered.snapshot
     state = {"names": names, "swapped": sides.swapped, "snaps": snaps, "uid": new_uid(), "shown_at": shown,
              "task": request.task_label, "voted": None, "settings": request.settings.as_dict()}
