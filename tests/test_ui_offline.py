@@ -20,7 +20,7 @@ from playwright.sync_api import expect
 from asclepius_ui.engines.openai import RemoteEngine, RemoteOptions
 from asclepius_ui.phi_guard import note_key
 from asclepius_ui.storage import new_uid, open_storage
-from asclepius_ui.ui.common import safe_html, safe_markdown
+from asclepius_ui.ui.common import html_block, safe_html, safe_markdown
 from asclepius_ui.ui.context import AppContext
 from tests.openai_server import OpenAIServer
 
@@ -47,6 +47,15 @@ def test_safe_rendering_helpers_keep_text_and_drop_loads():
     for tag in ("<img", "<svg", "<image", "<video", "<audio", "<link", "<iframe", "<style", "style="):
         assert tag not in html
     assert "<b>bold</b>" in html and 'rel="noopener noreferrer nofollow"' in html
+
+
+def test_server_built_html_stays_one_raw_block_through_markdown():
+    # A note's blank line would end a raw HTML block and let Markdown read the rest: every value is written on one
+    # line instead, the same text in HTML; attributes the page's script reads are kept.
+    box = html_block('<div data-draft-key="k">x</div>')
+    assert box.value == '<div data-draft-key="k">x</div>'
+    assert box.postprocess("<pre>Line *one*\r\n\n    indented</pre>") == "<pre>Line *one*&#10;&#10;    indented</pre>"
+    assert box.latex_delimiters == [] and box.sanitize_html is False
 
 
 def _study_file(path):
