@@ -1,5 +1,6 @@
 """The server as another site, a guesser and a flooder see it: same-origin only, a login throttle that sees every
-form, bounded bodies before login, no redirect to a forwarded host, first-party cookies, HSTS over TLS."""
+form, bounded bodies before login, no redirect to a forwarded host, first-party cookies, HSTS over TLS, and pages
+that run no inline script and no eval but their own (CSP without 'unsafe-inline'/'unsafe-eval' for scripts)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from asclepius_ui.auth import LoginThrottle, add_user, load_users
+from asclepius_ui.storage import open_storage
 from asclepius_ui.ui.context import AppContext
 from tests.ports import free_port
 
@@ -30,9 +32,11 @@ def users(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def app_url(users, tiny_engine, launch_app):
-    return launch_app(AppContext(engine=tiny_engine, users=users), auth=users.check,
-                      throttle=LoginThrottle(free=3, address_free=8, base=30.0))
+def app_url(users, tiny_engine, launch_app, tmp_path_factory):
+    storage = open_storage(f"sqlite:///{tmp_path_factory.mktemp('sec-db') / 'r.db'}")  # every page is served
+    yield launch_app(AppContext(engine=tiny_engine, users=users, storage=storage), auth=users.check,
+                     throttle=LoginThrottle(free=3, address_free=8, base=30.0))
+    storage.close()
 
 
 def request(url: str, method: str = "GET", path: str = "/", body: bytes | None = None,
@@ -199,6 +203,66 @@ def test_a_page_on_another_host_name_reads_nothing(app_url, browser):
     finally:
         context.close()
         wiki.shutdown()
+
+
+# Every Content-Security-Policy violation the page reports, recorded from before its first script runs.
+VIOLATIONS = """window.__csp = []; document.addEventListener('securitypolicyviolation',
+  e => window.__csp.push(`${e.violatedDirective} ${e.blockedURI} ${e.sourceFile}:${e.lineNumber}`));"""
+
+
+def script_src(policy: str) -> str:
+    return next(d for d in policy.split(";") if d.strip().startswith("script-src")).strip()
+
+
+def test_pages_run_no_inline_script_and_no_eval_but_their_own(app_url, browser):
+    for path in ("/", "/asclepius.js", "/config"):
+        policy = request(app_url, path=path)[1]["content-security-policy"][0]
+        assert "'unsafe-inline'" not in script_src(policy) and "'unsafe-eval'" not in script_src(policy), policy
+    page_policy = request(app_url)[1]["content-security-policy"][0]
+    assert "'sha256-" in script_src(page_policy)  # the app's page allows exactly its own inline scripts, by hash
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.add_init_script(VIOLATIONS)
+        page.goto(app_url)
+        page.get_by_label("username").wait_for(timeout=30_000)
+        page.wait_for_function("() => document.title === 'Asclepius Studio'")  # asclepius.js ran on the login page
+        assert page.evaluate("window.__csp") == []
+        page.get_by_label("username").fill("alice")
+        page.get_by_label("password").fill(PASSWORDS["alice"])
+        page.get_by_role("button", name="Login").click()
+        for tab in ("Chat", "Compare", "Batch", "Study", "Admin", "Analysis"):
+            page.get_by_role("tab", name=tab).click()
+            page.get_by_role("tab", name=tab, selected=True).wait_for(timeout=30_000)
+            page.wait_for_timeout(300)  # the tab's components mount
+            assert page.evaluate("window.__csp") == [], tab
+        # The policy is enforced: eval and an injected inline script are refused (and reported).
+        # (from a timer: code Playwright evaluates itself may eval)
+        page.evaluate("""() => setTimeout(() => {
+            try { window.__eval = new Function('return "ran"')(); } catch (e) { window.__eval = e.name; } })""")
+        page.wait_for_function("() => window.__eval !== undefined")
+        assert page.evaluate("window.__eval") == "EvalError"
+        page.evaluate("""() => { const s = document.createElement('script'); s.textContent = 'window.__ran = 1';
+                                 document.head.append(s); }""")
+        page.wait_for_function("() => window.__csp.length >= 2")
+        assert page.evaluate("window.__ran") is None
+    finally:
+        context.close()
+
+
+def test_no_component_or_event_needs_eval(app_url):
+    """What the browser would run through ``Function``: a ``gr.HTML`` (its template, its ``js_on_load``) or an
+    event's ``js``, on any page, shown or hidden (the browser test above sees only what it mounts)."""
+    status, got, _ = request(app_url, "POST", "/login", urllib.parse.urlencode(
+        {"username": "alice", "password": PASSWORDS["alice"]}).encode(),
+        {"Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 200
+    cookies = "; ".join(c.split(";")[0] for c in got["set-cookie"])
+    config = json.loads(request(app_url, path="/config", headers={"Cookie": cookies})[2])
+    types = {c["type"] for c in config["components"]}
+    assert {"tabs", "markdown", "textbox"} <= types and "html" not in types
+    assert [c["id"] for c in config["components"] if c["props"].get("js_on_load")] == []
+    assert [d.get("js") for d in config["dependencies"] if d.get("js")] == []
 
 
 # Last: it leaves this address throttled.

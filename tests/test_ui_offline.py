@@ -2,7 +2,9 @@
 that try to load images, SVG, CSS and media from an outside host, and the browser makes no request off loopback.
 
 Every request the page makes is recorded; any to another host is aborted (nothing leaves) and fails the test.
-The rendered DOM is also checked, so a load refused only by the Content-Security-Policy still counts as a leak.
+The rendered DOM is also checked, so a load refused only by the Content-Security-Policy still counts as a leak, and
+so does any violation of the policy the page reports (it allows no inline script and no eval, so that also shows
+every page works without them).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from playwright.sync_api import expect
 from asclepius_ui.engines.openai import RemoteEngine, RemoteOptions
 from asclepius_ui.phi_guard import note_key
 from asclepius_ui.storage import new_uid, open_storage
-from asclepius_ui.ui.common import safe_html, safe_markdown
+from asclepius_ui.ui.common import html_block, safe_html, safe_markdown
 from asclepius_ui.ui.context import AppContext
 from tests.openai_server import OpenAIServer
 
@@ -47,6 +49,15 @@ def test_safe_rendering_helpers_keep_text_and_drop_loads():
     assert "<b>bold</b>" in html and 'rel="noopener noreferrer nofollow"' in html
 
 
+def test_server_built_html_stays_one_raw_block_through_markdown():
+    # A note's blank line would end a raw HTML block and let Markdown read the rest: every value is written on one
+    # line instead, the same text in HTML; attributes the page's script reads are kept.
+    box = html_block('<div data-draft-key="k">x</div>')
+    assert box.value == '<div data-draft-key="k">x</div>'
+    assert box.postprocess("<pre>Line *one*\r\n\n    indented</pre>") == "<pre>Line *one*&#10;&#10;    indented</pre>"
+    assert box.latex_delimiters == [] and box.sanitize_html is False
+
+
 def _study_file(path):
     rows = [{"id": f"item-{k}", "note": f"Note {k} {PAYLOAD}", "question": f"Question {k}? {PAYLOAD}",
              "task": "Question answering", "answer_plain": f"Plain answer {k} {PAYLOAD}",
@@ -71,6 +82,8 @@ def guarded(browser):
 
     context.route("**/*", route)
     page = context.new_page()
+    page.add_init_script("""window.__csp = []; document.addEventListener('securitypolicyviolation',
+      e => window.__csp.push(`${e.violatedDirective} ${e.blockedURI} ${e.sourceFile}:${e.lineNumber}`));""")
     page.outside = outside
     yield page
     context.close()
@@ -79,6 +92,7 @@ def guarded(browser):
 def _no_leak(page) -> None:
     assert page.outside == []
     assert page.evaluate(LEAKS) == []
+    assert page.evaluate("window.__csp") == []
 
 
 def test_no_page_loads_anything_from_another_host(tmp_path, tiny_engine, launch_app, guarded):
@@ -95,6 +109,7 @@ def test_no_page_loads_anything_from_another_host(tmp_path, tiny_engine, launch_
         headers = urllib.request.urlopen(url).headers
         assert "default-src 'self'" in headers["Content-Security-Policy"]
         assert "img-src 'self' data: blob:" in headers["Content-Security-Policy"]
+        assert "unsafe" not in headers["Content-Security-Policy"].split("script-src")[1].split(";")[0]
 
         # Chat: the note, the instruction and the model's answer all carry outside loads.
         page.goto(url)
@@ -122,6 +137,14 @@ def test_no_page_loads_anything_from_another_host(tmp_path, tiny_engine, launch_
         assert "ready" in status.inner_text()
         page.locator("#cmp-vote-tie").click()
         page.locator("#cmp-reveal #cmp-name-a").wait_for(timeout=20_000)
+        _no_leak(page)
+
+        # Batch: a notes file with outside loads, read back as its preview.
+        page.get_by_role("tab", name="Batch").click()
+        notes = tmp_path / "notes.csv"
+        notes.write_text(f'note,question\n"Note {PAYLOAD.replace(chr(34), chr(39))}",Why?\n')
+        page.locator("#batch-file input[type=file]").set_input_files(str(notes))
+        expect(page.locator("#batch-info")).to_contain_text("1 rows", timeout=15_000)
         _no_leak(page)
 
         # Admin: import a study whose cells and model names carry outside loads; progress and means tables.

@@ -16,6 +16,7 @@ from tests.ports import free_port
 from tests.test_ui_study import PASSWORDS, current_item, login, start
 
 DRAFTS = "Object.keys(localStorage).filter(k => k.startsWith('asclepius-draft|'))"
+# Predicates are functions: Playwright runs a bare expression through eval, which the page's CSP refuses.
 
 
 def _serve(tiny_engine, storage, users, port: int):
@@ -44,7 +45,7 @@ def test_a_restart_mid_item_keeps_what_the_rater_entered(tmp_path, tiny_engine, 
         bob.locator("#study-score-A").get_by_text("3 - Satisfactory").click()
         bob.locator("#study-score-B").get_by_text("1 - Unacceptable").click()
         bob.locator("#study-comment-A textarea").fill("kept across the restart")
-        bob.wait_for_function(f"{DRAFTS}.length === 1", timeout=10_000)
+        bob.wait_for_function(f"() => {DRAFTS}.length === 1", timeout=10_000)
 
         demo.close()  # the server restarts: a new process would know no sessions either
         demo = _serve(tiny_engine, storage, users, port)
@@ -59,13 +60,13 @@ def test_a_restart_mid_item_keeps_what_the_rater_entered(tmp_path, tiny_engine, 
         bob.get_by_role("tab", name="Study").wait_for(timeout=30_000)
         start(bob)
         assert current_item(bob)[0] == question  # the same open item
-        bob.wait_for_function("document.querySelector('#study-comment-A textarea').value === "
+        bob.wait_for_function("() => document.querySelector('#study-comment-A textarea').value === "
                               "'kept across the restart'", timeout=10_000)
         assert bob.locator("#study-score-A input[value='3']").is_checked()
         assert bob.locator("#study-score-B input[value='1']").is_checked()
         bob.locator("#study-submit").click()
         bob.locator("#study-status").get_by_text("Saved item").wait_for(timeout=20_000)
-        bob.wait_for_function(f"{DRAFTS}.length === 0", timeout=10_000)  # saved: the draft is gone
+        bob.wait_for_function(f"() => {DRAFTS}.length === 0", timeout=10_000)  # saved: the draft is gone
         rows = {r["label"]: r for r in storage.study_ratings()}
         assert (rows["A"]["score"], rows["A"]["comment"], rows["B"]["score"]) == (3, "kept across the restart", 1)
     finally:

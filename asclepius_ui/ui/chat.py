@@ -22,7 +22,7 @@ DEMO_TEXT = (
     "downloads{score}. Its answers are not medical advice. Real weights: `python app.py --model "
     "starmpcc/Asclepius-Llama3-8B` (or a downloaded folder; add `--load-in-8bit`/`--load-in-4bit` to save memory)."
 )
-# Ctrl+Enter (Cmd+Enter on a Mac) anywhere on the chat page presses Ask.
+# Ctrl+Enter (Cmd+Enter on a Mac) anywhere on the chat page presses Ask (served in page_script).
 CTRL_ENTER = """
 if (!window.__askKeys) {
   window.__askKeys = true;
@@ -121,7 +121,7 @@ def build(ctx: AppContext) -> None:
                 with gr.Accordion("Cut from the note", open=False) as cut_box:
                     cut_text = gr.Textbox(label="Text removed from the note", lines=6, interactive=False)
                 with gr.Accordion("Where in the note (latest answer)", open=True, elem_id="chat-evidence-box"):
-                    evidence = gr.HTML(elem_id="chat-evidence")
+                    evidence = common.html_block(elem_id="chat-evidence")
             with gr.Column(scale=6, min_width=380, elem_id="chat-side"):
                 task, _arg, instruction = task_picker("chat-")
                 with gr.Row():
@@ -136,7 +136,7 @@ def build(ctx: AppContext) -> None:
                 if remote:
                     gr.Markdown(phi_guard.about_markdown(), elem_id="chat-guard-about")
                     with gr.Accordion("What “Send a redacted copy” sends", open=False):
-                        preview = gr.HTML(elem_id="chat-guard-preview")
+                        preview = common.html_block(elem_id="chat-guard-preview")
                 chatbot = gr.Chatbot(label="Answers", height=ANSWERS_HEIGHT, elem_id="answers",
                                      buttons=["copy", "copy_all"])
                 if ctx.storage is not None:
@@ -154,7 +154,6 @@ def build(ctx: AppContext) -> None:
                     top_p = gr.Slider(0.05, 1.0, value=0.9, step=0.05, label="Top-p")
                     beams = gr.Slider(1, 8, value=1, step=1, label="Beams")
                     repetition = gr.Slider(0.8, 2.0, value=1.0, step=0.05, label="Repetition penalty")
-        gr.HTML("", js_on_load=CTRL_ENTER, elem_id="chat-keys", padding=False)
 
     rid = gr.State(None)  # made when Ask is pressed, before the request is queued: Stop can cancel it there
     # The answers as last sent to the page, kept on the server: a question that waited in the queue adds to the

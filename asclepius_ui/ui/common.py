@@ -82,6 +82,29 @@ def safe_html(fragment: str | None) -> str:
                      link_rel="noopener noreferrer nofollow", strip_comments=True)
 
 
+def one_line_html(fragment: str | None) -> str | None:
+    """An HTML fragment with its newlines written ``&#10;`` (the same text in HTML, a line break in ``<pre>``)."""
+    if fragment is None:
+        return None
+    return str(fragment).replace("\r\n", "\n").replace("\r", "\n").replace("\n", "&#10;")
+
+
+def html_block(value: str | None = None, **kwargs) -> gr.Markdown:
+    """A box for an HTML fragment the server built (every piece of text in it escaped), shown as it is.
+
+    Gradio's own ``gr.HTML`` evaluates its template with ``Function`` in the browser, which the CSP (no
+    ``'unsafe-eval'``) refuses; so this is Gradio's Markdown box given each value as one raw HTML block: written on
+    one line (``one_line_html``), so no blank line ends the block and nothing in it is read as Markdown. Like
+    ``gr.HTML`` it keeps the fragment's attributes (the sanitiser would drop ``data-*`` and ``aria-label``): what
+    goes in is built from escaped text only, and the CSP runs no inline script or handler. No LaTeX."""
+    kwargs.setdefault("latex_delimiters", [])
+    kwargs.setdefault("sanitize_html", False)
+    box = gr.Markdown(one_line_html(value), **kwargs)
+    markdown_postprocess = box.postprocess
+    box.postprocess = lambda v: markdown_postprocess(one_line_html(v))  # every value a handler sends, too
+    return box
+
+
 # ----- requests every generating page shares: Stop before and while running, and the privacy guard's reset ----
 def guard_reset(note: str) -> dict:
     """A changed note needs a new confirmation: the guard goes back to "Do not send yet" and names this note."""

@@ -60,9 +60,9 @@ def build(ctx: AppContext) -> None:
                 reveal = gr.Markdown(elem_id="cmp-reveal")
                 with gr.Row():
                     with gr.Accordion("Where in the note (Model A)", open=False):
-                        ev_a = gr.HTML(elem_id="cmp-evidence-a")
+                        ev_a = common.html_block(elem_id="cmp-evidence-a")
                     with gr.Accordion("Where in the note (Model B)", open=False):
-                        ev_b = gr.HTML(elem_id="cmp-evidence-b")
+                        ev_b = common.html_block(elem_id="cmp-evidence-b")
                 with gr.Accordion("Rubric", open=False):
                     gr.Markdown(rubric_markdown())
     trial = gr.State(None)  # server-side only: the names never reach the browser before the vote

@@ -8,10 +8,13 @@ before the first request, so no response ever carries ``Access-Control-Allow-*``
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import ipaddress
 import json
 import os
+import re
 import signal
 import threading
 from dataclasses import dataclass, field
@@ -22,14 +25,26 @@ from starlette.middleware import Middleware
 
 from ..auth import LOGIN_ATTEMPT, LoginAttempt, LoginThrottle, throttled_check
 from ..text_input import LIMITS
+from .page_script import PageScript
 from .theme import LoginPage
 
 # Nothing from another host, ever: scripts, styles, images, media, fonts and connections only from this origin.
-# Gradio's page needs inline scripts/styles of its own; images may also be data:/blob: (plots, uploads).
-CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; "
-       "img-src 'self' data: blob:; media-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'; "
-       "worker-src 'self' blob:; frame-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
-       "frame-ancestors 'self'")
+# No inline script and no eval: the app's page carries the sha256 hash of each inline script Gradio writes into it
+# (``InlineScriptHashes``), our own JavaScript is one same-origin file (``page_script``). Styles may be inline
+# (Gradio's components set style attributes); images may also be data:/blob: (plots, uploads).
+CSP_DIRECTIVES = ("default-src 'self'", "script-src 'self'", "style-src 'self' 'unsafe-inline'",
+                  "img-src 'self' data: blob:", "media-src 'self' data: blob:", "font-src 'self' data:",
+                  "connect-src 'self'", "worker-src 'self' blob:", "frame-src 'self'", "object-src 'none'",
+                  "base-uri 'self'", "form-action 'self'", "frame-ancestors 'self'")
+
+
+def csp(script_hashes: list[str] | tuple[str, ...] = ()) -> str:
+    """The Content-Security-Policy, allowing also the inline scripts whose CSP hash sources are given."""
+    return "; ".join(f"{d} {' '.join(script_hashes)}" if d == "script-src 'self'" and script_hashes else d
+                     for d in CSP_DIRECTIVES)
+
+
+CSP = csp()
 HEADERS = [(b"content-security-policy", CSP.encode()), (b"x-content-type-options", b"nosniff"),
            (b"referrer-policy", b"no-referrer"), (b"x-frame-options", b"SAMEORIGIN"),
            (b"cross-origin-opener-policy", b"same-origin")]
@@ -265,6 +280,46 @@ async def _too_many(send, wait: float) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+INLINE_SCRIPT = re.compile(rb"<script\b([^>]*)>(.*?)</script\s*>", re.S | re.I)
+
+
+def script_hashes(html: bytes) -> list[str]:
+    """CSP hash sources (``'sha256-...'``) of the inline scripts of an HTML page, those without ``src``."""
+    return [f"'sha256-{base64.b64encode(hashlib.sha256(body).digest()).decode()}'"
+            for attrs, body in INLINE_SCRIPT.findall(html) if b"src=" not in attrs.lower()]
+
+
+class InlineScriptHashes:
+    """ASGI middleware: the app's page (``GET /``, the app or its login form) gets a CSP that allows exactly the
+    inline scripts in it (Gradio writes its config and a few loaders inline), by hash. No other response allows
+    any inline script: an uploaded HTML file served back runs nothing."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "GET" or scope["path"] not in ("/", ""):
+            return await self.app(scope, receive, send)
+        start: dict = {}
+        chunks: list[bytes] = []
+
+        async def hashed(message):
+            if message["type"] == "http.response.start":
+                start.update(message)
+                return
+            chunks.append(message.get("body", b""))
+            if message.get("more_body"):
+                return
+            body = b"".join(chunks)
+            headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-security-policy"]
+            if any(k.lower() == b"content-type" and v.startswith(b"text/html") for k, v in headers):
+                headers.append((b"content-security-policy", csp(script_hashes(body)).encode()))
+            await send(dict(start, headers=headers))
+            await send({"type": "http.response.body", "body": body})
+
+        await self.app(scope, receive, hashed)
+
+
 @dataclass
 class ServerOptions:
     """How to serve: bind address, port, extra host names, TLS files, login throttling."""
@@ -282,7 +337,8 @@ class ServerOptions:
 def middleware(opts: ServerOptions) -> list[Middleware]:
     """The ASGI middleware every server of this app runs (outermost first)."""
     return [Middleware(SecurityMiddleware, hosts=allowed_hosts(opts.host, opts.extra_hosts)),
-            Middleware(LoginThrottleMiddleware, throttle=opts.throttle), Middleware(LoginPage)]
+            Middleware(LoginThrottleMiddleware, throttle=opts.throttle), Middleware(InlineScriptHashes),
+            Middleware(PageScript), Middleware(LoginPage)]
 
 
 @contextlib.asynccontextmanager
@@ -319,7 +375,8 @@ def _interrupt(signum, frame) -> None:
 def serve(demo: gr.Blocks, opts: ServerOptions, auth=None, block: bool = True, quiet: bool = False,
           concurrency: int = 4):
     """Queue and launch ``demo`` with the offline theme, security middleware and the options; returns launch's."""
-    from .theme import CSS, HEAD, offline_theme
+    from .page_script import HEAD
+    from .theme import CSS, offline_theme
 
     if callable(auth) and opts.throttle is not None:
         auth = throttled_check(auth, opts.throttle)

@@ -9,7 +9,7 @@ import gradio as gr
 
 from ..studies import LABELS
 from . import study_logic as logic
-from .common import current_user, escape_html
+from .common import current_user, escape_html, html_block
 from .context import AppContext
 from .rating_widget import rubric_markdown, score_choices
 
@@ -23,7 +23,7 @@ SESSION_ENDED = ("Your session ended (the server was restarted, or you were logg
 # What the rater enters on an item is kept in localStorage under the item's draft key (``data-draft-key`` of the
 # progress bar) until it is saved, and put back when the item is shown again (after a restart, a new login, a
 # reload). Before Submit/Skip/Start the page checks its session: if the server no longer knows it, it says so and
-# offers the login instead of Gradio's bare "Error".
+# offers the login instead of Gradio's bare "Error". Served in page_script.
 DRAFTS = """
 if (!window.__studyDrafts) {
   window.__studyDrafts = true;
@@ -107,9 +107,9 @@ def build(ctx: AppContext) -> None:
             study = gr.Dropdown(choices=[], value=None, label="Study", elem_id="study-pick", scale=3,
                                 allow_custom_value=True)  # studies imported later, API calls: checked in logic
             start = gr.Button("Start / resume", variant="primary", elem_id="study-start", scale=1)
-        progress = gr.HTML(elem_id="study-progress")
-        gr.HTML(f'<div id="study-session" data-message="{escape_html(SESSION_ENDED)}"></div>', js_on_load=DRAFTS,
-                elem_id="study-drafts", padding=False)
+        progress = html_block(elem_id="study-progress")
+        html_block(f'<div id="study-session" data-message="{escape_html(SESSION_ENDED)}"></div>',
+                   elem_id="study-drafts", padding=False)
         # The item: the note on one side; the question, the rubric, the answers with their scores and Submit on the
         # other; each side scrolls on its own at laptop size (theme.LAYOUT_CSS), so no score needs the note
         # scrolled away and the rubric is above Submit.
@@ -132,7 +132,7 @@ def build(ctx: AppContext) -> None:
                             comment = gr.Textbox(label=f"Comment on answer {lab} (optional)",
                                                  elem_id=f"study-comment-{lab}")
                             with gr.Accordion(f"Where in the note (answer {lab})", open=False):
-                                evidence = gr.HTML(elem_id=f"study-evidence-{lab}")
+                                evidence = html_block(elem_id=f"study-evidence-{lab}")
                         slots.append((group, text, score, comment, evidence))
                     with gr.Row():
                         submit = gr.Button("Submit ratings", variant="primary", elem_id="study-submit")

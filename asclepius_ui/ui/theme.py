@@ -1,9 +1,12 @@
 """An offline, accessible theme: system fonts only (the page asks no font host for anything), text and buttons at
-WCAG AA contrast, and a small script (``HEAD``) for what Gradio's own markup gets wrong in axe-core's eyes."""
+WCAG AA contrast, and a small script (``ACCESSIBILITY_JS``, part of ``page_script``) for what Gradio's own markup gets
+wrong in axe-core's eyes."""
 
 from __future__ import annotations
 
 import gradio as gr
+
+from .page_script import HEAD
 
 SANS = ["ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Helvetica", "Arial", "sans-serif"]
 MONO = ["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"]
@@ -45,7 +48,7 @@ CSS += LAYOUT_CSS
 # Gradio's empty file box is a plain <div> with an aria-label (axe: aria-prohibited-attr), its gallery's icon-only
 # buttons can lack a name (button-name), and its login page has no <title> (document-title). This script, loaded
 # in <head> of every page including the login page, gives them a role, a name and a title as they appear.
-HEAD = """<script>
+ACCESSIBILITY_JS = """
 (() => {
   let queued = false;
   const fix = () => {
@@ -74,14 +77,15 @@ HEAD = """<script>
   };
   const later = () => { if (!queued) { queued = true; requestAnimationFrame(fix); } };
   new MutationObserver(later).observe(document.documentElement, {childList: true, subtree: true});
-  document.addEventListener("DOMContentLoaded", fix);
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", fix); else fix();
 })();
-</script>"""
+"""
 
 
 class LoginPage:
     """ASGI middleware: Gradio serves its login page (``GET /`` before logging in) without the app's title, CSS or
-    ``head``; this adds ``HEAD`` to that page, so it gets a title, a main landmark and a first-level heading."""
+    ``head``; this adds the page script's tag (``page_script.HEAD``) to that page, so it gets a title, a main
+    landmark and a first-level heading."""
 
     def __init__(self, app):
         self.app = app
