@@ -361,7 +361,8 @@ def report_think(results: dict[str, dict], args: argparse.Namespace, notes: list
 
 
 def cpu_settings(args: argparse.Namespace) -> dict:
-    """llama.cpp prompt evaluation (prefill) tok/s per n_batch (= n_ubatch), flash attention on/off and threads."""
+    """llama.cpp prompt evaluation (prefill) tok/s per n_batch (= n_ubatch), flash attention on/off and threads;
+    the read-ahead path against one call; decode tok/s with flash attention off and on."""
     from asclepius_ui.engines import LoadOptions, load_engine
     from asclepius_ui.engines.llamacpp import YIELD_S, physical_cores
 
@@ -397,7 +398,21 @@ def cpu_settings(args: argparse.Namespace) -> dict:
             n = engine.prefill(text).done if in_pieces else (llm.eval(ids) or len(ids))
             (pieces if in_pieces else whole).append(n / (time.perf_counter() - t))
     engine.close()
+    # Decode (what the clinician watches) with flash attention off and on: 48 greedy tokens after a short note.
+    from asclepius_ui.engines import GenerationSettings
+
+    fa = {f: load_engine(LoadOptions(args.gguf, backend="llamacpp", flash_attn=f, kv_states=0)) for f in ("off", "on")}
+    note, decode = _synthetic_text(fa["off"], args.decode_prompt_tokens, seed=37), {"off": [], "on": []}
+    for i in range(args.rounds):
+        for f in (("off", "on") if i % 2 == 0 else ("on", "off")):
+            _llama_object(fa[f]).reset()
+            out = fa[f].generate(fa[f].make_prompt(note, QUESTIONS[1]),
+                                 GenerationSettings(max_new_tokens=48, prompt_lookup=0))
+            decode[f].append((out.new_tokens - 1) / (out.seconds - out.first_token_s))
+    for e in fa.values():
+        e.close()
     return dict(tokens=len(ids), rows=rows, pieces=_stats(pieces), whole=_stats(whole), yield_s=YIELD_S,
+                decode={f: _stats(v) for f, v in decode.items()},
                 ratio=_stats([p / w for p, w in zip(pieces, whole, strict=True)]))
 
 
@@ -686,9 +701,12 @@ def main() -> None:
                       f"{row['n_batch']:>4}  {_fmt(row['tok_s'], '.1f')}")
             print(f"read ahead in pieces of about {r['yield_s']} s (defaults): {_fmt(r['pieces'], '.1f')} tok/s "
                   f"against {_fmt(r['whole'], '.1f')} in one call; ratio {_fmt(r['ratio'], '.2f')}")
+            print(f"decode tok/s (48 tokens after a {args.decode_prompt_tokens}-token note): flash attention off "
+                  f"{_fmt(r['decode']['off'], '.1f')}, on {_fmt(r['decode']['on'], '.1f')}")
             best = max(r["rows"], key=lambda row: row["tok_s"]["median"])
-            print(f"cpu_settings best: threads={best['threads']} flash_attn={best['flash_attn']} "
-                  f"n_batch={best['n_batch']}")
+            faster = max(("off", "on"), key=lambda f: r["decode"][f]["median"])
+            print(f"cpu_settings prefill_best: threads={best['threads']} flash_attn={best['flash_attn']} "
+                  f"n_batch={best['n_batch']} decode_best: flash_attn={faster}")
             return
         if mode == "think":
             if missing:

@@ -53,7 +53,7 @@ if TYPE_CHECKING:  # llama_cpp loads with the first GGUF (flags and ``--help`` w
 N_BATCH, N_UBATCH, FLASH_ATTN = 512, 512, "off"
 MIN_STATE_TOKENS = 16  # shorter shared prefixes are not worth a saved state
 YIELD_S = 0.2  # a note read ahead goes in pieces sized to take about this long: an Ask waits at most about one
-MIN_PIECE = 32
+MIN_PIECE = 64  # smaller pieces cost prefill speed (measured: README, "CPU settings")
 
 
 def next_piece(tokens: int, seconds: float, largest: int) -> int:
