@@ -64,7 +64,8 @@ def no_flags_url(launch_app, tmp_path_factory):
 
 def test_no_flags_give_a_demo_with_its_score_and_a_working_blind_comparison(no_flags_url, page):
     page.goto(no_flags_url)
-    expect(page.locator("#demo-banner")).to_contain_text("measured exact match on held-out notes")
+    expect(page.locator("#demo-banner")).to_contain_text("measured exact match on held-out notes",
+                                                          timeout=30_000)  # a loaded CI machine
     page.get_by_role("tab", name="Compare").click()
     note = next(v for k, v in example_notes().items() if for_demo(k))
     page.locator("#cmp-note textarea").fill(note)

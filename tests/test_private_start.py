@@ -3,6 +3,7 @@ folder readable by its user only, and removes the private folder when stopped by
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import stat
@@ -62,6 +63,11 @@ def test_a_fresh_start_is_private_and_cleans_up(stop, tmp_path, tiny_bin_model):
         assert len(private) == 1 and _mode(private[0]) == 0o700
         kept = [p for p in private[0].rglob("*")]
         assert any(p.name == "study.jsonl" for p in kept), (uploaded, kept)
+        # the upload answer names the file without the server's path; its URL still serves it
+        [shown] = json.loads(uploaded)
+        assert shown.startswith("/asclepius-files/") and str(tmp) not in uploaded and "private" not in shown
+        with urllib.request.urlopen(f"{url}gradio_api/file={shown}", timeout=30) as r:
+            assert r.read() == b'{"note": "SECRET-PHI"}\n'
         for p in kept:
             assert _mode(p) & 0o077 == 0, (p, oct(_mode(p)))
     finally:

@@ -265,6 +265,29 @@ def test_no_component_or_event_needs_eval(app_url):
     assert [d.get("js") for d in config["dependencies"] if d.get("js")] == []
 
 
+def test_no_server_path_reaches_the_browser(app_url):
+    """Uploads are answered, and files served, under a stand-in for the folders that hold them (Gradio names files
+    by their server path); the page and its config name no server folder either."""
+    from asclepius_ui.ui.path_mask import folders
+
+    status, got, _ = request(app_url, "POST", "/login", urllib.parse.urlencode(
+        {"username": "alice", "password": PASSWORDS["alice"]}).encode(),
+        {"Content-Type": "application/x-www-form-urlencoded"})
+    cookie = {"Cookie": "; ".join(c.split(";")[0] for c in got["set-cookie"])}
+    b = uuid.uuid4().hex
+    body = (f'--{b}\r\nContent-Disposition: form-data; name="files"; filename="notes.csv"\r\n'
+            f"Content-Type: text/csv\r\n\r\nid,note\r\n1,SECRET-PHI\r\n--{b}--\r\n").encode()
+    status, _, answer = request(app_url, "POST", "/gradio_api/upload", body,
+                                {"Content-Type": f"multipart/form-data; boundary={b}", **cookie})
+    [shown] = json.loads(answer)
+    assert status == 200 and shown.startswith("/asclepius-") and shown.endswith("/notes.csv")
+    status, _, served = request(app_url, path=f"/gradio_api/file={shown}", headers=cookie)
+    assert status == 200 and served == b"id,note\r\n1,SECRET-PHI"  # the stand-in maps back
+    pages = [request(app_url, path=p, headers=cookie)[2] for p in ("/", "/config")]
+    for real, _ in folders():
+        assert all(real not in page for page in (answer, *pages)), real
+
+
 # Last: it leaves this address throttled.
 def test_the_throttle_sees_multipart_logins_per_user_and_address(app_url):
     # A logged-in rater guessing the admin's password through the browser's (multipart) form is throttled ...

@@ -26,6 +26,7 @@ from starlette.middleware import Middleware
 from ..auth import LOGIN_ATTEMPT, LoginAttempt, LoginThrottle, throttled_check
 from ..text_input import LIMITS
 from .page_script import PageScript
+from .path_mask import PathMask
 from .theme import LoginPage
 
 # Nothing from another host, ever: scripts, styles, images, media, fonts and connections only from this origin.
@@ -337,8 +338,8 @@ class ServerOptions:
 def middleware(opts: ServerOptions) -> list[Middleware]:
     """The ASGI middleware every server of this app runs (outermost first)."""
     return [Middleware(SecurityMiddleware, hosts=allowed_hosts(opts.host, opts.extra_hosts)),
-            Middleware(LoginThrottleMiddleware, throttle=opts.throttle), Middleware(InlineScriptHashes),
-            Middleware(PageScript), Middleware(LoginPage)]
+            Middleware(LoginThrottleMiddleware, throttle=opts.throttle), Middleware(PathMask),
+            Middleware(InlineScriptHashes), Middleware(PageScript), Middleware(LoginPage)]
 
 
 @contextlib.asynccontextmanager
