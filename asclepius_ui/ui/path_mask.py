@@ -13,10 +13,10 @@ from __future__ import annotations
 import os
 
 from .. import private_files
+from .asgi import rewrite_whole
 
 ALIAS = b"/asclepius-files"  # what clients see instead of the private folder (no such folder on any system)
 UPLOADS = b"/asclepius-uploads"  # ... instead of Gradio's file folder, where it is not inside the private one
-_TEXT = (b"application/json", b"text/event-stream")
 
 
 def folders() -> list[tuple[bytes, bytes]]:
@@ -103,33 +103,26 @@ class PathMask:
     @staticmethod
     def _outward(send, real: list[tuple[bytes, bytes]]):
         """Rewrite JSON answers whole (their length changes) and event streams chunk by chunk (a chunk that ends in
-        what could be the start of the path keeps that tail for the next one)."""
-        state: dict = {"mode": None, "start": None, "chunks": [], "tail": b""}
+        what could be the start of a path keeps that tail for the next one)."""
+        state: dict = {"send": None, "tail": b""}
 
         async def rewritten(message):
             if message["type"] == "http.response.start":
                 headers = message.get("headers", [])
                 kind = next((v for k, v in headers if k.lower() == b"content-type"), b"")
-                state["mode"] = next((t for t in _TEXT if kind.startswith(t)), None)
-                if state["mode"] == b"application/json":
-                    state["start"] = message  # sent once the whole body is known
-                    return
-                if state["mode"] == b"text/event-stream":
+                if kind.startswith(b"application/json"):
+                    state["send"] = rewrite_whole(send, lambda h, body: (h, outward(body, real)))
+                    return await state["send"](message)
+                if kind.startswith(b"text/event-stream"):
+                    state["send"] = streamed
                     message = dict(message, headers=[(k, v) for k, v in headers if k.lower() != b"content-length"])
                 return await send(message)
-            if message["type"] != "http.response.body" or state["mode"] is None:
+            return await (state["send"] or send)(message)
+
+        async def streamed(message):
+            if message["type"] != "http.response.body":
                 return await send(message)
-            body, more = message.get("body", b""), message.get("more_body", False)
-            if state["mode"] == b"application/json":
-                state["chunks"].append(body)
-                if more:
-                    return
-                out = outward(b"".join(state["chunks"]), real)
-                start = state["start"]
-                headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
-                await send(dict(start, headers=[*headers, (b"content-length", str(len(out)).encode())]))
-                return await send({"type": "http.response.body", "body": out})
-            data = outward(state["tail"] + body, real)
+            data, more = outward(state["tail"] + message.get("body", b""), real), message.get("more_body", False)
             keep = _held_tail(data, real) if more else 0
             state["tail"] = data[len(data) - keep:] if keep else b""
             await send(dict(message, body=data[:len(data) - keep] if keep else data))

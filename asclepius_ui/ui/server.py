@@ -25,6 +25,7 @@ from starlette.middleware import Middleware
 
 from ..auth import LOGIN_ATTEMPT, LoginAttempt, LoginThrottle, throttled_check
 from ..text_input import LIMITS
+from .asgi import Headers, rewrite_whole
 from .page_script import PageScript
 from .path_mask import PathMask
 from .theme import LoginPage
@@ -301,24 +302,14 @@ class InlineScriptHashes:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] != "GET" or scope["path"] not in ("/", ""):
             return await self.app(scope, receive, send)
-        start: dict = {}
-        chunks: list[bytes] = []
 
-        async def hashed(message):
-            if message["type"] == "http.response.start":
-                start.update(message)
-                return
-            chunks.append(message.get("body", b""))
-            if message.get("more_body"):
-                return
-            body = b"".join(chunks)
-            headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-security-policy"]
+        def hashed(headers: Headers, body: bytes) -> tuple[Headers, bytes]:
+            headers = [(k, v) for k, v in headers if k.lower() != b"content-security-policy"]
             if any(k.lower() == b"content-type" and v.startswith(b"text/html") for k, v in headers):
                 headers.append((b"content-security-policy", csp(script_hashes(body)).encode()))
-            await send(dict(start, headers=headers))
-            await send({"type": "http.response.body", "body": body})
+            return headers, body
 
-        await self.app(scope, receive, hashed)
+        await self.app(scope, receive, rewrite_whole(send, hashed))
 
 
 @dataclass

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from .asgi import Headers, rewrite_whole
 from .page_script import HEAD
 
 SANS = ["ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Helvetica", "Arial", "sans-serif"]
@@ -93,24 +94,13 @@ class LoginPage:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] != "GET" or scope["path"] not in ("/", ""):
             return await self.app(scope, receive, send)
-        start: dict = {}
-        chunks: list[bytes] = []
 
-        async def rewrite(message):
-            if message["type"] == "http.response.start":
-                start.update(message)
-                return
-            chunks.append(message.get("body", b""))
-            if message.get("more_body"):
-                return
-            body = b"".join(chunks)
+        def with_script(headers: Headers, body: bytes) -> tuple[Headers, bytes]:
             if b'"auth_required":true' in body.replace(b" ", b""):
                 body = body.replace(b"</head>", HEAD.encode() + b"</head>", 1)
-            headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
-            await send(dict(start, headers=[*headers, (b"content-length", str(len(body)).encode())]))
-            await send({"type": "http.response.body", "body": body})
+            return headers, body
 
-        await self.app(scope, receive, rewrite)
+        await self.app(scope, receive, rewrite_whole(send, with_script))
 
 
 def offline_theme() -> gr.themes.Base:
