@@ -60,7 +60,7 @@ def build(ctx: AppContext) -> None:
     rid = gr.State(None)
 
     def on_upload(path, request: gr.Request):
-        cols, text = logic.columns(engine, path, getattr(request, "session_hash", None) or "page")
+        cols, text = logic.columns(engine, path, common.session(request))
         guess = next((c for c in cols if c.lower() in ("question", "instruction")), None)
         return gr.update(choices=[""] + cols, value=guess), text, GUARD_HOLD
 

@@ -9,8 +9,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import gradio as gr
-
 from .. import ask as flow
 from ..ask import GUARD_CHOICES, GUARD_HOLD, GUARD_REDACT, GUARD_SEND  # noqa: F401 - the page's choices
 from ..claims import render_answer_html
@@ -19,9 +17,7 @@ from ..engines import GenerationSettings
 from ..errors import UserError
 from ..evidence import render_html
 from ..tasks import FREE, TASKS
-from .common import answer_notice, error_box, safe_markdown, user_message
-
-KEEP = gr.update()  # an output left as it is
+from .common import KEEP, answer_notice, error_box, safe_markdown, user_message
 
 GREEDY, PAPER, CUSTOM = "greedy", "paper", "custom"
 PRESET_CHOICES = [

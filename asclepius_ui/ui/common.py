@@ -23,6 +23,14 @@ from ..errors import UserError
 LOCAL_USER = "local"
 log = logging.getLogger("asclepius_ui")
 
+KEEP = gr.update()  # an output left as it is
+
+
+def session(request: gr.Request | None) -> str:
+    """The browser session a request comes from (what read-ahead jobs are kept by)."""
+    return getattr(request, "session_hash", None) or "page"
+
+
 # Tags that only format text; none of them fetches anything (no img, svg, video, audio, iframe, object, link, style).
 _TAGS = {"a", "abbr", "b", "blockquote", "br", "code", "dd", "del", "div", "dl", "dt", "em", "h1", "h2", "h3",
          "h4", "h5", "h6", "hr", "i", "kbd", "li", "ol", "p", "pre", "s", "small", "span", "strong", "sub", "sup",

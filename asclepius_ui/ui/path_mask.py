@@ -10,6 +10,7 @@ unchanged.
 
 from __future__ import annotations
 
+import functools
 import os
 
 from .. import private_files
@@ -24,7 +25,13 @@ def folders() -> list[tuple[bytes, bytes]]:
     without ``server.private_process``); each as written and with links resolved, where those differ."""
     from gradio.utils import get_upload_folder
 
-    root, uploads = os.path.abspath(private_files.root()), os.path.abspath(get_upload_folder())
+    return _pairs(str(private_files.root()), str(get_upload_folder()))
+
+
+@functools.cache
+def _pairs(private: str, gradio: str) -> list[tuple[bytes, bytes]]:
+    """``folders`` for these two folders (worked out once: every request asks)."""
+    root, uploads = os.path.abspath(private), os.path.abspath(gradio)
     pairs = [] if os.path.commonpath([root, uploads]) == root else [(uploads, UPLOADS)]
     pairs.append((root, ALIAS))
     spelled = {(os.path.realpath(p), a) for p, a in pairs} - set(pairs)

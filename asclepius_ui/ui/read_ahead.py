@@ -19,10 +19,9 @@ from .. import phi_guard, prefill
 from ..engines.base import Engine
 from ..errors import UserError
 from ..prompts import TEMPLATES
-from .common import error_box
+from .common import KEEP, error_box, session
 
 DEBOUNCE_S = 1.0  # a note is read once the clinician has stopped typing or pasting for this long
-KEEP = gr.update()
 _latest_edit: dict[str, float] = {}  # session -> when its note last changed (the debounce)
 _edits_lock = threading.Lock()
 
@@ -119,7 +118,3 @@ def wire(engines: Sequence[Engine], note: gr.Textbox, guard: gr.Radio, line: gr.
     if any(phi_guard.leaves_machine(e) for e in engines):
         guard.input(on_guard, [note, guard], [line, poll], show_progress="hidden", concurrency_limit=None, **private)
     poll.tick(on_tick, None, [line, poll], show_progress="hidden", concurrency_limit=None, **private)
-
-
-def session(request: gr.Request | None) -> str:
-    return getattr(request, "session_hash", None) or "page"
