@@ -15,6 +15,16 @@ def outcomes(results: list[tuple[str, str, float]]) -> pd.DataFrame:
                         columns=["item", "rater", "a", "b", "result"])
 
 
+# Krippendorff (2011), "Computing Krippendorff's alpha-reliability": 4 observers, 12 units, values 1-5.
+NA = np.nan
+KRIPPENDORFF_2011 = np.array([
+    [1, 2, 3, 3, 2, 1, 4, 1, 2, NA, NA, NA],
+    [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, NA, 3],
+    [NA, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, NA],
+    [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, NA],
+])
+
+
 def test_cohen_kappa_textbook_example():
     # Wikipedia's worked example: 50 proposals; both yes 20, A yes/B no 5, A no/B yes 10, both no 15.
     # p_o = 35/50 = 0.7; p_e = 0.5*0.6 + 0.5*0.4 = 0.5; kappa = (0.7 - 0.5) / (1 - 0.5) = 0.4.
@@ -40,14 +50,7 @@ def test_weighted_kappa_by_hand_on_the_4_point_scale():
 
 
 def test_krippendorff_alpha_reference_example():
-    # Krippendorff (2011), "Computing Krippendorff's alpha-reliability": 4 observers, 12 units, values 1-5.
-    n = np.nan
-    data = np.array([
-        [1, 2, 3, 3, 2, 1, 4, 1, 2, n, n, n],
-        [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, n, 3],
-        [n, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, n],
-        [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, n],
-    ])
+    data = KRIPPENDORFF_2011.copy()
     assert stats.krippendorff_alpha(data, "nominal", domain=[1, 2, 3, 4, 5]) == pytest.approx(0.743, abs=5e-4)
     assert stats.krippendorff_alpha(data, "interval", domain=[1, 2, 3, 4, 5]) == pytest.approx(0.849, abs=5e-4)
     assert stats.krippendorff_alpha(data, "ordinal", domain=[1, 2, 3, 4, 5]) == pytest.approx(0.815, abs=5e-4)
@@ -138,13 +141,7 @@ def test_agreement_tables():
 
 
 def test_agreement_intervals_and_shared_items():
-    n = np.nan
-    data = np.array([
-        [1, 2, 3, 3, 2, 1, 4, 1, 2, n, n, n],
-        [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, n, 3],
-        [n, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, n],
-        [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, n],
-    ])
+    data = KRIPPENDORFF_2011.copy()
     assert stats.shared_units(data) == 11  # the last unit has one rating only
     five = [1, 2, 3, 4, 5]
     alpha = stats.krippendorff_alpha(data, domain=five)
@@ -155,7 +152,7 @@ def test_agreement_intervals_and_shared_items():
     assert lo < stats.weighted_kappa(a, b) < hi <= 1
     # one shared unit: a figure, but no interval
     assert all(np.isnan(stats.weighted_kappa_ci([3], [4])))
-    assert all(np.isnan(stats.krippendorff_alpha_ci(np.array([[3.0, n], [4.0, 2.0]]))))
+    assert all(np.isnan(stats.krippendorff_alpha_ci(np.array([[3.0, np.nan], [4.0, 2.0]]))))
 
 
 def test_agreement_on_one_shared_item_says_it_means_little():
