@@ -48,21 +48,39 @@ if (!window.__studyDrafts) {
   };
   document.addEventListener('input', (e) => { if (page()?.contains(e.target)) save(); }, true);
   document.addEventListener('change', (e) => { if (page()?.contains(e.target)) save(); }, true);
+  // Put a draft back once the item's fields exist: they may mount late (the item box turns visible in the same
+  // update), and a field Gradio empties after the draft went in is filled again; a field the rater has changed
+  // since is left alone. Tries for a few seconds, then gives up.
   let restored = '';
+  const apply = (d) => {
+    let missing = false;
+    for (const [l, v] of Object.entries(d)) {
+      if (v.score) {
+        const radios = [...document.querySelectorAll(`#study-score-${l} input[type=radio]`)];
+        const r = radios.find(x => x.value === v.score);
+        if (!r) missing = true; else if (!radios.some(x => x.checked)) r.click();
+      }
+      if (v.comment) {
+        const c = document.querySelector(`#study-comment-${l} textarea, #study-comment-${l} input`);
+        if (!c) missing = true;
+        else if (!c.value) { c.value = v.comment; c.dispatchEvent(new Event('input', {bubbles: true})); }
+      }
+    }
+    return !missing;
+  };
   const restore = () => {
     const k = key();
     if (!k || k === restored) return;
     restored = k;
     const d = JSON.parse(localStorage.getItem(k) || 'null');
     if (!d) return;
-    setTimeout(() => {
-      for (const [l, v] of Object.entries(d)) {
-        if (v.score) document.querySelector(`#study-score-${l} input[type=radio][value="${CSS.escape(v.score)}"]`)
-            ?.click();
-        const c = document.querySelector(`#study-comment-${l} textarea, #study-comment-${l} input`);
-        if (c && v.comment) { c.value = v.comment; c.dispatchEvent(new Event('input', {bubbles: true})); }
-      }
-    }, 300);
+    let tries = 0, settled = 0;
+    const tick = () => {
+      if (key() !== k) return;
+      settled = apply(d) ? settled + 1 : 0;
+      if (settled < 3 && ++tries < 40) setTimeout(tick, 250);
+    };
+    setTimeout(tick, 250);
   };
   let saving = '';
   new MutationObserver(() => {
