@@ -154,7 +154,7 @@ def test_a_remote_server_reads_the_note_only_when_asked_to_and_after_the_guard()
 
 
 def test_llamacpp_reads_in_pieces_of_about_a_fifth_of_a_second():
-    from asclepius_ui.engines.llamacpp import MIN_PIECE, YIELD_S, next_piece
+    from asclepius_ui.engines.base import MIN_PIECE, YIELD_S, next_piece
 
     assert next_piece(32, YIELD_S / 100, 512) == 512  # fast: the physical batch, no more
     assert next_piece(32, YIELD_S * 4, 512) == MIN_PIECE  # slow (a 7B on a laptop): the smallest piece

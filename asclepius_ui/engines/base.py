@@ -392,6 +392,16 @@ class Stop(Protocol):
 
 Progress = Callable[[int, int], None]
 
+YIELD_S = 0.2  # a note read ahead goes in pieces sized to take about this long: an Ask waits at most about one
+MIN_PIECE = 64  # smaller pieces cost prefill speed (measured: README, "CPU settings")
+
+
+def next_piece(tokens: int, seconds: float, largest: int) -> int:
+    """Tokens in the next read-ahead piece, after ``tokens`` took ``seconds``: about ``YIELD_S`` worth, a multiple
+    of ``MIN_PIECE`` between it and ``largest`` (the backend's cap)."""
+    fit = int(tokens * YIELD_S / max(seconds, 1e-6)) // MIN_PIECE * MIN_PIECE
+    return max(min(MIN_PIECE, largest), min(largest, fit))
+
 
 @dataclass(frozen=True)
 class Prefilled:

@@ -29,6 +29,8 @@ from ..demo import model_name
 from ..errors import GenerationError, ModelLoadError
 from ..registry import DEMO_NAME, REGISTRY, ModelSpec, lookup, resolve
 from .base import (
+    MIN_PIECE,
+    YIELD_S,
     CacheUsage,
     Capabilities,
     Engine,
@@ -42,6 +44,7 @@ from .base import (
     common_prefix,
     hub_offline,
     marks_demo,
+    next_piece,
     reusable,
 )
 
@@ -52,15 +55,6 @@ if TYPE_CHECKING:  # llama_cpp loads with the first GGUF (flags and ``--help`` w
 # Prompt evaluation settings chosen by measurement on a 2-core CPU (README, "On a laptop").
 N_BATCH, N_UBATCH, FLASH_ATTN = 512, 512, "off"
 MIN_STATE_TOKENS = 16  # shorter shared prefixes are not worth a saved state
-YIELD_S = 0.2  # a note read ahead goes in pieces sized to take about this long: an Ask waits at most about one
-MIN_PIECE = 64  # smaller pieces cost prefill speed (measured: README, "CPU settings")
-
-
-def next_piece(tokens: int, seconds: float, largest: int) -> int:
-    """Tokens in the next read-ahead piece, after ``tokens`` took ``seconds``: about ``YIELD_S`` worth, a multiple
-    of ``MIN_PIECE`` between it and ``largest`` (the physical batch)."""
-    fit = int(tokens * YIELD_S / max(seconds, 1e-6)) // MIN_PIECE * MIN_PIECE
-    return max(min(MIN_PIECE, largest), min(largest, fit))
 
 
 def physical_cores() -> int:

@@ -30,9 +30,12 @@ from ..demo import model_name
 from ..errors import GenerationError, ModelLoadError
 from ..registry import DEMO_NAME, REGISTRY, ModelSpec, resolve
 from ..tokenization import encode_prompt, pad_token_id, tokenizer_spans
+from . import torch_threads
 from .base import (
     DEVICES,
+    MIN_PIECE,
     PRECISIONS,
+    YIELD_S,
     CacheUsage,
     Capabilities,
     Engine,
@@ -46,6 +49,7 @@ from .base import (
     StreamUpdate,
     hub_offline,
     marks_demo,
+    next_piece,
     reusable,
 )
 
@@ -63,9 +67,9 @@ class Options:
         "help": "notes whose KV cache is kept for follow-up questions (0: off)", "metavar": "N"})
     prefix_cache_bytes: int = field(default=2 * 2**30, metadata={
         "help": "memory those caches may take, in bytes (default 2 GiB)", "metavar": "BYTES"})
-    prefill_chunk: int = field(default=128, metadata={
-        "help": "tokens per step when a note is read ahead of the question (an Ask waits at most one step)",
-        "metavar": "N"})
+    prefill_chunk: int = field(default=512, metadata={
+        "help": f"most tokens per step when a note is read ahead of the question; steps are sized to take about "
+                f"{YIELD_S} s (an Ask waits at most one step)", "metavar": "N"})
 
 
 def claims(options: LoadOptions) -> bool:
@@ -184,15 +188,17 @@ class PrefixCache:
             cache.crop(n - cache.get_seq_length())  # a negative count removes that many trailing tokens
         return cache, n
 
-    def store(self, ids: list[int], cache: DynamicCache) -> bool:
-        """Keep ``cache`` cropped to ``len(ids)`` tokens (it is cropped in place, then compacted); True if kept."""
+    def store(self, ids: list[int], cache: DynamicCache, compact: bool = True) -> bool:
+        """Keep ``cache`` cropped to ``len(ids)`` tokens (it is cropped in place, then compacted: ``compact=False``
+        for a cache that holds just ``ids`` in tensors of its own, a read-ahead's); True if kept."""
         n = len(ids)
         if not self.enabled or not _croppable(cache) or cache.get_seq_length() < n:
             return False
         cache.crop(n - cache.get_seq_length())  # a negative count removes that many trailing tokens
         nbytes = 0
         for layer in cache.layers:
-            layer.keys, layer.values = layer.keys.clone(), layer.values.clone()  # drop the generated tail's memory
+            if compact:  # drop the generated tail's memory
+                layer.keys, layer.values = layer.keys.clone(), layer.values.clone()
             nbytes += layer.keys.nbytes + layer.values.nbytes
         if nbytes > self.max_bytes:
             return False
@@ -335,7 +341,7 @@ class TransformersEngine(Engine):
     notices: list[str] = field(default_factory=list)
     prefix_cache: PrefixCache = field(default_factory=PrefixCache)
     capabilities: Capabilities = Capabilities(batch=True, prefix_cache=True, prompt_lookup=True, prefill=True)
-    prefill_chunk: int = 128
+    prefill_chunk: int = 512
     backend = "transformers"
 
     @property
@@ -398,8 +404,9 @@ class TransformersEngine(Engine):
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
     def prefill(self, prefix: str, stop: Stop | None = None, progress: Progress | None = None) -> Prefilled:
-        """Read ``prefix`` into the ``PrefixCache`` ``prefill_chunk`` tokens at a time, continuing from what is
-        cached; ``stop`` is checked between chunks and the chunks done are kept (see ``Engine.prefill``)."""
+        """Read ``prefix`` into the ``PrefixCache`` in chunks (``next_piece``: about ``YIELD_S`` each, at most
+        ``prefill_chunk`` tokens), continuing from what is cached; ``stop`` is checked between chunks and the chunks
+        done are kept (see ``Engine.prefill``)."""
         import torch
         from transformers import DynamicCache
 
@@ -411,31 +418,31 @@ class TransformersEngine(Engine):
             return Prefilled(len(ids), len(ids))
         cache, done = self.prefix_cache.lookup(ids, limit=len(ids))
         cache = cache if cache is not None else DynamicCache(config=self.model.config)
-        start, step, box = done, max(1, int(self.prefill_chunk)), {"done": done}
+        largest = max(1, int(self.prefill_chunk))
+        start, step, box = done, min(MIN_PIECE, largest), {"done": done}
 
         def work() -> None:
+            nonlocal step
             try:
                 with torch.inference_mode():
                     while box["done"] < len(ids) and not (stop is not None and stop.is_set()):
                         at = box["done"]
                         chunk = torch.tensor([ids[at:at + step]], device=self.model.device)
+                        t = time.perf_counter()
                         self.model(input_ids=chunk, cache=cache, use_cache=True, logits_to_keep=1)
+                        step = next_piece(chunk.shape[1], time.perf_counter() - t, largest)
                         box["done"] = at + chunk.shape[1]
                         if progress is not None:
                             progress(box["done"], len(ids))
             except BaseException as exc:  # reported in the caller's thread
                 box["error"] = exc
 
-        # A fresh thread per read, as ``stream`` runs ``generate``: torch's OpenMP team in a long-lived thread that
-        # waits between jobs ran the same chunks 20-90x slower on this busy 2-core machine (measured).
-        thread = threading.Thread(target=work, daemon=True)
-        thread.start()
-        thread.join()
+        torch_threads.run(work).wait()  # on the thread ``generate`` runs on (see ``torch_threads``)
         if "error" in box:
             raise _generation_error(box["error"]) from box["error"]
         done = box["done"]
-        if done > start:
-            self.prefix_cache.store(ids[:done], cache)
+        if done > start:  # every chunk grew the layers by ``torch.cat``: new tensors, exactly ``done`` long
+            self.prefix_cache.store(ids[:done], cache, compact=False)
         return Prefilled(done, len(ids))
 
     def cache_usage(self) -> CacheUsage:
@@ -491,8 +498,7 @@ class TransformersEngine(Engine):
                     streamer.end()
 
         start = time.perf_counter()
-        thread = threading.Thread(target=work, daemon=True)
-        thread.start()
+        finished_work = torch_threads.run(work)
         new: list[int] = []
         last = 0.0
         first: float | None = None
@@ -514,7 +520,7 @@ class TransformersEngine(Engine):
                     break
                 # Wake at most once per interval rather than once per token: the GIL stays with generate().
                 time.sleep(max(0.0, last + min_interval - time.perf_counter()))
-        thread.join()
+        finished_work.wait()
         if "error" in box:
             raise _generation_error(box["error"]) from box["error"]
         if streamer is None:
