@@ -22,8 +22,9 @@ RSS is its own and nothing it leaves behind (threads, allocator state) touches t
 * **prefill on paste** (``--think-time [S]``, this section alone): per backend, the time from Ask to the first token
   when the note was pasted S seconds earlier (read ahead in the background, as the chat page does), against a cold
   Ask on the same note (both timed from the call into the ask flow, so its checks and the wait for a running read
-  to stop at a chunk boundary are counted): once with S past the measured prefill time (``ttft_ready``) and once
-  at half of it (``ttft_half``); S given: that S as well. Then the decode speed (first token to last) of a
+  to stop at a chunk boundary are counted): once with S past the measured prefill time (``ttft_ready``; from the
+  paste to "Note ready", as the page sees it) and once at half of it (``ttft_half``); S given: that S as well. The
+  share of the note read when the Ask came is printed beside them. Then the decode speed (first token to last) of a
   session that asks while another note is being read, over its solo speed (``concurrent_decode``; its extra wait
   for the first token is printed beside it), and whether the answers' tokens are identical with and without the
   read-ahead. Last line: ``prefill_on_paste ttft_ready=… ttft_half=… concurrent_decode=…`` (the
@@ -58,7 +59,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -130,13 +130,13 @@ def _app(engine, asked: tuple[str, str], settings) -> dict:
 
 
 def _in_worker(fn):
-    """``fn`` run in a fresh thread, as ``engine.stream`` runs ``generate``: both paths get the same thread placement
-    (torch's OpenMP team behaves very differently in the main thread of a busy machine, see the module docstring)."""
+    """``fn`` run on the engine's torch worker threads, as ``engine.stream`` runs ``generate``: both paths get the
+    same thread placement (torch's OpenMP team behaves very differently across threads, see ``torch_threads``)."""
+    from asclepius_ui.engines import torch_threads
+
     def run(asked: tuple[str, str]) -> dict:
         box: dict = {}
-        thread = threading.Thread(target=lambda: box.update(result=fn(asked)))
-        thread.start()
-        thread.join()
+        torch_threads.run(lambda: box.update(result=fn(asked))).wait()
         return box["result"]
     return run
 
@@ -270,19 +270,21 @@ def think(args: argparse.Namespace) -> dict:
         return ask.read_ahead(engine, note, session, ask.GUARD_SEND)
 
     def prefill_seconds(note: str) -> float:
+        """From the paste (the read handed to the worker) to "Note ready", as the page sees it."""
         _forget(engine)
         job = read(note, "timing")
+        t = time.perf_counter()
         reader.wait(job)
         assert job.state == prefill.READY, job
-        return job.seconds
+        return time.perf_counter() - t
 
     _app(engine, (_fresh(long_note, 9999), question), settings)  # warm-up: both paths
     prefill_seconds(_fresh(long_note, 9998))
-    t_prefill = statistics.median(prefill_seconds(_fresh(long_note, 8000 + i)) for i in range(2))
+    t_prefill = statistics.median(prefill_seconds(_fresh(long_note, 8000 + i)) for i in range(3))
     waits = {"ready": max(1.2 * t_prefill, t_prefill + 0.5), "half": t_prefill / 2}
     if args.think_time and args.think_time > 0:
         waits["given"] = args.think_time
-    cold, after, same = [], {k: [] for k in waits}, True
+    cold, after, differ, read_at_ask = [], {k: [] for k in waits}, [], {k: [] for k in waits}
     for i in range(args.ttft_rounds):
         note = _fresh(long_note, 6000 + i)
         _forget(engine)
@@ -290,11 +292,13 @@ def think(args: argparse.Namespace) -> dict:
         cold.append(base["ask_ttft"])
         for k, wait in waits.items():
             _forget(engine)
-            read(note, f"paste-{k}-{i}")
+            job = read(note, f"paste-{k}-{i}")
             time.sleep(wait)
+            read_at_ask[k].append(job.fraction)
             r = _app(engine, (note, question), settings)
             after[k].append(r["ask_ttft"] / base["ask_ttft"])
-            same &= r["text"] == base["text"] and r["tokens"] == base["tokens"]
+            if r["text"] != base["text"] or r["tokens"] != base["tokens"]:
+                differ.append(dict(case=k, round=i, cold=base["text"][:60], read_ahead=r["text"][:60]))
             reader.wait(reader.job(f"paste-{k}-{i}"), timeout=60)  # a preempted read finishes before the next run
 
     # A second session decoding while a note is being read: solo and beside a prefill, alternated.
@@ -320,7 +324,9 @@ def think(args: argparse.Namespace) -> dict:
                 reader.wait(reader.job(f"other-{i}"), timeout=300)  # nothing is read during the next run
     return dict(config=args.config, label=engine.precision_label, prefill_s=t_prefill, waits=waits,
                 note_tokens=engine.count_tokens(engine.prompt(_fresh(long_note, 0), question)),
-                cold_ttft=_stats(cold), ratios={k: _stats(v) for k, v in after.items()}, same_tokens=same,
+                cold_ttft=_stats(cold), ratios={k: _stats(v) for k, v in after.items()}, same_tokens=not differ,
+                differ=differ,
+                read_at_ask={k: _stats(v) for k, v in read_at_ask.items()},
                 solo_decode=_stats([a for a, _ in solo]), beside_decode=_stats([b for b, _ in beside]),
                 concurrent=_stats([b[0] / a[0] for a, b in zip(solo, beside, strict=True)]),
                 solo_first=_stats([a for _, a in solo]), beside_first=_stats([b for _, b in beside]),
@@ -347,6 +353,11 @@ def report_think(results: dict[str, dict], args: argparse.Namespace, notes: list
         print(f"{'':<22}waits: " + ", ".join(f"{k} {v:.2f} s" for k, v in r["waits"].items())
               + f"; solo decode {_fmt(r['solo_decode'], '.1f')} tok/s, beside a prefill "
               f"{_fmt(r['beside_decode'], '.1f')} tok/s; {r['preemptions']} prefill(s) preempted by those Asks")
+        for d in r["differ"]:
+            print(f"{'':<22}tokens differ ({d['case']}, round {d['round']}): cold {d['cold']!r}, read ahead "
+                  f"{d['read_ahead']!r}")
+        print(f"{'':<22}share of the note read when the Ask came: " + ", ".join(
+            f"{k} {_fmt(v, '.2f')}" for k, v in r["read_at_ask"].items()))
         print(f"{'':<22}that session's Ask to first token: solo {_fmt(r['solo_first'], '.3f')} s, beside a "
               f"prefill {_fmt(r['beside_first'], '.3f')} s (the wait for the read to stop at a chunk boundary)")
     for note in notes:
@@ -364,7 +375,8 @@ def cpu_settings(args: argparse.Namespace) -> dict:
     """llama.cpp prompt evaluation (prefill) tok/s per n_batch (= n_ubatch), flash attention on/off and threads;
     the read-ahead path against one call; decode tok/s with flash attention off and on."""
     from asclepius_ui.engines import LoadOptions, load_engine
-    from asclepius_ui.engines.llamacpp import YIELD_S, physical_cores
+    from asclepius_ui.engines.base import YIELD_S
+    from asclepius_ui.engines.llamacpp import physical_cores
 
     rows = []
     ids = None
@@ -649,7 +661,7 @@ def main() -> None:
         args.hidden, args.layers, args.new_tokens, args.rounds, args.ttft_rounds = 512, 8, 16, 5, 2
         args.note_tokens, args.lookup_tokens, args.lookup_notes = 1500, 24, 1
     if args.think_time is not None and args.quick:
-        args.ttft_rounds, args.rounds, args.note_tokens, args.decode_tokens = 3, 4, 1700, 96
+        args.ttft_rounds, args.rounds, args.note_tokens, args.decode_tokens = 5, 4, 1700, 96
     if args.cpu_settings:
         args.configs = [TARGET]
     if args.think_time is not None and not args.configs:  # the laptop pair: full-precision torch, q4_k_m GGUF
