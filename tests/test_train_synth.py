@@ -96,7 +96,7 @@ def api():
 
 def settings(api: OpenAIServer, **kw) -> EndpointSettings:
     base = dict(base_url=api.base_url, model="test-model", api_key="sk-test", concurrency=3, max_retries=4,
-                timeout=10)
+                timeout=60)  # a stalled request on a loaded CI machine must not count as a retry
     return EndpointSettings(**{**base, **kw})
 
 
