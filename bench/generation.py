@@ -23,8 +23,9 @@ RSS is its own and nothing it leaves behind (threads, allocator state) touches t
   when the note was pasted S seconds earlier (read ahead in the background, as the chat page does), against a cold
   Ask on the same note (both timed from the call into the ask flow, so its checks and the wait for a running read
   to stop at a chunk boundary are counted): once with S past the measured prefill time (``ttft_ready``; from the
-  paste to "Note ready", as the page sees it) and once at half of it (``ttft_half``); S given: that S as well. The
-  share of the note read when the Ask came is printed beside them. Then the decode speed (first token to last) of a
+  paste to "Note ready", as the page sees it) and once at half of it (``ttft_half``: half of the same note's reading
+  time in the same round, as this machine's speed drifts); S given: that S as well. The share of the note read when
+  the Ask came is printed beside them. Then the decode speed (first token to last) of a
   session that asks while another note is being read, over its solo speed (``concurrent_decode``; its extra wait
   for the first token is printed beside it), and whether the answers' tokens are identical with and without the
   read-ahead. Last line: ``prefill_on_paste ttft_ready=… ttft_half=… concurrent_decode=…`` (the
@@ -285,16 +286,24 @@ def think(args: argparse.Namespace) -> dict:
     if args.think_time and args.think_time > 0:
         waits["given"] = args.think_time
     cold, after, differ, read_at_ask = [], {k: [] for k in waits}, [], {k: [] for k in waits}
+    used = {k: [] for k in waits}
     for i in range(args.ttft_rounds):
         note = _fresh(long_note, 6000 + i)
         _forget(engine)
         base = _app(engine, (note, question), settings)
         cold.append(base["ask_ttft"])
-        for k, wait in waits.items():
+        this_round = dict(waits)
+        for k in waits:
+            wait = this_round[k]
+            used[k].append(wait)
             _forget(engine)
             job = read(note, f"paste-{k}-{i}")
             time.sleep(wait)
             read_at_ask[k].append(job.fraction)
+            if k == "ready" and job.state == prefill.READY:
+                # This machine's speed drifts between minutes: half of this very note's reading time, just measured,
+                # is the round's "half" (the reading starts at once: the worker is idle).
+                this_round["half"] = job.seconds / 2
             r = _app(engine, (note, question), settings)
             after[k].append(r["ask_ttft"] / base["ask_ttft"])
             if r["text"] != base["text"] or r["tokens"] != base["tokens"]:
@@ -322,7 +331,8 @@ def think(args: argparse.Namespace) -> dict:
             (beside if b else solo).append(decode_rate(b, i))
             if b:
                 reader.wait(reader.job(f"other-{i}"), timeout=300)  # nothing is read during the next run
-    return dict(config=args.config, label=engine.precision_label, prefill_s=t_prefill, waits=waits,
+    return dict(config=args.config, label=engine.precision_label, prefill_s=t_prefill,
+                waits={k: statistics.median(v) for k, v in used.items()},
                 note_tokens=engine.count_tokens(engine.prompt(_fresh(long_note, 0), question)),
                 cold_ttft=_stats(cold), ratios={k: _stats(v) for k, v in after.items()}, same_tokens=not differ,
                 differ=differ,
@@ -661,7 +671,7 @@ def main() -> None:
         args.hidden, args.layers, args.new_tokens, args.rounds, args.ttft_rounds = 512, 8, 16, 5, 2
         args.note_tokens, args.lookup_tokens, args.lookup_notes = 1500, 24, 1
     if args.think_time is not None and args.quick:
-        args.ttft_rounds, args.rounds, args.note_tokens, args.decode_tokens = 5, 4, 1700, 96
+        args.ttft_rounds, args.rounds, args.note_tokens, args.decode_tokens = 7, 6, 1700, 96
     if args.cpu_settings:
         args.configs = [TARGET]
     if args.think_time is not None and not args.configs:  # the laptop pair: full-precision torch, q4_k_m GGUF
