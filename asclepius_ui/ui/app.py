@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import inspect
+import json
 import math
 
 import gradio as gr
@@ -135,7 +137,23 @@ def build_app(ctx: AppContext) -> gr.Blocks:
         if ctx.users is not None:
             demo.load(shape, None, [page_tabs, *[t for t, _, _ in tabs]], show_progress="hidden")
     hide_internal_events(demo)
+    demo.app_id = stable_app_id(demo)
     return demo
+
+
+def stable_app_id(demo: gr.Blocks) -> int:
+    """An id that stays the same across restarts of the same page (a hash of its config).
+
+    Gradio gives every launch a random ``app_id``, and a page that reconnects to a server with another id is
+    re-rendered empty: the answer on screen, and with it what the page keeps to rate it, would be gone after a
+    restart. The same page served again keeps its id; a changed page gets a new one and is re-rendered as before.
+    """
+    config = {k: v for k, v in demo.get_config_file().items() if k != "app_id"}
+    def name(o: object) -> str:  # callables in props (a State's delete callback): their name, not their address
+        return getattr(o, "__qualname__", type(o).__qualname__)
+
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=name).encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1  # 63 bits, as Gradio's own
 
 
 def hide_internal_events(demo: gr.Blocks) -> None:
