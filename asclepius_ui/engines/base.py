@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, fields, replace
@@ -401,6 +402,22 @@ def next_piece(tokens: int, seconds: float, largest: int) -> int:
     of ``MIN_PIECE`` between it and ``largest`` (the backend's cap)."""
     fit = int(tokens * YIELD_S / max(seconds, 1e-6)) // MIN_PIECE * MIN_PIECE
     return max(min(MIN_PIECE, largest), min(largest, fit))
+
+
+def read_in_pieces(ids: Sequence[int], done: int, largest: int, evaluate: Callable[[Sequence[int]], object],
+                   stop: Stop | None = None, progress: Progress | None = None) -> int:
+    """``evaluate`` ``ids[done:]`` piece by piece (``next_piece``: about ``YIELD_S`` each, at most ``largest``
+    tokens) until all are read or ``stop`` is set between pieces; returns how many of ``ids`` are read."""
+    step = min(MIN_PIECE, largest)
+    while done < len(ids) and not (stop is not None and stop.is_set()):
+        piece = ids[done:done + step]
+        t = time.perf_counter()
+        evaluate(piece)
+        step = next_piece(len(piece), time.perf_counter() - t, largest)
+        done += len(piece)
+        if progress is not None:
+            progress(done, len(ids))
+    return done
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,6 @@ from ..demo import model_name
 from ..errors import GenerationError, ModelLoadError
 from ..registry import DEMO_NAME, REGISTRY, ModelSpec, lookup, resolve
 from .base import (
-    MIN_PIECE,
     YIELD_S,
     CacheUsage,
     Capabilities,
@@ -44,7 +43,7 @@ from .base import (
     common_prefix,
     hub_offline,
     marks_demo,
-    next_piece,
+    read_in_pieces,
     reusable,
 )
 
@@ -363,7 +362,7 @@ class LlamaCppEngine(Engine):
         return common_prefix(self.encode(prompt.prefix), prompt.ids, len(prompt.ids) - 1)
 
     def prefill(self, prefix: str, stop: Stop | None = None, progress: Progress | None = None) -> Prefilled:
-        """Evaluate ``prefix`` into the context in pieces (``next_piece``: about ``YIELD_S`` each, at most
+        """Evaluate ``prefix`` into the context in pieces (``read_in_pieces``: about ``YIELD_S`` each, at most
         ``n_ubatch``), continuing from what is kept, and save the state; ``stop`` is checked between pieces and the
         pieces done are kept (see ``Engine.prefill``)."""
         stop = stop if stop is not None else threading.Event()
@@ -379,17 +378,8 @@ class LlamaCppEngine(Engine):
             llm = self.llm
             done = self._restore(ids, len(ids))
             llm.n_tokens = done  # eval drops the context's cells after this
-            largest = max(1, int(llm.context_params.n_ubatch))
-            step = min(MIN_PIECE, largest)
             try:
-                while done < len(ids) and not stop.is_set():
-                    chunk = ids[done:done + step]
-                    t = time.perf_counter()
-                    llm.eval(chunk)
-                    step = next_piece(len(chunk), time.perf_counter() - t, largest)
-                    done += len(chunk)
-                    if progress is not None:
-                        progress(done, len(ids))
+                done = read_in_pieces(ids, done, max(1, int(llm.context_params.n_ubatch)), llm.eval, stop, progress)
             except Exception as exc:
                 raise _generation_error(exc) from exc
             if done >= MIN_STATE_TOKENS and not self.states.covers(ids[:done]):

@@ -33,7 +33,6 @@ from ..tokenization import encode_prompt, pad_token_id, tokenizer_spans
 from . import torch_threads
 from .base import (
     DEVICES,
-    MIN_PIECE,
     PRECISIONS,
     YIELD_S,
     CacheUsage,
@@ -49,7 +48,7 @@ from .base import (
     StreamUpdate,
     hub_offline,
     marks_demo,
-    next_piece,
+    read_in_pieces,
     reusable,
 )
 
@@ -404,7 +403,7 @@ class TransformersEngine(Engine):
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
     def prefill(self, prefix: str, stop: Stop | None = None, progress: Progress | None = None) -> Prefilled:
-        """Read ``prefix`` into the ``PrefixCache`` in chunks (``next_piece``: about ``YIELD_S`` each, at most
+        """Read ``prefix`` into the ``PrefixCache`` in pieces (``read_in_pieces``: about ``YIELD_S`` each, at most
         ``prefill_chunk`` tokens), continuing from what is cached; ``stop`` is checked between chunks and the chunks
         done are kept (see ``Engine.prefill``)."""
         import torch
@@ -418,22 +417,17 @@ class TransformersEngine(Engine):
             return Prefilled(len(ids), len(ids))
         cache, done = self.prefix_cache.lookup(ids, limit=len(ids))
         cache = cache if cache is not None else DynamicCache(config=self.model.config)
-        largest = max(1, int(self.prefill_chunk))
-        start, step, box = done, min(MIN_PIECE, largest), {"done": done}
+        start, box = done, {"done": done}
+
+        def evaluate(piece: list[int]) -> None:
+            chunk = torch.tensor([piece], device=self.model.device)
+            self.model(input_ids=chunk, cache=cache, use_cache=True, logits_to_keep=1)
 
         def work() -> None:
-            nonlocal step
             try:
                 with torch.inference_mode():
-                    while box["done"] < len(ids) and not (stop is not None and stop.is_set()):
-                        at = box["done"]
-                        chunk = torch.tensor([ids[at:at + step]], device=self.model.device)
-                        t = time.perf_counter()
-                        self.model(input_ids=chunk, cache=cache, use_cache=True, logits_to_keep=1)
-                        step = next_piece(chunk.shape[1], time.perf_counter() - t, largest)
-                        box["done"] = at + chunk.shape[1]
-                        if progress is not None:
-                            progress(box["done"], len(ids))
+                    box["done"] = read_in_pieces(ids, start, max(1, int(self.prefill_chunk)), evaluate, stop,
+                                                 progress)
             except BaseException as exc:  # reported in the caller's thread
                 box["error"] = exc
 

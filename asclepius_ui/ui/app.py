@@ -149,6 +149,7 @@ def stable_app_id(demo: gr.Blocks) -> int:
     restart. The same page served again keeps its id; a changed page gets a new one and is re-rendered as before.
     """
     config = {k: v for k, v in demo.get_config_file().items() if k != "app_id"}
+
     def name(o: object) -> str:  # callables in props (a State's delete callback): their name, not their address
         return getattr(o, "__qualname__", type(o).__qualname__)
 
