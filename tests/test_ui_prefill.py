@@ -56,6 +56,7 @@ def test_a_note_read_ahead_answers_sooner_than_a_cold_ask(url, engine, page):
     box = page.get_by_label("number input for Max new tokens")
     box.fill("8")
     box.press("Enter")
+    expect(page.locator("#token-budget")).to_contain_text("answer up to 8 ", timeout=30_000)  # the page has it
     ask = page.get_by_role("button", name="Ask")
     expect(ask).to_be_enabled()
     ask.click()
