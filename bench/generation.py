@@ -385,7 +385,6 @@ def cpu_settings(args: argparse.Namespace) -> dict:
     """llama.cpp prompt evaluation (prefill) tok/s per n_batch (= n_ubatch), flash attention on/off and threads;
     the read-ahead path against one call; decode tok/s with flash attention off and on."""
     from asclepius_ui.engines import LoadOptions, load_engine
-    from asclepius_ui.engines.base import YIELD_S
     from asclepius_ui.engines.llamacpp import physical_cores
 
     rows = []
@@ -407,8 +406,8 @@ def cpu_settings(args: argparse.Namespace) -> dict:
                 engine.close()
                 rows.append(dict(threads=threads, flash_attn=flash, n_batch=batch, tok_s=_stats(rates)))
                 print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-    # The read-ahead path with the defaults: pieces sized to about YIELD_S each (an Ask waits at most one), against
-    # the same prompt in one call, alternated.
+    # The read-ahead path with the defaults: blocks of n_ubatch tokens, the grid every prompt is evaluated on (an
+    # Ask waits at most one), against the same prompt in one call, alternated.
     engine = load_engine(LoadOptions(args.gguf, backend="llamacpp", kv_states=1))
     llm, text = _llama_object(engine), _synthetic_text(engine, args.note_tokens, seed=31)
     pieces, whole = [], []
@@ -433,7 +432,7 @@ def cpu_settings(args: argparse.Namespace) -> dict:
             decode[f].append((out.new_tokens - 1) / (out.seconds - out.first_token_s))
     for e in fa.values():
         e.close()
-    return dict(tokens=len(ids), rows=rows, pieces=_stats(pieces), whole=_stats(whole), yield_s=YIELD_S,
+    return dict(tokens=len(ids), rows=rows, pieces=_stats(pieces), whole=_stats(whole), unit=engine._unit,
                 decode={f: _stats(v) for f, v in decode.items()},
                 ratio=_stats([p / w for p, w in zip(pieces, whole, strict=True)]))
 
@@ -721,7 +720,7 @@ def main() -> None:
             for row in r["rows"]:
                 print(f"threads {row['threads']}  flash_attn {row['flash_attn']:<3}  n_batch=n_ubatch "
                       f"{row['n_batch']:>4}  {_fmt(row['tok_s'], '.1f')}")
-            print(f"read ahead in pieces of about {r['yield_s']} s (defaults): {_fmt(r['pieces'], '.1f')} tok/s "
+            print(f"read ahead in blocks of {r['unit']} tokens (defaults): {_fmt(r['pieces'], '.1f')} tok/s "
                   f"against {_fmt(r['whole'], '.1f')} in one call; ratio {_fmt(r['ratio'], '.2f')}")
             print(f"decode tok/s (48 tokens after a {args.decode_prompt_tokens}-token note): flash attention off "
                   f"{_fmt(r['decode']['off'], '.1f')}, on {_fmt(r['decode']['on'], '.1f')}")

@@ -114,14 +114,14 @@ def test_two_concurrent_requests_give_their_solo_answers(gguf_engine):
 
 def test_follow_up_question_reuses_the_note_prefix(gguf_engine):
     note = NOTE + "\n".join(f"Day {i}: stable, afebrile, tolerating diet." for i in range(10))
-    first, second = (gguf_engine.prompt(note, q) for q in ("Summarize.", "What was the diagnosis?"))
+    first, second = (gguf_engine.make_prompt(note, q) for q in ("Summarize.", "What was the diagnosis?"))
     gguf_engine.generate(first, GREEDY)
     cached = gguf_engine.generate(second, GREEDY)
-    a, b = gguf_engine.encode(first), gguf_engine.encode(second)
-    common = next(i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y)
-    note_end = len(gguf_engine.encode(second[:second.index("[Instruction Begin]")]))
-    assert gguf_engine.last_prefix_hit == common >= note_end  # the note was not evaluated again
+    common = next(i for i, (x, y) in enumerate(zip(first.ids, second.ids, strict=False)) if x != y)
+    note_end = len(gguf_engine.encode(second.prefix))
+    assert common >= note_end and gguf_engine.last_prefix_hit == note_end  # the note was not evaluated again
     gguf_engine.llm.reset()  # forget the KV cache: the same answer from scratch
+    gguf_engine.states.clear()
     fresh = gguf_engine.generate(second, GREEDY)
     assert gguf_engine.last_prefix_hit == 0 and fresh.text == cached.text
 

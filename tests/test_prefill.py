@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
 import pytest
 
 from asclepius_ui import ask, prefill
@@ -73,17 +74,92 @@ def test_llamacpp_keeps_two_notes_and_gives_the_same_tokens(gguf_engine):
     hits = gguf_engine.states.hits
     assert gguf_engine.generate(prompts[0], SETTINGS).text == cold[0]  # restored, not evaluated again
     assert gguf_engine.states.hits == hits + 1
-    assert gguf_engine.last_prefix_hit >= len(gguf_engine.encode(prompts[0].prefix)) - 2
+    assert gguf_engine.last_prefix_hit == len(gguf_engine.encode(prompts[0].prefix))
     assert gguf_engine.generate(prompts[1], SETTINGS).text == cold[1]
-    # in part: a stopped read keeps its steps and the Ask continues from them
-    gguf_engine.states.clear()
-    gguf_engine.llm.reset()
-    stop, progress = _stop_after(1)
-    part = gguf_engine.prefill(prompts[0].prefix, stop, progress)
-    assert 0 < part.done < part.total
-    gguf_engine.llm.reset()  # another request used the context meanwhile: the saved state is what remains
-    assert gguf_engine.generate(prompts[0], SETTINGS).text == cold[0]
-    assert gguf_engine.last_prefix_hit == part.done
+
+
+@pytest.fixture(scope="module")
+def gguf_blocks(tiny_gguf):
+    """The tiny GGUF with a 32-token physical batch: a note is read in several blocks."""
+    engine = load_engine(LoadOptions(str(tiny_gguf), threads=1, n_ubatch=32, n_batch=64))
+    yield engine
+    engine.close()
+
+
+def _last_logits(engine) -> np.ndarray:
+    """The logits llama.cpp computed for the last token it evaluated (the prompt's, after a 1-token answer)."""
+    import llama_cpp
+
+    return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(engine.llm._ctx.ctx, -1),
+                                 shape=(engine.llm.n_vocab(),)).copy()
+
+
+def test_llamacpp_gives_the_same_logits_cold_after_a_read_in_part_or_whole_and_on_a_follow_up(gguf_blocks):
+    """Exact floats, not only greedy tokens: llama.cpp rounds a token differently with other batch-mates, so every
+    way of reaching the prompt (cold, a whole or stopped read-ahead, a follow-up reusing the context) must evaluate
+    the same blocks."""
+    engine, one = gguf_blocks, GenerationSettings(max_new_tokens=1, prompt_lookup=0)
+    questions = [QUESTION, "Summarize the hospital course.", "What was the oxygen plan?"]
+
+    def fresh():
+        engine.states.clear()
+        engine.llm.reset()
+
+    for seed in range(3):
+        note = _note(10 + seed, days=8 + seed)
+        prompt, other = (engine.make_prompt(note, questions[(seed + k) % 3]) for k in (0, 1))
+        fresh()
+        engine.generate(prompt, one)
+        cold, cold_text = _last_logits(engine), engine.generate(prompt, SETTINGS).text
+        fresh()
+        assert engine.prefill(prompt.prefix).complete
+        engine.llm.reset()  # another request used the context meanwhile: the saved state is what remains
+        engine.generate(prompt, one)
+        assert engine.last_prefix_hit == len(engine.encode(prompt.prefix))
+        assert np.array_equal(_last_logits(engine), cold), f"whole read-ahead, note {seed}"
+        fresh()
+        stop, progress = _stop_after(1 + seed * 20)
+        part = engine.prefill(prompt.prefix, stop, progress)
+        assert 0 < part.done < part.total and part.done % 32 == 0  # stopped at a block boundary, blocks kept
+        engine.llm.reset()
+        engine.generate(prompt, one)
+        assert engine.last_prefix_hit == part.done  # continued from the blocks read
+        assert np.array_equal(_last_logits(engine), cold), f"read-ahead stopped at {part.done}, note {seed}"
+        fresh()
+        engine.generate(other, SETTINGS)  # another question first: the follow-up reuses the note in the context
+        engine.generate(prompt, one)
+        assert engine.last_prefix_hit >= len(engine.encode(prompt.prefix))
+        assert np.array_equal(_last_logits(engine), cold), f"follow-up, note {seed}"
+        assert engine.generate(prompt, SETTINGS).text == cold_text
+        # the clinician cuts the note's last line after it was read: the kept blocks that ran past the new end go
+        short = engine.make_prompt(note[:note.rindex("Discharge medications")], questions[seed])
+        fresh()
+        engine.generate(short, one)
+        short_cold = _last_logits(engine)
+        fresh()
+        assert engine.prefill(prompt.prefix).complete
+        engine.generate(short, one)
+        assert engine.last_prefix_hit % 32 == 0 and engine.last_prefix_hit > 0
+        assert np.array_equal(_last_logits(engine), short_cold), f"shortened note, note {seed}"
+
+
+def test_the_llamacpp_grid_cuts_at_each_block_and_the_note_end():
+    from asclepius_ui.engines.llamacpp import block_ends, reuse_point
+
+    assert block_ends(0, 100, 32) == [32, 64, 96, 100]
+    assert block_ends(0, 100, 32, 70) == [32, 64, 70, 96, 100]  # the note's end is a cut
+    assert block_ends(70, 100, 32, 70) == [96, 100]  # continuing a note read ahead: the same blocks after it
+    assert block_ends(40, 40, 32) == []
+    # What a kept prefix (its grid: note end, where its blocks ended) gives a prompt with the note ending at 70:
+    assert reuse_point(70, 32, 70, (70, 70)) == 70  # the note read ahead, whole
+    assert reuse_point(64, 32, 70, (70, 64)) == 64  # read ahead in part: the blocks done
+    assert reuse_point(75, 32, 70, (70, 90)) == 70  # a follow-up: the note, not the question's shared opening
+    assert reuse_point(150, 32, 70, (70, 140)) == 128  # a chat turn: up to the last block before the old answer
+    assert reuse_point(80, 32, 70, (90, 120)) == 64  # the note shortened: its old block ran past 70
+    assert reuse_point(70, 32, 70, (90, 120)) == 64
+    assert reuse_point(80, 32, 70, (0, 120)) == 64  # a prompt without a note ran one block over 70
+    assert reuse_point(80, 32, 0, (70, 120)) == 64  # and the other way round
+    assert reuse_point(20, 32, 70, (70, 90)) == 0
 
 
 def test_an_ask_preempts_a_prefill_and_continues_from_its_chunks(tiny_bin_model, cold_engine):
@@ -153,7 +229,7 @@ def test_a_remote_server_reads_the_note_only_when_asked_to_and_after_the_guard()
         assert "COPD" in sent["messages"][0]["content"]
 
 
-def test_llamacpp_reads_in_pieces_of_about_a_fifth_of_a_second():
+def test_transformers_reads_in_pieces_of_about_a_fifth_of_a_second():
     from asclepius_ui.engines.base import MIN_PIECE, YIELD_S, next_piece
 
     assert next_piece(32, YIELD_S / 100, 512) == 512  # fast: the physical batch, no more

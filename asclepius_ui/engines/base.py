@@ -405,12 +405,16 @@ def next_piece(tokens: int, seconds: float, largest: int) -> int:
 
 
 def read_in_pieces(ids: Sequence[int], done: int, largest: int, evaluate: Callable[[Sequence[int]], object],
-                   stop: Stop | None = None, progress: Progress | None = None) -> int:
+                   stop: Stop | None = None, progress: Progress | None = None,
+                   ends: Sequence[int] | None = None) -> int:
     """``evaluate`` ``ids[done:]`` piece by piece (``next_piece``: about ``YIELD_S`` each, at most ``largest``
-    tokens) until all are read or ``stop`` is set between pieces; returns how many of ``ids`` are read."""
+    tokens; or ending at each of ``ends``, a fixed grid) until all are read or ``stop`` is set between pieces;
+    returns how many of ``ids`` are read."""
     step = min(MIN_PIECE, largest)
+    grid = iter([e for e in ends if e > done] if ends is not None else ())
     while done < len(ids) and not (stop is not None and stop.is_set()):
-        piece = ids[done:done + step]
+        end = next(grid, len(ids)) if ends is not None else done + step
+        piece = ids[done:end]
         t = time.perf_counter()
         evaluate(piece)
         step = next_piece(len(piece), time.perf_counter() - t, largest)

@@ -8,6 +8,8 @@ longest common prefix with the previous request, so a follow-up question on the 
 question (``capabilities.prefix_cache``). More notes are kept as saved KV states (``StateCache``, keyed by the exact
 token ids, bounded by ``--kv-states`` and ``--kv-states-bytes``): a note read ahead of the question (``prefill``)
 or asked about earlier is restored instead of evaluated again, so two clinicians' notes do not evict each other.
+Every prompt is evaluated on one grid of blocks (``block_ends``), however much of it was kept, so the numbers, and
+the answer, are the same as a cold Ask's.
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ from ..demo import model_name
 from ..errors import GenerationError, ModelLoadError
 from ..registry import DEMO_NAME, REGISTRY, ModelSpec, lookup, resolve
 from .base import (
-    YIELD_S,
     CacheUsage,
     Capabilities,
     Engine,
@@ -73,6 +74,30 @@ def physical_cores() -> int:
     return max(1, len(cores))
 
 
+def block_ends(start: int, end: int, unit: int, mark: int = 0) -> list[int]:
+    """Where evaluating tokens ``start..end`` pauses between llama.cpp calls: at each multiple of ``unit`` (the
+    physical batch) and at ``mark`` (the note's end) inside, and at ``end``. Every prompt, cold or continuing a note
+    read ahead, goes through this one grid: llama.cpp rounds a token's numbers differently depending on which tokens
+    it evaluates together, so one grid gives the same logits whichever way the note was read."""
+    cuts = set(range((start // unit + 1) * unit, end, unit)) | ({mark} if start < mark < end else set())
+    return sorted(cuts) + ([end] if end > start else [])
+
+
+def reuse_point(shared: int, unit: int, mark: int, source: tuple[int, int]) -> int:
+    """How much of a kept prefix sharing ``shared`` tokens with a prompt (note end ``mark``) the prompt may use: the
+    last point at or before ``shared`` that both grids cut at, with no cut only one of them has before it, so every
+    token kept was evaluated in the very block a cold evaluation puts it in. ``source`` is the kept prefix's grid:
+    its note end and where its blocks ended (after that: one token at a time, an answer)."""
+    source_mark, blocks_end = source
+    theirs, ours = {source_mark, blocks_end}, {mark}
+    limit = min(shared, blocks_end)
+    for m in sorted((theirs ^ ours) - {0}):
+        if m < limit and m % unit:
+            limit = m  # a block one grid ends here and the other does not: the tokens before that block only
+            break
+    return max([limit // unit * unit, *(m for m in theirs & ours if m <= limit)])
+
+
 class StateCache:
     """Saved llama.cpp KV states (``llama_state_get_data``), keyed by the exact token ids they hold: a small
     thread-safe LRU bounded by entries and bytes. ``best`` finds the one sharing the longest prefix with a prompt.
@@ -80,7 +105,7 @@ class StateCache:
 
     def __init__(self, max_entries: int = 4, max_bytes: int = 2 * 2**30):
         self.max_entries, self.max_bytes = max_entries, max_bytes
-        self._entries: OrderedDict[tuple[int, ...], ctypes.Array] = OrderedDict()
+        self._entries: OrderedDict[tuple[int, ...], tuple[ctypes.Array, tuple[int, int]]] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
 
@@ -90,34 +115,38 @@ class StateCache:
     @property
     def nbytes(self) -> int:
         with self._lock:
-            return sum(len(b) for b in self._entries.values())
+            return sum(len(b) for b, _ in self._entries.values())
 
-    def best(self, ids: list[int], limit: int) -> tuple[tuple[int, ...] | None, ctypes.Array | None, int]:
-        """(key, state, shared tokens) of the entry ``ids`` can reuse most of (at most ``limit``; ``reusable``)."""
+    def best(self, ids: list[int], limit: int) -> tuple[tuple[int, ...] | None, ctypes.Array | None,
+                                                        tuple[int, int], int]:
+        """(key, state, its grid, shared tokens) of the entry ``ids`` can reuse most of (at most ``limit``;
+        ``reusable``)."""
         with self._lock:
             key, n = None, 0
             for k in self._entries:
                 if (c := reusable(k, ids, limit)) > n:
                     key, n = k, c
             if key is None or n < MIN_STATE_TOKENS:
-                return None, None, 0
+                return None, None, (0, 0), 0
             self._entries.move_to_end(key)
-            return key, self._entries[key], n
+            return key, *self._entries[key], n
 
     def covers(self, ids: list[int]) -> bool:
         with self._lock:
             return any(len(k) >= len(ids) and k[:len(ids)] == tuple(ids) for k in self._entries)
 
-    def store(self, ids: list[int], state: ctypes.Array) -> bool:
+    def store(self, ids: list[int], state: ctypes.Array, grid: tuple[int, int] = (0, 0)) -> bool:
+        """Keep ``state`` (holding ``ids`` first), evaluated on ``grid`` (``reuse_point``'s ``source``)."""
         key = tuple(ids)
         if self.max_entries <= 0 or len(state) > self.max_bytes:
             return False
         with self._lock:
             for k in [k for k in self._entries if len(k) < len(key) and key[:len(k)] == k]:
                 del self._entries[k]  # a part of the same note: this state holds all of it
-            self._entries[key] = state
+            self._entries[key] = (state, grid)
             self._entries.move_to_end(key)
-            while len(self._entries) > self.max_entries or sum(len(b) for b in self._entries.values()) > self.max_bytes:
+            while (len(self._entries) > self.max_entries
+                   or sum(len(b) for b, _ in self._entries.values()) > self.max_bytes):
                 self._entries.popitem(last=False)
         return True
 
@@ -137,9 +166,10 @@ class Options:
     n_batch: int = field(default=N_BATCH, metadata={
         "metavar": "N", "help": f"prompt tokens per llama.cpp call (default {N_BATCH}, measured: README)"})
     n_ubatch: int = field(default=N_UBATCH, metadata={
-        "metavar": "N", "help": f"llama.cpp's physical batch (default {N_UBATCH}, measured: README); a note read "
-                                 f"ahead goes in pieces of at most N tokens, sized to take about {YIELD_S} s, and "
-                                 "yields to an Ask after each"})
+        "metavar": "N", "help": f"llama.cpp's physical batch (default {N_UBATCH}, measured: README). Every prompt "
+                                 "is evaluated in blocks of N tokens from its start and cut at the note's end, so an "
+                                 "answer is the same whether its note was read ahead or not; a note read ahead "
+                                 "yields to an Ask after each block (smaller N: sooner, a slower read)"})
     flash_attn: str = field(default=FLASH_ATTN, metadata={
         "choices": ("on", "off"), "help": f"llama.cpp flash attention (default {FLASH_ATTN}, measured on a CPU: "
                                           "README)"})
@@ -194,6 +224,8 @@ class LlamaCppEngine(Engine):
         self._vocab = self.llm._model.vocab
         self._spm = llama_cpp.llama_vocab_type(self._vocab) == llama_cpp.LLAMA_VOCAB_TYPE_SPM
         self.last_prefix_hit = 0  # prompt tokens the last request found already in the KV cache
+        self._unit = max(1, int(self.llm.context_params.n_ubatch))  # the grid's step (``block_ends``)
+        self._grid = (0, 0)  # what the context holds: its note end, where its blocks ended (``reuse_point``)
         self._draft = self.llm.draft_model  # prompt-lookup drafting, when loaded with --draft-prompt-lookup N
         if self._draft is not None:
             self.capabilities = Capabilities(beams=False, prefix_cache=True, prompt_lookup=True, prefill=True)
@@ -288,11 +320,16 @@ class LlamaCppEngine(Engine):
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         with self._turn(stop_event) as ready:
             if ready:
-                self.last_prefix_hit = self._restore(ids, len(ids) - 1)
+                note = self.encode(prompt.prefix) if isinstance(prompt, Prompt) and prompt.prefix is not None else []
+                # The prompt but its last token on the grid (the note's end is a mark); generate evaluates the last.
+                try:
+                    self.last_prefix_hit = self._evaluate(ids, len(ids) - 1, len(note), stop_event)
+                except Exception as exc:
+                    raise _generation_error(exc) from exc
                 # Draft from the prompt only for greedy answers that ask for it (the same tokens, sooner).
                 greedy = not settings.do_sample and settings.prompt_lookup > 0
                 self.llm.draft_model = self._draft if greedy else None
-                tokens = self.llm.generate(ids, reset=True, **sampling)
+                tokens = self.llm.generate(ids, reset=True, **sampling) if not stop_event.is_set() else iter(())
                 try:
                     for token in tokens:
                         if first is None:
@@ -314,8 +351,9 @@ class LlamaCppEngine(Engine):
                 except Exception as exc:
                     raise _generation_error(exc) from exc
                 finally:
-                    tokens.close()
-                self._keep_note(prompt, ids)
+                    if hasattr(tokens, "close"):
+                        tokens.close()
+                self._keep_note(ids, common_prefix(note, ids, len(ids) - 1))
         text += decoder.decode(b"", final=True)
         yield StreamUpdate(text, len(new), time.perf_counter() - start, done=True, stopped=stop_event.is_set(),
                            prompt_tokens=len(ids), first_token_s=first)
@@ -331,40 +369,47 @@ class LlamaCppEngine(Engine):
         n = llama_cpp.llama_state_get_data(ctx, buf, size)
         return (ctypes.c_uint8 * n).from_buffer_copy(buf) if n < size else buf
 
-    def _restore(self, ids: list[int], limit: int) -> int:
-        """Bring the longest known prefix of ``ids`` (at most ``limit`` tokens) into the context: what it holds
-        already, or a saved state that shares more. Returns that prefix's length (the tokens not to evaluate)."""
+    def _evaluate(self, ids: list[int], end: int, mark: int, stop: Stop | None = None,
+                  progress: Progress | None = None) -> int:
+        """Bring ``ids[:end]`` into the context: reuse the longest prefix known (``_resume``), then evaluate the rest
+        block by block on the grid (``block_ends``; ``stop`` is checked between blocks). Returns the tokens reused."""
+        start = self._resume(ids, end, mark)
+        self._grid = (mark, end)
+        read_in_pieces(ids[:end], start, self._unit, self.llm.eval, stop, progress,
+                       block_ends(start, end, self._unit, mark))
+        self._grid = (mark, self.llm.n_tokens)  # short of ``end`` when stopped: its last block ended there
+        return start
+
+    def _resume(self, ids: list[int], limit: int, mark: int) -> int:
+        """Bring the longest reusable prefix of ``ids`` (at most ``limit`` tokens) into the context, what it holds
+        already or a saved state that gives more, each cut back to the grid of ``mark`` (``reuse_point``). Returns
+        that prefix's length (the tokens not to evaluate)."""
         import llama_cpp
 
         llm = self.llm
         own = common_prefix(llm.input_ids[:llm.n_tokens].tolist(), ids, limit)
-        key, state, n = self.states.best(ids, limit)
-        if state is not None and n > own:
+        start = reuse_point(own, self._unit, mark, self._grid)
+        key, state, grid, n = self.states.best(ids, limit)
+        if state is not None and (saved := reuse_point(n, self._unit, mark, grid)) > start:
             if llama_cpp.llama_state_set_data(llm._ctx.ctx, state, len(state)) != len(state):
                 raise GenerationError("llama.cpp could not restore a saved note state.")
             llm.input_ids[:len(key)] = key
-            llm.n_tokens = len(key)
             self.states.hits += 1
-            return n
-        return own
+            start = saved
+        llm.n_tokens = start  # eval drops the context's cells after this
+        return start
 
-    def _keep_note(self, prompt: str | Prompt, ids: list[int]) -> None:
-        """Save the context's state after an answer when its note is not kept yet (follow-ups restore it). It is
-        keyed by the note part: the question and answer in it are dropped when it is restored."""
-        keep = self._prefix_length(prompt) if isinstance(prompt, Prompt) else 0
+    def _keep_note(self, ids: list[int], keep: int) -> None:
+        """Save the context's state after an answer when its note (``ids[:keep]``) is not kept yet (follow-ups
+        restore it); the question and answer in it are dropped when it is restored."""
+        keep = min(keep, self.llm.n_tokens)
         if keep >= MIN_STATE_TOKENS and self.states.max_entries > 0 and not self.states.covers(ids[:keep]):
-            self.states.store(ids[:keep], self._save())
-
-    def _prefix_length(self, prompt: Prompt) -> int:
-        """How many leading ids of ``prompt`` are its note part (as the note part tokenises alone)."""
-        if prompt.prefix is None or prompt.ids is None:
-            return 0
-        return common_prefix(self.encode(prompt.prefix), prompt.ids, len(prompt.ids) - 1)
+            self.states.store(ids[:keep], self._save(), self._grid)
 
     def prefill(self, prefix: str, stop: Stop | None = None, progress: Progress | None = None) -> Prefilled:
-        """Evaluate ``prefix`` into the context in pieces (``read_in_pieces``: about ``YIELD_S`` each, at most
-        ``n_ubatch``), continuing from what is kept, and save the state; ``stop`` is checked between pieces and the
-        pieces done are kept (see ``Engine.prefill``)."""
+        """Evaluate ``prefix`` into the context block by block on the grid (``block_ends``: ``n_ubatch`` tokens each,
+        the same blocks a cold Ask evaluates), continuing from what is kept, and save the state; ``stop`` is checked
+        between blocks and the blocks done are kept (see ``Engine.prefill``)."""
         stop = stop if stop is not None else threading.Event()
         with self._turn(stop) as ready:
             if not ready or self._closed:  # tokenising needs the model: only under the lock, never after close
@@ -375,15 +420,13 @@ class LlamaCppEngine(Engine):
                 return Prefilled(0, len(ids))
             if self.states.covers(ids):
                 return Prefilled(len(ids), len(ids))
-            llm = self.llm
-            done = self._restore(ids, len(ids))
-            llm.n_tokens = done  # eval drops the context's cells after this
             try:
-                done = read_in_pieces(ids, done, max(1, int(llm.context_params.n_ubatch)), llm.eval, stop, progress)
+                self._evaluate(ids, len(ids), len(ids), stop, progress)
             except Exception as exc:
                 raise _generation_error(exc) from exc
+            done = self.llm.n_tokens
             if done >= MIN_STATE_TOKENS and not self.states.covers(ids[:done]):
-                self.states.store(ids[:done], self._save())
+                self.states.store(ids[:done], self._save(), self._grid)
         return Prefilled(done, len(ids))
 
     def cache_usage(self) -> CacheUsage:
