@@ -53,7 +53,7 @@ if TYPE_CHECKING:  # llama_cpp loads with the first GGUF (flags and ``--help`` w
 
 
 # Prompt evaluation settings chosen by measurement on a 2-core CPU (README, "On a laptop").
-N_BATCH, N_UBATCH, FLASH_ATTN = 512, 512, "off"
+N_BATCH, N_UBATCH, FLASH_ATTN = 512, 256, "off"
 MIN_STATE_TOKENS = 16  # shorter shared prefixes are not worth a saved state
 
 
