@@ -329,9 +329,9 @@ class LlamaCppEngine(Engine):
                 # Draft from the prompt only for greedy answers that ask for it (the same tokens, sooner).
                 greedy = not settings.do_sample and settings.prompt_lookup > 0
                 self.llm.draft_model = self._draft if greedy else None
-                tokens = self.llm.generate(ids, reset=True, **sampling) if not stop_event.is_set() else iter(())
+                tokens = self.llm.generate(ids, reset=True, **sampling)  # a generator: runs once iterated
                 try:
-                    for token in tokens:
+                    for token in tokens if not stop_event.is_set() else ():  # Stop while the prompt was read
                         if first is None:
                             first = time.perf_counter() - start
                         if llama_cpp.llama_vocab_is_eog(self._vocab, token):
@@ -351,8 +351,7 @@ class LlamaCppEngine(Engine):
                 except Exception as exc:
                     raise _generation_error(exc) from exc
                 finally:
-                    if hasattr(tokens, "close"):
-                        tokens.close()
+                    tokens.close()
                 self._keep_note(ids, common_prefix(note, ids, len(ids) - 1))
         text += decoder.decode(b"", final=True)
         yield StreamUpdate(text, len(new), time.perf_counter() - start, done=True, stopped=stop_event.is_set(),
@@ -374,10 +373,11 @@ class LlamaCppEngine(Engine):
         """Bring ``ids[:end]`` into the context: reuse the longest prefix known (``_resume``), then evaluate the rest
         block by block on the grid (``block_ends``; ``stop`` is checked between blocks). Returns the tokens reused."""
         start = self._resume(ids, end, mark)
-        self._grid = (mark, end)
-        read_in_pieces(ids[:end], start, self._unit, self.llm.eval, stop, progress,
-                       block_ends(start, end, self._unit, mark))
-        self._grid = (mark, self.llm.n_tokens)  # short of ``end`` when stopped: its last block ended there
+        try:
+            read_in_pieces(ids[:end], start, self._unit, self.llm.eval, stop, progress,
+                           block_ends(start, end, self._unit, mark))
+        finally:  # the context's blocks end where the evaluation stopped (``end``, or short of it)
+            self._grid = (mark, self.llm.n_tokens)
         return start
 
     def _resume(self, ids: list[int], limit: int, mark: int) -> int:
