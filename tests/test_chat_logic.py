@@ -60,7 +60,7 @@ def test_paper_preset_is_not_streamed_says_so_and_stops(ctx):
     gen = logic.ask(ctx, rid, logic.AskForm(note=NOTE, instruction="Why?", preset=logic.PAPER), [], [])
     next(gen)  # the question is shown
     assert "beam search cannot stream" in next(gen)[2]
-    assert common.stop(ctx, rid) == "Stopping…"  # running now: it ends at the next step
+    assert common.stop(ctx, rid) is None  # running now: its own stream says "Stopping…", then "Stopped."
     chat, turns, status, _ = list(gen)[-1]
     assert status.startswith("Stopped.") and "preset paper" in status and turns[0]["settings"]["num_beams"] == 5
 

@@ -77,7 +77,8 @@ def test_stop_ends_generation_early(chat_url, page):
                            "document.querySelector('#chat-status')?.innerText || '')", timeout=30000)
     page.get_by_role("button", name="Stop").click()
     page.locator("#chat-status").get_by_text("Stopped").wait_for(timeout=30000)
-    # the answer's footer (the status line may still show "Stopping…" if Stop's reply came in last)
+    # the status line is written by the answer's own stream only, so "Stopped" is the last thing it says
+    expect(page.locator("#chat-status")).not_to_contain_text("Stopping", timeout=5000)
     expect(page.locator("#answers [data-testid='bot']").last).to_contain_text("stopped", timeout=30000)
     stats = bot_text(page).splitlines()[-1]
     tokens = int(stats.split(" tokens ·")[0].split("·")[-1])

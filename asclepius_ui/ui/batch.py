@@ -78,11 +78,5 @@ def build(ctx: AppContext) -> None:
         on_run, [rid, upload, tasks, question, max_new, guard, truncate, keep], [status, preview, *outs],
         concurrency_limit=max(1, ctx.max_concurrent), concurrency_id="generate", api_name="batch",
         show_progress_on=[status])
-    def on_stop(r):
-        """A run waiting in the queue is cancelled and says so; a running one ends after its current row and says
-        "Stopped: k of N" itself (a "Stopping…" written here could land after that and hide it)."""
-        running = ctx.is_running(r)
-        said = common.stop(ctx, r)
-        return gr.update() if running or said is None else said
-
-    stop.click(on_stop, rid, status, queue=False, show_progress="hidden", api_visibility="private")
+    stop.click(lambda r: common.stop(ctx, r) or gr.update(), rid, status, queue=False, show_progress="hidden",
+               api_visibility="private")

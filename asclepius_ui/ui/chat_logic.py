@@ -150,12 +150,12 @@ def _answer(engine, event, form: AskForm, chat, done) -> Iterator[tuple]:
     try:
         for u in with_heartbeat(flow.stream(prepared, event)):
             if u is None:
-                yield chat, done, f"{waiting} ({time.perf_counter() - t0:.0f} s)", ""
+                yield chat, done, "Stopping…" if event.is_set() else f"{waiting} ({time.perf_counter() - t0:.0f} s)", ""
                 continue
             update = u
             chat[-1] = {"role": "assistant", "content": safe_markdown(u.text)}
             if not u.done:
-                yield chat, done, f"Generating… {u.new_tokens} tokens", ""
+                yield chat, done, "Stopping…" if event.is_set() else f"Generating… {u.new_tokens} tokens", ""
     except UserError:
         del chat[-2:]
         raise

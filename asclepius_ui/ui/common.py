@@ -132,9 +132,10 @@ def new_request(ctx) -> tuple[str, str]:
 
 
 def stop(ctx, rid: str | None) -> str | None:
-    """Stop ``rid``; a request still waiting in the queue is cancelled and says so. None: leave the status."""
-    if not rid or not ctx.stop(rid):
+    """Stop ``rid``; a request still waiting in the queue is cancelled and says so. None: leave the status (also for
+    a running request: its own stream says "Stopping…" and then "Stopped", in that order, where a "Stopping…" written
+    here could land after the stream's last status and hide it)."""
+    running = ctx.is_running(rid)
+    if not rid or not ctx.stop(rid) or running:
         return None
-    if ctx.is_running(rid):
-        return "Stopping…"
     return "Stopped while waiting in the queue: it will not run."
