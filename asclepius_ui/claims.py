@@ -547,7 +547,7 @@ class Check:
     @property
     def verdict(self) -> str:
         """One line for under the answer, e.g. "1 dose and 1 drug are not in the note"."""
-        return verdict(self.findings, self.sentences)
+        return verdict(self.findings, self.sentences, self.checked)
 
     def as_dict(self) -> dict:
         """JSON-ready, as stored with a rating or written by ``eval.check``."""
@@ -570,8 +570,12 @@ def _join(parts: list[str]) -> str:
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
-def verdict(findings: list[Finding], sentences: int = 1) -> str:
-    """The one-line summary of ``findings`` (each distinct claim counted once)."""
+NOTHING_CHECKED = "No number, drug, side or negation here to check against the note."
+
+
+def verdict(findings: list[Finding], sentences: int = 1, checked: dict[str, int] | None = None) -> str:
+    """The one-line summary of ``findings`` (each distinct claim counted once); ``checked``: the claims looked up by
+    kind (an answer such as "Yes." has none, and is not said to be all in the note)."""
     if not sentences:
         return "Nothing to check."
     distinct = {(f.kind, f.label, f.text.lower()): f for f in findings}
@@ -592,7 +596,8 @@ def verdict(findings: list[Finding], sentences: int = 1) -> str:
     if unsup:
         parts.append(f"{_plural(unsup, 'unsupported')} {'has' if unsup == 1 else 'have'} nothing in the note")
     if not parts:
-        return "Every number, drug, side and negation checked is in the note."
+        nothing = checked is not None and not any(checked.values())
+        return NOTHING_CHECKED if nothing else "Every number, drug, side and negation checked is in the note."
     text = "; ".join(parts)
     return text[0].upper() + text[1:] + "."
 
@@ -796,9 +801,10 @@ def render_answer_html(check: Check) -> str:
         f = whole.get((s, e))
         out.append(_mark("unsupported", "unsupported", text, f.reason, f.closest) if f else text)
         pos = e
-    ok = not check.findings
+    ok, said = not check.findings, check.verdict
+    mark, color = ("", "#444") if said in (NOTHING_CHECKED, "Nothing to check.") else (
+        ("✓ ", "#1e6b34") if ok else ("⚠ ", "#8a1c1c"))
     verdict_html = (f'<p class="claims-verdict" role="status" data-findings="{len(check.findings)}" '
-                    f'style="margin:.4em 0 0;font-weight:600;color:{"#1e6b34" if ok else "#8a1c1c"}">'
-                    f'{"✓" if ok else "⚠"} {html.escape(check.verdict)}</p>')
+                    f'style="margin:.4em 0 0;font-weight:600;color:{color}">{mark}{html.escape(said)}</p>')
     return (f'<div class="claims"><div class="claims-answer" style="white-space:pre-wrap;overflow-wrap:anywhere">'
             f'{"".join(out)}</div>{verdict_html}</div>')

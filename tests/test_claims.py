@@ -117,4 +117,8 @@ def test_correct_answer_renders_without_marks():
 
 def test_empty_inputs():
     assert check_answer(NOTE, "").verdict == "Nothing to check."
+    for answer in ("Yes.", "\ufffd"):  # nothing looked up: not said to be "all in the note", and no check mark
+        check = check_answer(NOTE, answer)
+        assert check.verdict == "No number, drug, side or negation here to check against the note.", answer
+        assert "✓" not in render_answer_html(check)
     assert {"drug", "number"} <= set(kinds("", "Aspirin 81 mg daily."))
