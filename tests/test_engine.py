@@ -23,7 +23,8 @@ NOTE = "DISCHARGE SUMMARY\nPatient: 70-year-old male\nHospital Course:\nTreated 
 
 
 def direct(engine, prompt: str, **kwargs) -> tuple[str, int]:
-    """The answer straight from transformers' generate (no engine code), stripped at EOS, and its token count."""
+    """The answer straight from transformers' generate (no engine code), stripped at EOS, and its token count (a
+    trailing "\ufffd" left by a character cut in the middle is left out, as the engine shows the answer)."""
     ids = torch.tensor([engine.encode(prompt)], device=engine.model.device)
     with torch.inference_mode():
         out = engine.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
@@ -31,7 +32,7 @@ def direct(engine, prompt: str, **kwargs) -> tuple[str, int]:
     new = out[0, ids.shape[1]:].tolist()
     eos = [i for i, t in enumerate(new) if t in engine.eos_token_ids]
     new = new[:eos[0]] if eos else new
-    return engine.tokenizer.decode(new, skip_special_tokens=True), len(new)
+    return engine.tokenizer.decode(new, skip_special_tokens=True).rstrip("\ufffd"), len(new)
 
 
 def test_published_layout_has_no_fast_tokenizer(tiny_bin_model):
@@ -280,3 +281,21 @@ def test_4bit_layers_whose_width_does_not_pack_keep_the_plain_cpu_path(tmp_path,
         m.support_avx512bf16_for_cpu = False  # this CPU's own path for the answer below
     r = e.generate(e.prompt(NOTE, "What was given?"), GenerationSettings(max_new_tokens=4))
     assert (r.text, r.new_tokens) == direct(e, e.prompt(NOTE, "What was given?"), max_new_tokens=4, do_sample=False)
+
+
+
+def test_an_answer_cut_in_the_middle_of_a_character_leaves_it_out(tiny_engine):
+    """Cut by the token limit (or Stop) just after a byte piece (``<0xE2>``: part of a character), the finished
+    answer ends before that character, as the streamed updates did, instead of with a "\ufffd"."""
+    prompt = tiny_engine.prompt(NOTE, "Summarize.")
+    ids = tiny_engine.encode(prompt)
+    out = tiny_engine.model.generate(input_ids=torch.tensor([ids]), max_new_tokens=30, do_sample=False)
+    new = out[0, len(ids):].tolist()
+    pieces = tiny_engine.tokenizer.convert_ids_to_tokens(new)
+    cuts = [k for k in range(1, len(new) + 1) if pieces[k - 1].startswith("<0x") and int(pieces[k - 1][3:5], 16) > 127]
+    assert cuts  # the random model does emit byte pieces: the case is met
+    for k in cuts:
+        decoded = tiny_engine.tokenizer.decode(new[:k], skip_special_tokens=True)
+        assert decoded.endswith("\ufffd")  # what the answer used to end with
+        text = tiny_engine.generate(prompt, GenerationSettings(max_new_tokens=k)).text
+        assert text == decoded.rstrip("\ufffd"), k

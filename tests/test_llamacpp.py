@@ -192,3 +192,13 @@ def test_prompt_lookup_drafting_gives_the_same_greedy_answers(tiny_gguf, gguf_en
         assert Counted.drafts > 0
     finally:
         drafting.close()
+
+
+
+def test_an_answer_cut_in_the_middle_of_a_character_leaves_it_out(gguf_engine):
+    """Cut by the token limit (or Stop) just after a byte piece above 0x7F, the answer does not end with "\ufffd"."""
+    prompt = gguf_engine.prompt(NOTE, "Summarize.")
+    texts = [gguf_engine.generate(prompt, GREEDY.replace(max_new_tokens=k)).text for k in range(1, 13)]
+    assert "\ufffd" in texts[-1]  # the random model does emit such pieces: the case is met
+    assert not [t for t in texts if t.endswith("\ufffd")]
+    assert all(texts[-1].startswith(t) for t in texts)

@@ -520,7 +520,7 @@ class TransformersEngine(Engine):
         if streamer is None:
             new = box["out"][0, len(ids):].tolist()
         new = self._strip_eos(new)
-        yield StreamUpdate(self._decode(new), len(new), time.perf_counter() - start, done=True,
+        yield StreamUpdate(self._answer_text(new), len(new), time.perf_counter() - start, done=True,
                            stopped=stop_event.is_set(), prompt_tokens=len(ids), first_token_s=first)
 
     @functools.cached_property
@@ -536,6 +536,12 @@ class TransformersEngine(Engine):
             end -= 1
         text = self._decode(ids[:end])
         return text.rstrip("\ufffd")
+
+    def _answer_text(self, ids: list[int]) -> str:
+        """The finished answer: a character it stopped in the middle of (Stop, the token limit) is left out, not
+        shown as "\ufffd", as the streamed updates left it out."""
+        text = self._decode(ids)
+        return text.rstrip("\ufffd") if ids and ids[-1] in self._byte_token_ids else text
 
     def _strip_eos(self, ids: list[int]) -> list[int]:
         eos = set(self.eos_token_ids)
@@ -566,7 +572,8 @@ class TransformersEngine(Engine):
         results = []
         for row, ids in zip(out, encoded, strict=True):
             new = self._strip_eos(row[width:].tolist())
-            results.append(GenerationResult(self._decode(new), len(new), seconds, done=True, prompt_tokens=len(ids)))
+            results.append(GenerationResult(self._answer_text(new), len(new), seconds, done=True,
+                                            prompt_tokens=len(ids)))
         return results
 
 
