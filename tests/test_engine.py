@@ -16,15 +16,17 @@ from asclepius_ui.engines import (
     answer,
     load_engine,
 )
+from asclepius_ui.engines.base import unfinished_character
 from asclepius_ui.engines.transformers import _generation_error
 from asclepius_ui.tokenization import budget_for, truncate_note
+
+from .cut_answers import cut_answers, decoded
 
 NOTE = "DISCHARGE SUMMARY\nPatient: 70-year-old male\nHospital Course:\nTreated for CAP with ceftriaxone.\n"
 
 
 def direct(engine, prompt: str, **kwargs) -> tuple[str, int]:
-    """The answer straight from transformers' generate (no engine code), stripped at EOS, and its token count (a
-    trailing "\ufffd" left by a character cut in the middle is left out, as the engine shows the answer)."""
+    """The answer straight from transformers' generate (no engine code), stripped at EOS, and its token count."""
     ids = torch.tensor([engine.encode(prompt)], device=engine.model.device)
     with torch.inference_mode():
         out = engine.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
@@ -32,7 +34,8 @@ def direct(engine, prompt: str, **kwargs) -> tuple[str, int]:
     new = out[0, ids.shape[1]:].tolist()
     eos = [i for i, t in enumerate(new) if t in engine.eos_token_ids]
     new = new[:eos[0]] if eos else new
-    return engine.tokenizer.decode(new, skip_special_tokens=True).rstrip("\ufffd"), len(new)
+    return decoded(engine, new), len(new)
+
 
 
 def test_published_layout_has_no_fast_tokenizer(tiny_bin_model):
@@ -284,18 +287,20 @@ def test_4bit_layers_whose_width_does_not_pack_keep_the_plain_cpu_path(tmp_path,
 
 
 
+
+def test_unfinished_character_counts_only_a_valid_start():
+    assert [unfinished_character(b) for b in (b"caf\xc3", b"\xe2\x82", b"\xe2\x82\xac", b"ru\xbf", b"\xff", b"")] == [
+        1, 2, 0, 0, 0, 0]
+
+
+
 def test_an_answer_cut_in_the_middle_of_a_character_leaves_it_out(tiny_engine):
-    """Cut by the token limit (or Stop) just after a byte piece (``<0xE2>``: part of a character), the finished
+    """Cut by the token limit (or Stop) just after the first byte piece of a character (``<0xE1>``), the finished
     answer ends before that character, as the streamed updates did, instead of with a "\ufffd"."""
     prompt = tiny_engine.prompt(NOTE, "Summarize.")
     ids = tiny_engine.encode(prompt)
-    out = tiny_engine.model.generate(input_ids=torch.tensor([ids]), max_new_tokens=30, do_sample=False)
-    new = out[0, len(ids):].tolist()
-    pieces = tiny_engine.tokenizer.convert_ids_to_tokens(new)
-    cuts = [k for k in range(1, len(new) + 1) if pieces[k - 1].startswith("<0x") and int(pieces[k - 1][3:5], 16) > 127]
-    assert cuts  # the random model does emit byte pieces: the case is met
-    for k in cuts:
-        decoded = tiny_engine.tokenizer.decode(new[:k], skip_special_tokens=True)
-        assert decoded.endswith("\ufffd")  # what the answer used to end with
-        text = tiny_engine.generate(prompt, GenerationSettings(max_new_tokens=k)).text
-        assert text == decoded.rstrip("\ufffd"), k
+    out = tiny_engine.model.generate(input_ids=torch.tensor([ids]), max_new_tokens=12, do_sample=False)
+    pieces = [tiny_engine.tokenizer.convert_ids_to_tokens(i) for i in out[0, len(ids):].tolist()]
+    pieces = [bytes([int(p[3:5], 16)]) if p.startswith("<0x") else p.encode() for p in pieces]
+    texts = [tiny_engine.generate(prompt, GenerationSettings(max_new_tokens=k)).text for k in range(1, 13)]
+    assert all(cut_answers(texts, pieces))  # the random model emits both: each case is met

@@ -397,6 +397,17 @@ YIELD_S = 0.2  # a note read ahead goes in pieces sized to take about this long:
 MIN_PIECE = 64  # smaller pieces cost prefill speed (measured: README, "CPU settings")
 
 
+def unfinished_character(data: bytes) -> int:
+    """How many bytes at the end of ``data`` begin a UTF-8 character that is not finished (0 when none): what an
+    answer cut in the middle of a character (Stop, the token limit) leaves out. Invalid bytes are not counted: they
+    are shown, as "\ufffd"."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    decoder.decode(data)
+    return len(decoder.getstate()[0])
+
+
 def next_piece(tokens: int, seconds: float, largest: int) -> int:
     """Tokens in the next read-ahead piece, after ``tokens`` took ``seconds``: about ``YIELD_S`` worth, a multiple
     of ``MIN_PIECE`` between it and ``largest`` (the backend's cap)."""

@@ -353,11 +353,8 @@ class LlamaCppEngine(Engine):
                 finally:
                     tokens.close()
                 self._keep_note(ids, common_prefix(note, ids, len(ids) - 1))
-        # A character the answer stopped in the middle of (Stop, the token limit) is left out, not shown as "\ufffd"
-        # (the decoder's incomplete bytes are dropped; a byte piece that already became one is stripped, as
-        # transformers' engine does).
-        if new and len(piece) == 1 and piece[0] > 127:
-            text = text.rstrip("\ufffd")
+        # A character the answer stopped in the middle of (Stop, the token limit) is left out, not shown as "\ufffd":
+        # the decoder's unfinished bytes are dropped (no final decode).
         yield StreamUpdate(text, len(new), time.perf_counter() - start, done=True, stopped=stop_event.is_set(),
                            prompt_tokens=len(ids), first_token_s=first)
 

@@ -50,6 +50,7 @@ from .base import (
     marks_demo,
     read_in_pieces,
     reusable,
+    unfinished_character,
 )
 
 if TYPE_CHECKING:  # torch and transformers load with the first model (flags and ``--help`` stay fast)
@@ -524,24 +525,29 @@ class TransformersEngine(Engine):
                            stopped=stop_event.is_set(), prompt_tokens=len(ids), first_token_s=first)
 
     @functools.cached_property
-    def _byte_token_ids(self) -> frozenset[int]:
-        """Ids of sentencepiece byte-fallback pieces (``<0xE2>``): a character may span several of them."""
+    def _byte_pieces(self) -> dict[int, int]:
+        """Sentencepiece byte-fallback pieces (``<0xE2>``), id -> byte: a character may span several of them."""
         vocab = self.tokenizer.get_vocab()
-        return frozenset(i for t, i in vocab.items() if len(t) == 6 and t.startswith("<0x") and t.endswith(">"))
+        return {i: int(t[3:5], 16) for t, i in vocab.items() if len(t) == 6 and t.startswith("<0x") and t.endswith(">")}
 
     def _stable_text(self, ids: list[int]) -> str:
         """The text of ``ids`` without a trailing partial character (it arrives with the next update)."""
         end = len(ids)
-        while end and ids[end - 1] in self._byte_token_ids:
+        while end and ids[end - 1] in self._byte_pieces:
             end -= 1
         text = self._decode(ids[:end])
         return text.rstrip("\ufffd")
 
     def _answer_text(self, ids: list[int]) -> str:
         """The finished answer: a character it stopped in the middle of (Stop, the token limit) is left out, not
-        shown as "\ufffd", as the streamed updates left it out."""
-        text = self._decode(ids)
-        return text.rstrip("\ufffd") if ids and ids[-1] in self._byte_token_ids else text
+        shown as "\ufffd" (as llama.cpp's engine and the streamed updates leave it out)."""
+        tail = []
+        for i in reversed(ids[-4:]):  # a UTF-8 character is at most 4 bytes
+            if i not in self._byte_pieces:
+                break
+            tail.insert(0, self._byte_pieces[i])
+        cut = unfinished_character(bytes(tail))
+        return self._decode(ids[:len(ids) - cut])
 
     def _strip_eos(self, ids: list[int]) -> list[int]:
         eos = set(self.eos_token_ids)
