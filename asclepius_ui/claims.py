@@ -570,6 +570,7 @@ def _join(parts: list[str]) -> str:
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
+NOTHING = "Nothing to check."  # an empty answer
 NOTHING_CHECKED = "No number, drug, side or negation here to check against the note."
 
 
@@ -577,7 +578,7 @@ def verdict(findings: list[Finding], sentences: int = 1, checked: dict[str, int]
     """The one-line summary of ``findings`` (each distinct claim counted once); ``checked``: the claims looked up by
     kind (an answer such as "Yes." has none, and is not said to be all in the note)."""
     if not sentences:
-        return "Nothing to check."
+        return NOTHING
     distinct = {(f.kind, f.label, f.text.lower()): f for f in findings}
     missing = Counter(label for kind, label, _ in distinct if kind in ("number", "drug", "side"))
     neg = sum(1 for kind, _, _ in distinct if kind == "negation")
@@ -802,7 +803,7 @@ def render_answer_html(check: Check) -> str:
         out.append(_mark("unsupported", "unsupported", text, f.reason, f.closest) if f else text)
         pos = e
     ok, said = not check.findings, check.verdict
-    mark, color = ("", "#444") if said in (NOTHING_CHECKED, "Nothing to check.") else (
+    mark, color = ("", "#444") if said in (NOTHING, NOTHING_CHECKED) else (
         ("✓ ", "#1e6b34") if ok else ("⚠ ", "#8a1c1c"))
     verdict_html = (f'<p class="claims-verdict" role="status" data-findings="{len(check.findings)}" '
                     f'style="margin:.4em 0 0;font-weight:600;color:{color}">{mark}{html.escape(said)}</p>')
